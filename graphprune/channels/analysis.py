@@ -1,0 +1,81 @@
+"""The channel analysis: walk the traced graph once, apply each node's rule, collect couplings.
+
+Preconditions: ``values`` from ``graphprune.values.propagate`` for the same GraphModule.
+Effects: none on the graph (an analysis never mutates); returns a ``ChannelAnalysis``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch.fx as fx
+
+import graphprune.channels.rules  # noqa: F401  (fills the rule table)
+from graphprune.channels.context import RuleContext, empty_like
+from graphprune.channels.elements import ElementTable
+from graphprune.channels.layout import EMPTY, Layout, iter_layouts
+from graphprune.channels.registry import describe, lookup, node_key
+from graphprune.values import TensorInfo
+
+
+@dataclass(frozen=True)
+class UnknownOp:
+    node: str
+    op: str
+
+
+@dataclass
+class ChannelAnalysis:
+    table: ElementTable
+    layouts: dict[str, Any]  # node name -> Layout | tuple of Layouts | None
+    unknown: list[UnknownOp]
+
+
+def _get_attr_layout(table: ElementTable, node: fx.Node, value: Any) -> Any:
+    """A loose parameter/buffer: every dim of size > 1 gets the parameter's own elements."""
+    if not isinstance(value, TensorInfo):
+        return None
+    fqn = str(node.target)
+    return Layout({d: table.param(fqn, d, s) for d, s in enumerate(value.shape) if s > 1})
+
+
+def analyze(gm: fx.GraphModule, values: dict[str, Any]) -> ChannelAnalysis:
+    table = ElementTable()
+    layouts: dict[str, Any] = {}
+    unknown: list[UnknownOp] = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            layouts[node.name] = empty_like(values.get(node.name))
+        elif node.op == "get_attr":
+            layouts[node.name] = _get_attr_layout(table, node, values.get(node.name))
+        elif node.op == "output":
+            ctx = RuleContext(node, table, gm, layouts, values)
+            for lay in iter_layouts(ctx.layout(node.args[0])):
+                for ids in lay.all_ids():
+                    table.freeze(ids, "reaches the model output", node.name)
+        else:
+            layouts[node.name] = _apply_rule(gm, node, table, layouts, values, unknown)
+    return ChannelAnalysis(table, layouts, unknown)
+
+
+def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts: dict[str, Any],
+                values: dict[str, Any], unknown: list[UnknownOp]) -> Any:
+    ctx = RuleContext(node, table, gm, layouts, values)
+    key = node_key(node, gm)
+    rule = lookup(key)
+    if rule is None:
+        op = describe(key)
+        if any(lay.dims for lay in ctx.input_layouts()):
+            unknown.append(UnknownOp(node.name, op))
+        ctx.freeze_inputs(f"no channel rule for {op}")
+        return empty_like(values.get(node.name))
+    result = rule.propagate(ctx)
+    for lay in iter_layouts(result):
+        for ids in lay.all_ids():
+            table.anchor(ids)
+    return result
+
+
+__all__ = ["ChannelAnalysis", "UnknownOp", "analyze", "EMPTY", "np"]

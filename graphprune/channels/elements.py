@@ -1,0 +1,101 @@
+"""The element table: every channel the analysis sees is an integer *element*.
+
+Parameters dims and op outputs get fresh elements; rules *unify* elements that are the same channel
+(a residual add, a conv's input dim and its producer, a layer-scale parameter and the stream it
+scales). Unions are recorded as edge arrays and resolved once at the end with a vectorised
+connected-components pass, so the analysis of a large model costs numpy time, not Python loops.
+A layout (see ``Layout``) says which tensor dims carry which elements, index by index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+Ids = np.ndarray  # int64 element ids, one per index along a dim
+
+
+@dataclass(frozen=True)
+class Member:
+    """A parameter/buffer dim whose index i carries element ``ids[i]``."""
+
+    fqn: str
+    dim: int
+    ids: Ids
+
+
+@dataclass(frozen=True)
+class Note:
+    """A reason attached to a set of elements: why they are frozen, or why removing them is inexact."""
+
+    reason: str
+    node: str
+    ids: Ids
+
+
+@dataclass
+class ElementTable:
+    """Append-only record of elements, unions, parameter members, anchors and notes."""
+
+    count: int = 0
+    _edges_a: list[Ids] = field(default_factory=list)
+    _edges_b: list[Ids] = field(default_factory=list)
+    members: dict[tuple[str, int], Member] = field(default_factory=dict)
+    frozen: list[Note] = field(default_factory=list)
+    inexact: list[Note] = field(default_factory=list)
+    _anchors: list[Ids] = field(default_factory=list)
+
+    def new(self, n: int) -> Ids:
+        ids = np.arange(self.count, self.count + n, dtype=np.int64)
+        self.count += n
+        return ids
+
+    def param(self, fqn: str, dim: int, size: int) -> Ids:
+        """Elements of a parameter dim; the same (fqn, dim) always gets the same elements, so a
+        parameter used twice (weight sharing) couples both uses."""
+        key = (fqn, dim)
+        if key not in self.members:
+            self.members[key] = Member(fqn, dim, self.new(size))
+        return self.members[key].ids
+
+    def unify(self, a: Ids, b: Ids) -> None:
+        if len(a) != len(b):
+            raise ValueError(f"cannot unify channel sets of sizes {len(a)} and {len(b)}")
+        self._edges_a.append(np.asarray(a, dtype=np.int64))
+        self._edges_b.append(np.asarray(b, dtype=np.int64))
+
+    def tie(self, ids: Ids) -> None:
+        """Make every element in ``ids`` one channel (they must be kept or removed together)."""
+        if len(ids) > 1:
+            self.unify(ids[:-1], ids[1:])
+
+    def freeze(self, ids: Ids, reason: str, node: str) -> None:
+        if len(ids):
+            self.frozen.append(Note(reason, node, np.asarray(ids, dtype=np.int64)))
+
+    def mark_inexact(self, ids: Ids, reason: str, node: str) -> None:
+        if len(ids):
+            self.inexact.append(Note(reason, node, np.asarray(ids, dtype=np.int64)))
+
+    def anchor(self, ids: Ids) -> None:
+        """Record that these elements are channels of an activation (not just a parameter dim)."""
+        self._anchors.append(np.asarray(ids, dtype=np.int64))
+
+    def resolve(self) -> np.ndarray:
+        """Element -> channel label (connected components of the unions)."""
+        if not self._edges_a:
+            return np.arange(self.count, dtype=np.int64)
+        a = np.concatenate(self._edges_a)
+        b = np.concatenate(self._edges_b)
+        graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(self.count, self.count))
+        _, labels = connected_components(graph, directed=False)
+        return labels.astype(np.int64)
+
+    def anchored(self) -> np.ndarray:
+        mask = np.zeros(self.count, dtype=bool)
+        for ids in self._anchors:
+            mask[ids] = True
+        return mask

@@ -1,0 +1,68 @@
+"""A read-only view of a keep decision over the analysed graph: for any node and dim, which indices
+survive, and therefore the node's new shape. Rewrites of baked constants read sizes from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch.fx as fx
+
+from graphprune.channels.layout import Layout
+from graphprune.values import TensorInfo
+
+
+@dataclass(frozen=True)
+class KeptView:
+    layouts: dict[str, Any]
+    values: dict[str, Any]
+    keep_element: np.ndarray  # bool per element
+
+    def _name(self, node: fx.Node | str) -> str:
+        return node if isinstance(node, str) else node.name
+
+    def mask(self, node: fx.Node | str, dim: int) -> np.ndarray | None:
+        lay = self.layouts.get(self._name(node))
+        if not isinstance(lay, Layout):
+            return None
+        info = self.values.get(self._name(node))
+        dim = dim % info.ndim if isinstance(info, TensorInfo) else dim
+        ids = lay.get(dim)
+        return None if ids is None else self.keep_element[ids]
+
+    def old_shape(self, node: fx.Node | str) -> tuple[int, ...]:
+        info = self.values[self._name(node)]
+        return info.shape
+
+    def new_shape(self, node: fx.Node | str) -> list[int]:
+        return self.new_shape_of(self.values[self._name(node)], self.layouts.get(self._name(node)))
+
+    def new_shape_of(self, info: TensorInfo, lay: Any) -> list[int]:
+        shape = list(info.shape)
+        if isinstance(lay, Layout):
+            for d, ids in lay.dims.items():
+                shape[d] = int(self.keep_element[ids].sum())
+        return shape
+
+    def expected(self, node: fx.Node | str) -> Any:
+        """The pruned graph's expected result shape(s) for ``node`` (nested like its value)."""
+        return _expected(self, self.values.get(self._name(node)), self.layouts.get(self._name(node)))
+
+    def piece_sizes(self, node: fx.Node, dim: int) -> list[int] | None:
+        pieces = self.values[node.name]
+        lays = self.layouts.get(node.name)
+        if not isinstance(lays, tuple):
+            return None
+        old = [p.shape[dim] for p in pieces]
+        new = [self.new_shape_of(p, lay)[dim] for p, lay in zip(pieces, lays)]
+        return new if new != old else None
+
+
+def _expected(view: KeptView, info: Any, lay: Any) -> Any:
+    if isinstance(info, TensorInfo):
+        return tuple(view.new_shape_of(info, lay))
+    if isinstance(info, (tuple, list)):
+        lays = lay if isinstance(lay, tuple) else (None,) * len(info)
+        return tuple(_expected(view, i, sub) for i, sub in zip(info, lays))
+    return None

@@ -1,0 +1,84 @@
+"""The channel rule table: op -> how channels flow through it.
+
+Keys are what an fx node calls: a function object (``torch.cat``, ``operator.add``), a method name
+(``Method("view")``), or a module class (``nn.Conv2d``). Each rule propagates layouts from inputs to
+the output and records couplings in the element table; an optional ``rewrite`` fixes the node's baked
+constants (reshape sizes, split sizes, slice bounds) when channels are removed. A node whose key has
+no rule is not guessed at: the analysis freezes every channel it touches and reports the op by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch.fx as fx
+from torch import nn
+
+Key = Any  # function object | Method | module class
+
+
+@dataclass(frozen=True)
+class Method:
+    """Key for ``call_method`` nodes."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    propagate: Callable[..., Any]
+    rewrite: Callable[..., None] | None = None
+
+
+RULES: dict[Key, Rule] = {}
+
+
+def register(keys: Iterable[Key], rewrite: Callable[..., None] | None = None) -> Callable:
+    """Decorator: register ``fn`` as the propagate function for every key."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for key in keys:
+            RULES[key] = Rule(fn.__name__, fn, rewrite)
+        return fn
+
+    return deco
+
+
+def methods(*names: str) -> list[Method]:
+    return [Method(n) for n in names]
+
+
+def node_key(node: fx.Node, root: nn.Module) -> Key:
+    if node.op == "call_function":
+        return node.target
+    if node.op == "call_method":
+        return Method(str(node.target))
+    if node.op == "call_module":
+        return type(root.get_submodule(str(node.target)))
+    return None
+
+
+def lookup(key: Key) -> Rule | None:
+    """Exact match first; a module subclass inherits its base's rule only if it keeps the base's
+    forward (a subclass that rewrites forward may mix channels differently, so it must be registered)."""
+    rule = RULES.get(key)
+    if rule is not None or not isinstance(key, type):
+        return rule
+    for base in key.__mro__[1:]:
+        if base in RULES and getattr(key, "forward", None) is getattr(base, "forward", None):
+            return RULES[base]
+    return None
+
+
+def describe(key: Key) -> str:
+    """Human name of an op key for reports: ``torch.roll``, ``Tensor.unfold``, ``nn.LSTM``."""
+    if isinstance(key, Method):
+        return f"Tensor.{key.name}"
+    if isinstance(key, type):
+        return f"{key.__module__}.{key.__qualname__}"
+    module = getattr(key, "__module__", None) or ""
+    name = getattr(key, "__qualname__", None) or getattr(key, "__name__", repr(key))
+    return f"{module}.{name}" if module else name

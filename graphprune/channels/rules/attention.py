@@ -1,0 +1,134 @@
+"""Contractions and attention: matmul/bmm/einsum/scaled_dot_product_attention.
+
+A contracted dim couples its two operands index by index (q's head_dim with k's head_dim); batch
+dims behave element-wise; free dims pass their channels to the output. Exactness holds because a
+removed contracted channel is zero in at least one operand of the masked model (it comes straight from
+a zeroed projection).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from graphprune.channels.context import RuleContext
+from graphprune.channels.elements import Ids
+from graphprune.channels.layout import EMPTY, Layout
+from graphprune.channels.registry import methods, register
+
+
+def _couple_pair(ctx: RuleContext, a: Ids | None, b: Ids | None, reason: str) -> Ids | None:
+    return ctx.couple(a, b, reason)
+
+
+def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int) -> dict[int, Ids]:
+    """Broadcast batch dims of two operands whose last ``free`` dims are matrix dims."""
+    dims = {}
+    la, lb = ctx.layout(a), ctx.layout(b)
+    ia, ib = ctx.info(a), ctx.info(b)
+    for d in range(out_rank - 2):
+        ids = []
+        for lay, info in ((la, ia), (lb, ib)):
+            k = d - (out_rank - info.ndim)
+            if k >= 0 and info.shape[k] > 1:
+                ids.append(lay.get(k))
+        tracked = [i for i in ids if i is not None]
+        if tracked:
+            if len(tracked) < len(ids):
+                for i in tracked:
+                    ctx.freeze(i, "batch dim of a contraction against an untracked operand")
+            for i in tracked[1:]:
+                ctx.table.unify(tracked[0], i)
+            dims[d] = tracked[0]
+    return dims
+
+
+@register([torch.matmul, operator.matmul, torch.bmm, *methods("matmul", "bmm", "__matmul__")])
+def matmul(ctx: RuleContext) -> Layout:
+    a, b = ctx.arg(0), ctx.arg(1)
+    ia, ib, out = ctx.info(a), ctx.info(b), ctx.out
+    la, lb = ctx.layout(a), ctx.layout(b)
+    if ia.ndim < 2 or ib.ndim < 2:
+        ctx.freeze_inputs("matmul with a vector operand")
+        return EMPTY
+    _couple_pair(ctx, la.get(ia.ndim - 1), lb.get(ib.ndim - 2), "contracted against an untracked operand")
+    dims = _batch_dims(ctx, a, b, out.ndim, 2)
+    if la.get(ia.ndim - 2) is not None:
+        dims[out.ndim - 2] = la.get(ia.ndim - 2)
+    if lb.get(ib.ndim - 1) is not None:
+        dims[out.ndim - 1] = lb.get(ib.ndim - 1)
+    return Layout(dims)
+
+
+@register([torch.einsum])
+def einsum(ctx: RuleContext) -> Layout:
+    equation = ctx.value(ctx.arg(0)).replace(" ", "")
+    operands = list(ctx.node.args[1:])
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])
+    if "..." in equation or "->" not in equation:
+        ctx.freeze_inputs("einsum with ellipsis or implicit output")
+        return EMPTY
+    lhs, rhs = equation.split("->")
+    letters: dict[str, list[Ids | None]] = {}
+    for spec, op in zip(lhs.split(","), operands):
+        lay, info = ctx.layout(op), ctx.info(op)
+        for d, ch in enumerate(spec):
+            if info.shape[d] > 1:
+                letters.setdefault(ch, []).append(lay.get(d))
+    resolved: dict[str, Ids] = {}
+    for ch, ids in letters.items():
+        tracked = [i for i in ids if i is not None]
+        if not tracked:
+            continue
+        if len(tracked) < len(ids):
+            for i in tracked:
+                ctx.freeze(i, "einsum index shared with an untracked operand")
+        for i in tracked[1:]:
+            ctx.table.unify(tracked[0], i)
+        resolved[ch] = tracked[0]
+    return Layout({d: resolved[ch] for d, ch in enumerate(rhs) if ch in resolved})
+
+
+def _rewrite_sdpa(node, kept) -> None:
+    """The default scale is 1/sqrt(E) of the *current* head dim; pin the dense model's scale so the
+    pruned attention computes what the masked dense one does."""
+    q = node.args[0] if node.args else node.kwargs["query"]
+    old, new = kept.old_shape(q)[-1], kept.new_shape(q)[-1]
+    if old != new and node.kwargs.get("scale") is None and len(node.args) < 7:
+        node.kwargs = {**node.kwargs, "scale": 1.0 / math.sqrt(old)}
+
+
+@register([F.scaled_dot_product_attention], rewrite=_rewrite_sdpa)
+def scaled_dot_product_attention(ctx: RuleContext) -> Layout:
+    q, k, v = ctx.arg(0, "query"), ctx.arg(1, "key"), ctx.arg(2, "value")
+    iq, ik, iv = ctx.info(q), ctx.info(k), ctx.info(v)
+    lq, lk, lv = ctx.layout(q), ctx.layout(k), ctx.layout(v)
+    _couple_pair(ctx, lq.get(iq.ndim - 1), lk.get(ik.ndim - 1), "attention head dim against an untracked operand")
+    ctx.freeze(lk.get(ik.ndim - 2), "attention key positions")
+    ctx.freeze(lv.get(iv.ndim - 2), "attention value positions")
+    ctx.freeze(lq.get(iq.ndim - 2), "attention query positions")
+    mask = ctx.arg(3, "attn_mask")
+    if mask is not None:
+        ctx.freeze(None, "")
+    out = ctx.out
+    dims = {}
+    for d in range(out.ndim - 2):
+        tracked = [i for lay in (lq, lk, lv) if (i := lay.get(d)) is not None]
+        if tracked:
+            if len(tracked) < 3:
+                for i in tracked:
+                    ctx.freeze(i, "attention batch dim against an untracked operand")
+            for i in tracked[1:]:
+                ctx.table.unify(tracked[0], i)
+            dims[d] = tracked[0]
+    if lv.get(iv.ndim - 1) is not None:
+        dims[out.ndim - 1] = lv.get(iv.ndim - 1)
+    return Layout(dims)
+
+
+_ = np

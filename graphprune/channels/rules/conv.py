@@ -1,0 +1,155 @@
+"""Parameterised channel producers and consumers: convolutions, transposed convolutions, linear,
+embedding — as modules and as functionals over loose weights.
+
+A convolution's weight rows are new output channels; its weight columns are the input channels
+(unified with whatever produced them). Grouped and depthwise convolutions are pruned by whole groups:
+the input channels of group a and the output channels of group a form one unit, so removing a unit
+keeps every surviving group intact and only ``groups`` shrinks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphprune.channels.context import RuleContext
+from graphprune.channels.elements import Ids
+from graphprune.channels.layout import EMPTY, Layout
+from graphprune.channels.registry import register
+from graphprune.values import TensorInfo
+
+_CONV_ND = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2,
+            nn.ConvTranspose3d: 3}
+
+
+def _channel_dim(ctx: RuleContext, x: object, spatial: int) -> int:
+    info = ctx.info(x)
+    return 1 if info is not None and info.ndim == spatial + 2 else 0
+
+
+def _conv_layout(ctx: RuleContext, x: object, cdim: int, out_ids: Ids | None) -> Layout:
+    """Output layout: only the channel dim carries channels; spatial dims of the input are mixed."""
+    lay = ctx.layout(x)
+    if isinstance(lay, Layout):
+        for d, ids in lay.dims.items():
+            if d != cdim:
+                ctx.freeze(ids, "non-channel dim mixed by a convolution")
+    return Layout({cdim: out_ids}) if out_ids is not None else EMPTY
+
+
+def couple_conv(ctx: RuleContext, in_ids: Ids | None, w_out: Ids | None, w_in: Ids | None,
+                bias: Ids | None, groups: int, transposed: bool) -> Ids | None:
+    """Record a (transposed) convolution's couplings; return the output channel elements."""
+    if transposed:
+        w_out, w_in = w_in, w_out  # weight is (in, out/groups, ...)
+    if bias is not None and w_out is not None:
+        if len(bias) == len(w_out):
+            ctx.table.unify(bias, w_out)
+        else:
+            ctx.freeze(bias, "bias size differs from the weight's output dim")
+    if groups == 1:
+        if in_ids is not None and w_in is not None:
+            ctx.table.unify(in_ids, w_in)
+        elif in_ids is not None:
+            ctx.freeze(in_ids, "convolution weight is not a tracked parameter")
+        return w_out
+    if transposed or w_out is None or in_ids is None:
+        ctx.freeze(in_ids, "grouped convolution whose groups cannot be followed")
+        ctx.freeze(w_out, "grouped convolution whose groups cannot be followed")
+        return w_out
+    units_in = in_ids.reshape(groups, -1)
+    units_out = w_out.reshape(groups, -1)
+    for k in range(1, units_in.shape[1]):
+        ctx.table.unify(units_in[:, 0], units_in[:, k])
+    for k in range(units_out.shape[1]):
+        ctx.table.unify(units_in[:, 0], units_out[:, k])
+    return w_out
+
+
+@register(list(_CONV_ND))
+def conv_module(ctx: RuleContext) -> Layout:
+    m = ctx.module
+    x = ctx.arg(0, "input")
+    cdim = _channel_dim(ctx, x, _CONV_ND[type(m)] if type(m) in _CONV_ND else m.weight.ndim - 2)
+    lay = ctx.layout(x)
+    in_ids = lay.get(cdim) if isinstance(lay, Layout) else None
+    transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
+    w_in = None if (m.groups > 1 and not transposed) else ctx.param("weight", 1)
+    out = couple_conv(ctx, in_ids, ctx.param("weight", 0), w_in, ctx.param("bias", 0), m.groups, transposed)
+    return _conv_layout(ctx, x, cdim, out)
+
+
+_F_CONV = {F.conv1d: (1, False), F.conv2d: (2, False), F.conv3d: (3, False),
+           F.conv_transpose1d: (1, True), F.conv_transpose2d: (2, True), F.conv_transpose3d: (3, True),
+           torch.conv1d: (1, False), torch.conv2d: (2, False), torch.conv3d: (3, False)}
+
+
+@register(list(_F_CONV))
+def conv_functional(ctx: RuleContext) -> Layout:
+    nd, transposed = _F_CONV[ctx.node.target]
+    x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
+    groups = ctx.value(ctx.arg(6 if not transposed else 7, "groups", 1))
+    cdim = _channel_dim(ctx, x, nd)
+    lay, wl = ctx.layout(x), ctx.layout(w)
+    in_ids = lay.get(cdim) if isinstance(lay, Layout) else None
+    wl = wl if isinstance(wl, Layout) else EMPTY
+    bl = ctx.layout(b) if b is not None else EMPTY
+    w_in = None if (groups > 1 and not transposed) else wl.get(1)
+    out = couple_conv(ctx, in_ids, wl.get(0), w_in, bl.get(0) if isinstance(bl, Layout) else None,
+                      groups, transposed)
+    return _conv_layout(ctx, x, cdim, out)
+
+
+def _linear_layout(ctx: RuleContext, x: object, w_out: Ids | None, w_in: Ids | None,
+                   bias: Ids | None) -> Layout:
+    lay, out = ctx.layout(x), ctx.out
+    assert isinstance(out, TensorInfo)
+    last = out.ndim - 1
+    dims = {d: ids for d, ids in (lay.dims.items() if isinstance(lay, Layout) else ()) if d != last}
+    in_ids = lay.get(last) if isinstance(lay, Layout) else None
+    if in_ids is not None and w_in is not None:
+        ctx.table.unify(in_ids, w_in)
+    elif in_ids is not None:
+        ctx.freeze(in_ids, "linear weight is not a tracked parameter")
+    if bias is not None and w_out is not None:
+        ctx.table.unify(bias, w_out)
+    if w_out is not None:
+        dims[last] = w_out
+    return Layout(dims)
+
+
+@register([nn.Linear])
+def linear_module(ctx: RuleContext) -> Layout:
+    return _linear_layout(ctx, ctx.arg(0, "input"), ctx.param("weight", 0), ctx.param("weight", 1),
+                          ctx.param("bias", 0))
+
+
+@register([F.linear])
+def linear_functional(ctx: RuleContext) -> Layout:
+    wl = ctx.layout(ctx.arg(1, "weight"))
+    b = ctx.arg(2, "bias")
+    bl = ctx.layout(b) if b is not None else EMPTY
+    wl = wl if isinstance(wl, Layout) else EMPTY
+    return _linear_layout(ctx, ctx.arg(0, "input"), wl.get(0), wl.get(1),
+                          bl.get(0) if isinstance(bl, Layout) else None)
+
+
+@register([nn.Embedding])
+def embedding_module(ctx: RuleContext) -> Layout:
+    out = ctx.out
+    ctx.freeze_inputs("embedding indices")
+    w = ctx.param("weight", 1)
+    return Layout({out.ndim - 1: w}) if w is not None else EMPTY
+
+
+@register([F.embedding])
+def embedding_functional(ctx: RuleContext) -> Layout:
+    wl = ctx.layout(ctx.arg(1, "weight"))
+    w = wl.get(1) if isinstance(wl, Layout) else None
+    return Layout({ctx.out.ndim - 1: w}) if w is not None else EMPTY
+
+
+def _tile(ids: Ids, times: int) -> Ids:
+    return np.tile(ids, times)

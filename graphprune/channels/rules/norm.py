@@ -1,0 +1,143 @@
+"""Normalisation layers.
+
+BatchNorm and InstanceNorm act per channel: their parameters and running statistics simply join the
+channel. GroupNorm with several groups is pruned by whole norm groups (each group is normalised on
+its own, so removing a whole group is exact and only ``num_groups`` shrinks). LayerNorm, RMSNorm and
+GroupNorm(1, C) compute statistics *across* channels: pruning them is allowed but changes the
+surviving channels' statistics, so those channels are marked inexact in the report.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphprune.channels.context import RuleContext
+from graphprune.channels.elements import Ids
+from graphprune.channels.layout import EMPTY, Layout
+from graphprune.channels.registry import register
+from graphprune.channels.rules.elementwise import same_layout
+
+_PER_CHANNEL_BUFFERS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _bind(ctx: RuleContext, ids: Ids | None, param: Ids | None) -> None:
+    """A per-channel parameter joins its channel; without tracked channels it is left alone."""
+    if ids is not None and param is not None and len(ids) == len(param):
+        ctx.table.unify(ids, param)
+
+
+BATCH_NORMS = [nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
+               nn.InstanceNorm2d, nn.InstanceNorm3d]
+
+
+@register(BATCH_NORMS)
+def batch_norm_module(ctx: RuleContext) -> Layout:
+    lay = same_layout(ctx, ctx.arg(0, "input"))
+    info = ctx.info(ctx.arg(0, "input"))
+    cdim = 1 if info is not None and info.ndim >= 2 and not _unbatched_instance_norm(ctx) else 0
+    for attr in _PER_CHANNEL_BUFFERS:
+        _bind(ctx, lay.get(cdim), ctx.param(attr, 0))
+    return lay
+
+
+def _unbatched_instance_norm(ctx: RuleContext) -> bool:
+    m = ctx.module
+    info = ctx.info(ctx.arg(0))
+    expected = {nn.InstanceNorm1d: 2, nn.InstanceNorm2d: 3, nn.InstanceNorm3d: 4}.get(type(m))
+    return expected is not None and info is not None and info.ndim == expected
+
+
+def _functional_param(ctx: RuleContext, index: int, name: str) -> Ids | None:
+    arg = ctx.arg(index, name)
+    lay = ctx.layout(arg) if arg is not None else None
+    return lay.get(0) if isinstance(lay, Layout) else None
+
+
+@register([F.batch_norm, F.instance_norm])
+def batch_norm_functional(ctx: RuleContext) -> Layout:
+    lay = same_layout(ctx, ctx.arg(0, "input"))
+    names = (("running_mean", 1), ("running_var", 2), ("weight", 3), ("bias", 4))
+    if ctx.node.target is F.instance_norm:
+        names = (("running_mean", 1), ("running_var", 2), ("weight", 3), ("bias", 4))
+    for name, index in names:
+        _bind(ctx, lay.get(1), _functional_param(ctx, index, name))
+    return lay
+
+
+def _group_norm(ctx: RuleContext, num_groups: int, weight: Ids | None, bias: Ids | None) -> Layout:
+    lay = same_layout(ctx, ctx.arg(0, "input"))
+    ids = lay.get(1)
+    _bind(ctx, ids, weight)
+    _bind(ctx, ids, bias)
+    if ids is None:
+        return lay
+    if num_groups == 1:
+        ctx.table.mark_inexact(ids, "GroupNorm(1, C) statistics span all channels", ctx.name)
+        return lay
+    units = ids.reshape(num_groups, -1)
+    for k in range(1, units.shape[1]):
+        ctx.table.unify(units[:, 0], units[:, k])
+    return lay
+
+
+@register([nn.GroupNorm])
+def group_norm_module(ctx: RuleContext) -> Layout:
+    return _group_norm(ctx, ctx.module.num_groups, ctx.param("weight", 0), ctx.param("bias", 0))
+
+
+@register([F.group_norm])
+def group_norm_functional(ctx: RuleContext) -> Layout:
+    return _group_norm(ctx, int(ctx.value(ctx.arg(1, "num_groups"))), _functional_param(ctx, 2, "weight"),
+                       _functional_param(ctx, 3, "bias"))
+
+
+def _layer_norm(ctx: RuleContext, k: int, params: list[object]) -> Layout:
+    """Normalised over the last k dims: parameters join those dims' channels; statistics mix them."""
+    lay = same_layout(ctx, ctx.arg(0, "input"))
+    rank = ctx.out.ndim
+    for j in range(k):
+        ids = lay.get(rank - k + j)
+        if ids is None:
+            continue
+        ctx.table.mark_inexact(ids, "LayerNorm/RMSNorm statistics span the channels", ctx.name)
+        for p in params:
+            p_lay = p if isinstance(p, Layout) else EMPTY
+            _bind(ctx, ids, p_lay.get(j))
+    return lay
+
+
+def _module_param_layout(ctx: RuleContext, attr: str, ndim: int) -> Layout:
+    return Layout({j: ids for j in range(ndim) if (ids := ctx.param(attr, j)) is not None})
+
+
+@register([nn.LayerNorm, nn.RMSNorm])
+def layer_norm_module(ctx: RuleContext) -> Layout:
+    m = ctx.module
+    k = len(m.normalized_shape)
+    params = [_module_param_layout(ctx, a, k) for a in ("weight", "bias") if getattr(m, a, None) is not None]
+    return _layer_norm(ctx, k, params)
+
+
+def _rewrite_normalized_shape(node, kept) -> None:
+    """F.layer_norm(x, normalized_shape, ...) bakes the channel count: re-derive it."""
+    shape = kept.new_shape(node.args[0])
+    k = len(node.args[1])
+    node.args = (node.args[0], tuple(shape[-k:]), *node.args[2:])
+
+
+@register([F.layer_norm, F.rms_norm], rewrite=_rewrite_normalized_shape)
+def layer_norm_functional(ctx: RuleContext) -> Layout:
+    k = len(ctx.value(ctx.arg(1, "normalized_shape")))
+    params = [ctx.layout(ctx.arg(i, n)) for i, n in ((2, "weight"), (3, "bias")) if ctx.arg(i, n) is not None]
+    return _layer_norm(ctx, k, [p for p in params if isinstance(p, Layout)])
+
+
+@register([nn.LocalResponseNorm, F.local_response_norm])
+def local_response_norm(ctx: RuleContext) -> Layout:
+    ctx.freeze_inputs("LocalResponseNorm mixes neighbouring channels")
+    return same_layout(ctx, ctx.arg(0, "input"))
+
+
+_ = torch  # keep the import for type references in rules added later

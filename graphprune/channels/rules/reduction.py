@@ -1,0 +1,111 @@
+"""Reductions, softmax and shape queries.
+
+Reducing over a non-channel dim (global pooling by ``mean((2, 3))``, a sum over tokens) keeps the
+channels; reducing over a channel dim mixes them with no parameter to zero, so those channels freeze.
+Softmax and friends normalise across their dim: over a channel dim they freeze too.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphprune.channels.context import RuleContext, empty_like
+from graphprune.channels.layout import EMPTY, Layout
+from graphprune.channels.registry import Method, methods, register
+from graphprune.channels.rules.elementwise import same_layout
+from graphprune.values import TensorInfo
+
+REDUCTIONS = [torch.sum, torch.mean, torch.amax, torch.amin, torch.max, torch.min, torch.std, torch.var,
+              torch.norm, torch.logsumexp, torch.prod, torch.all, torch.any, torch.argmax, torch.argmin,
+              torch.linalg.vector_norm, torch.nansum, torch.nanmean, torch.std_mean, torch.var_mean,
+              *methods("sum", "mean", "amax", "amin", "max", "min", "std", "var", "norm", "logsumexp",
+                       "prod", "all", "any", "argmax", "argmin", "nansum", "nanmean")]
+
+
+def _reduced_dims(ctx: RuleContext, rank: int) -> list[int] | None:
+    dim = ctx.value(ctx.arg(1, "dim", None))
+    if ctx.node.target in (torch.norm, Method("norm")):
+        dim = ctx.value(ctx.node.kwargs.get("dim", ctx.arg(2, "dim", None)))
+    if dim is None or isinstance(dim, TensorInfo):
+        return None
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    return [d % rank for d in dims] if dims else None
+
+
+@register(REDUCTIONS)
+def reduction(ctx: RuleContext) -> object:
+    x = ctx.arg(0, "input")
+    lay, info = ctx.layout(x), ctx.info(x)
+    if not isinstance(lay, Layout) or info is None:
+        return empty_like(ctx.out)
+    dims = _reduced_dims(ctx, info.ndim)
+    reduced = list(range(info.ndim)) if dims is None else dims
+    for d in reduced:
+        ctx.freeze(lay.get(d), f"reduction over a channel dim ({ctx.node.target if isinstance(ctx.node.target, str) else getattr(ctx.node.target, '__name__', '?')})")
+    keepdim = bool(ctx.value(ctx.node.kwargs.get("keepdim", ctx.arg(2, "keepdim", False))))
+    kept = {}
+    for d, ids in lay.dims.items():
+        if d in reduced:
+            continue
+        new = d if keepdim else d - sum(1 for r in reduced if r < d)
+        kept[new] = ids
+    layout = Layout(kept)
+    out = ctx.out
+    if isinstance(out, tuple):  # (values, indices)
+        return tuple(layout for _ in out)
+    return layout if isinstance(out, TensorInfo) else None
+
+
+SOFTMAXES = [F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, F.softmin, torch.cumsum,
+             torch.cumprod, F.normalize, *methods("softmax", "log_softmax", "cumsum", "cumprod"),
+             nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d]
+
+
+@register(SOFTMAXES)
+def softmax(ctx: RuleContext) -> Layout:
+    x = ctx.arg(0, "input")
+    info = ctx.info(x)
+    if ctx.node.op == "call_module":
+        dim = getattr(ctx.module, "dim", None)
+        dim = -3 if isinstance(ctx.module, nn.Softmax2d) else dim
+    elif ctx.node.target is F.normalize:
+        dim = ctx.value(ctx.arg(2, "dim", 1))
+    else:
+        dim = ctx.value(ctx.arg(1, "dim", None))
+    lay = ctx.layout(x)
+    if dim is None:
+        ctx.freeze_inputs("softmax over an implicit dim")
+    else:
+        ctx.freeze(lay.get(dim % info.ndim), "normalisation across a channel dim (softmax/normalize/cumsum)")
+    return same_layout(ctx, x)
+
+
+SHAPE_QUERIES = [builtins.getattr, builtins.len,
+                 *methods("size", "dim", "numel", "nelement", "ndimension", "stride", "data_ptr",
+                          "is_contiguous")]
+
+
+@register(SHAPE_QUERIES)
+def shape_query(ctx: RuleContext) -> object:
+    """Sizes are read, not channels: they re-evaluate on the pruned graph by themselves."""
+    if ctx.node.target is builtins.getattr:
+        attr = ctx.node.args[1]
+        if attr in ("shape", "dtype", "device", "ndim", "is_cuda"):
+            return None
+        if attr in ("T", "mT"):
+            lay = ctx.layout(ctx.node.args[0])
+            rank = ctx.out.ndim
+            order = list(range(rank))[::-1] if attr == "T" else [*range(rank - 2), rank - 1, rank - 2]
+            return Layout({new: lay.get(old) for new, old in enumerate(order) if lay.get(old) is not None})
+        if attr == "data":
+            return same_layout(ctx, ctx.node.args[0])
+        ctx.freeze_inputs(f"attribute '.{attr}' of a tensor")
+        return empty_like(ctx.out)
+    return None
+
+
+_ = EMPTY

@@ -1,0 +1,58 @@
+"""The compile report: what changed, by how much, and why some channels could not be touched.
+``to_dict()`` is JSON-able and its top-level keys are part of the published surface."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graphprune.io import atomic_write_text
+
+
+@dataclass
+class LayerWidth:
+    name: str
+    kind: str
+    before: int
+    after: int
+
+
+@dataclass
+class Report:
+    model: str
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    groups: int
+    prunable_groups: int
+    frozen: list[dict[str, Any]]
+    unknown_ops: list[dict[str, str]]
+    inexact: list[dict[str, Any]]
+    kept: dict[str, dict[int, list[int]]]
+    passes: list[str]
+    seconds: dict[str, float]
+    options: dict[str, Any]
+    layers: list[LayerWidth] = field(default_factory=list)
+
+    @property
+    def macs_reduction(self) -> float:
+        return self.macs_before / max(self.macs_after, 1)
+
+    @property
+    def params_reduction(self) -> float:
+        return self.params_before / max(self.params_after, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["macs_reduction"] = self.macs_reduction
+        d["params_reduction"] = self.params_reduction
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), self.to_json())

@@ -1,0 +1,42 @@
+"""The compile state that passes read and return. Immutable: a pass returns a new state with
+``dataclasses.replace``, so a failed pass leaves the previous state intact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch.fx as fx
+from torch import nn
+
+from graphprune.channels.analysis import ChannelAnalysis
+from graphprune.channels.groups import ChannelGraph
+
+
+@dataclass(frozen=True)
+class Options:
+    sparsity: float = 0.5
+    score: str = "l2"
+    round_to: int = 1
+    min_channels: int = 1
+
+
+@dataclass(frozen=True)
+class CompileState:
+    model_name: str
+    model: nn.Module  # the user's module: read, never written
+    example_inputs: tuple[Any, ...]
+    options: Options = Options()
+    gm: fx.GraphModule | None = None
+    values: dict[str, Any] | None = None
+    analysis: ChannelAnalysis | None = None
+    channels: ChannelGraph | None = None
+    scores: dict[str, list[np.ndarray]] = field(default_factory=dict)  # criterion -> per-group scores
+    keep: np.ndarray | None = None  # bool per channel label
+    kept: dict[str, dict[int, list[int]]] = field(default_factory=dict)  # fqn -> dim -> kept indices
+    facts: frozenset[str] = frozenset()
+    history: tuple[tuple[str, float], ...] = ()
+
+    def with_(self, **changes: Any) -> CompileState:
+        return replace(self, **changes)

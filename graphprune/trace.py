@@ -1,0 +1,87 @@
+"""Trace an nn.Module into a torch.fx GraphModule that the channel analysis can read.
+
+Standard torch.nn layers stay ``call_module`` leaves (their parameters are then owned by one node, which
+is what the per-op rule table keys on). Models from timm and torchvision declare modules and functions
+that fx must not trace into; we honour those registrations so their models trace as their authors
+intended. A failure is re-raised as a TraceError naming the innermost module being traced, the user's
+source line, and what to do about it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from graphprune.errors import InputError, TraceError
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _framework_leaves() -> tuple[set[type], list[Callable[..., Any]]]:
+    """Leaf module types and autowrap functions registered by timm (if installed)."""
+    try:
+        from timm.layers import _fx as timm_fx
+    except Exception:  # timm absent or broken: nothing to honour
+        return set(), []
+    return set(timm_fx.get_notrace_modules()), list(timm_fx.get_notrace_functions())
+
+
+class GraphpruneTracer(fx.Tracer):
+    """An fx Tracer that keeps standard and framework-declared layers as leaves and remembers the
+    module path it is inside, so a failure can say where it happened."""
+
+    def __init__(self, extra_leaves: Iterable[type] = ()) -> None:
+        leaves, wrapped = _framework_leaves()
+        super().__init__(autowrap_functions=tuple(wrapped))
+        self.leaf_types = tuple(leaves | set(extra_leaves))
+        self.gp_path_stack: list[str] = []
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, self.leaf_types):
+            return True
+        is_torch_nn = m.__module__.startswith("torch.nn") or m.__module__.startswith("torch.ao.nn")
+        return is_torch_nn and not isinstance(m, _CONTAINERS)
+
+    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        self.gp_path_stack.append(self.path_of_module(m))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            self.gp_path_stack.pop()
+
+
+def _user_frame(exc: BaseException) -> str:
+    """The innermost traceback frame outside torch itself: the line of model code that broke tracing."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(frames):
+        if "/torch/" not in frame.filename and "/graphprune/" not in frame.filename:
+            return f"{frame.filename}:{frame.lineno} ({frame.line})"
+    return "unknown location"
+
+
+def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: dict | None = None) -> fx.GraphModule:
+    """Symbolically trace ``model``. The returned GraphModule shares parameters with ``model``;
+    callers that transform it must copy first."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, fx.GraphModule):
+        return model
+    tracer = GraphpruneTracer(extra_leaves)
+    try:
+        graph = tracer.trace(model, concrete_args=concrete_args)
+    except Exception as exc:
+        where = tracer.gp_path_stack[-1] if tracer.gp_path_stack else "<root>"
+        kind = type(model.get_submodule(where)).__name__ if where not in ("", "<root>") else type(model).__name__
+        raise TraceError(
+            f"cannot trace module '{where or '<root>'}' ({kind}) at {_user_frame(exc)}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+            f"Fix: make its forward traceable by torch.fx, or keep it opaque with "
+            f"leaf_modules=[{kind}] (its channels are then frozen)"
+        ) from exc
+    name = type(model).__name__
+    return fx.GraphModule(tracer.root, graph, name)

@@ -1,0 +1,83 @@
+"""Value propagation: run the traced graph once on fake tensors and keep, for every node, what the
+channel analysis needs to know about its result — tensor shapes and plain Python values (sizes,
+slices, dims). Fake tensors carry no storage, so the cost is the graph's, not the weights'. A graph
+that fake tensors cannot run (data-dependent ops) falls back to one real forward under no_grad.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+from graphprune.errors import InputError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the analysis keeps of a tensor result."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def summarize(value: Any) -> Any:
+    """Replace tensors (fake or real) by TensorInfo, recursively through tuples, lists and dicts."""
+    if isinstance(value, torch.Tensor):
+        return TensorInfo(tuple(int(s) for s in value.shape), value.dtype)
+    if isinstance(value, (tuple, list)):
+        return type(value)(summarize(v) for v in value) if not hasattr(value, "_fields") else tuple(
+            summarize(v) for v in value
+        )
+    if isinstance(value, dict):
+        return {k: summarize(v) for k, v in value.items()}
+    return value
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.values: dict[str, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        self.values[n.name] = summarize(result)
+        return result
+
+
+def propagate(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> dict[str, Any]:
+    """Node name -> summarized result (TensorInfo / Python value) for every node of ``gm``."""
+    was_training = gm.training
+    gm.eval()
+    try:
+        try:
+            mode = FakeTensorMode(allow_non_fake_inputs=True, shape_env=None)
+            fake_inputs = tuple(mode.from_tensor(x) if isinstance(x, torch.Tensor) else x for x in example_inputs)
+            with mode, torch.no_grad():
+                recorder = _Recorder(gm)
+                recorder.run(*fake_inputs)
+            return recorder.values
+        except Exception:
+            recorder = _Recorder(gm)
+            with torch.no_grad():
+                recorder.run(*example_inputs)
+            return recorder.values
+    except Exception as exc:
+        shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__ for x in example_inputs]
+        raise InputError(
+            f"the model does not run on the example inputs {shapes}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    finally:
+        gm.train(was_training)
+
+
+__all__ = ["TensorInfo", "propagate", "summarize", "ShapeEnv"]

@@ -1,0 +1,9 @@
+"""The pass library: one module per pass, named after it. Importing registers them by name."""
+
+from passes.allocate import Allocate
+from passes.analyze_channels import AnalyzeChannels
+from passes.remove_channels import RemoveChannels
+from passes.score_magnitude import ScoreMagnitude
+from passes.trace import Trace
+
+__all__ = ["Allocate", "AnalyzeChannels", "RemoveChannels", "ScoreMagnitude", "Trace"]

@@ -1,0 +1,55 @@
+"""allocate: turn scores into a keep decision per channel.
+
+Each group removes ``floor(sparsity * size)`` of its channels, lowest score first, among the
+prunable ones (frozen channels are always kept); the kept count is rounded up to a multiple of
+``round_to`` and never falls below ``min_channels``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphprune.channels.groups import PruningGroup
+from graphprune.passes import Pass
+from graphprune.state import CompileState
+
+
+def keep_count(group: PruningGroup, sparsity: float, round_to: int, min_channels: int) -> int:
+    """How many of the group's channels survive."""
+    frozen = group.size - group.num_prunable
+    target = group.size - math.floor(sparsity * group.size)
+    target = max(target, min_channels, frozen)
+    if round_to > 1:
+        target = min(group.size, math.ceil(target / round_to) * round_to)
+    return target
+
+
+def choose(group: PruningGroup, score: np.ndarray, keep: int) -> np.ndarray:
+    """Bool per group channel: the frozen ones plus the best-scoring prunable ones up to ``keep``."""
+    kept = ~group.prunable.copy()
+    budget = keep - int(kept.sum())
+    if budget > 0:
+        candidates = np.flatnonzero(group.prunable)
+        order = candidates[np.argsort(-score[candidates], kind="stable")]
+        kept[order[:budget]] = True
+    return kept
+
+
+@dataclass(frozen=True)
+class Allocate(Pass):
+    name = "allocate"
+    requires = frozenset({"groups"})
+    provides = frozenset({"keep"})
+
+    def run(self, state: CompileState) -> CompileState:
+        opts = state.options
+        if opts.score not in state.scores:
+            raise KeyError(f"no scores named '{opts.score}'; have {sorted(state.scores)}")
+        labels = state.channels.labels
+        keep = np.ones(int(labels.max()) + 1 if len(labels) else 0, dtype=bool)
+        for group, score in zip(state.channels.groups, state.scores[opts.score]):
+            n = keep_count(group, opts.sparsity, opts.round_to, opts.min_channels)
+            keep[group.labels] = choose(group, score, n)
+        return state.with_(keep=keep)

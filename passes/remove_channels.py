@@ -1,0 +1,115 @@
+"""remove-channels: physically delete the channels the keep decision drops.
+
+Preconditions: ``groups`` and ``keep``. Effects on the state's GraphModule (already a private copy
+of the user's model): every parameter/buffer member is index-selected, module attributes are updated
+(``graphprune.resize``), nodes with baked sizes are rewritten by their rule's ``rewrite``, and the
+result is re-propagated on fake tensors: any node whose new shape differs from what the keep decision
+implies is an internal error named by node, never a silently wrong model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+from graphprune.channels.kept import KeptView
+from graphprune.channels.registry import lookup, node_key
+from graphprune.errors import GraphpruneError
+from graphprune.passes import Pass
+from graphprune.resize import fix_attributes
+from graphprune.state import CompileState
+from graphprune.values import TensorInfo, propagate
+
+
+class RemovalError(GraphpruneError):
+    """Removal produced a graph that does not match the analysis (a bug in a rule: report it)."""
+
+
+def _owner(gm: nn.Module, fqn: str) -> tuple[nn.Module, str]:
+    path, _, attr = fqn.rpartition(".")
+    return (gm.get_submodule(path) if path else gm), attr
+
+
+def _slice_members(gm: fx.GraphModule, state: CompileState, keep_element: np.ndarray) -> dict:
+    kept: dict[str, dict[int, list[int]]] = {}
+    for (fqn, dim), member in state.analysis.table.members.items():
+        mask = keep_element[member.ids]
+        if mask.all():
+            continue
+        owner, attr = _owner(gm, fqn)
+        old = getattr(owner, attr)
+        index = torch.from_numpy(np.flatnonzero(mask))
+        new = old.detach().index_select(dim, index).clone()
+        if isinstance(old, nn.Parameter):
+            setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
+        elif attr in owner._buffers:
+            owner._buffers[attr] = new
+        else:
+            setattr(owner, attr, new)
+        kept.setdefault(fqn, {})[dim] = index.tolist()
+    return kept
+
+
+def _fix_modules(gm: fx.GraphModule, view: KeptView, touched: set[str]) -> None:
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or str(node.target) not in touched:
+            continue
+        x = node.args[0] if node.args else None
+        new_in = None
+        if isinstance(x, fx.Node) and isinstance(view.values.get(x.name), TensorInfo):
+            shape = view.new_shape(x)
+            new_in = shape[1] if len(shape) > 1 else shape[0]
+        fix_attributes(gm.get_submodule(str(node.target)), new_in)
+
+
+def _rewrite_nodes(gm: fx.GraphModule, view: KeptView) -> None:
+    for node in list(gm.graph.nodes):
+        if node.op not in ("call_function", "call_method", "call_module"):
+            continue
+        rule = lookup(node_key(node, gm))
+        if rule is not None and rule.rewrite is not None:
+            rule.rewrite(node, view)
+
+
+def _verify(gm: fx.GraphModule, state: CompileState, view: KeptView) -> None:
+    values = propagate(gm, state.example_inputs)
+    for node in gm.graph.nodes:
+        expected = view.expected(node.name)
+        got = _shapes(values.get(node.name))
+        if expected is not None and got != expected:
+            raise RemovalError(f"after channel removal node '{node.name}' ({node.format_node()}) has shape "
+                               f"{got}, the analysis expects {expected}: this is a graphprune bug, please "
+                               f"report it with the model")
+
+
+def _shapes(value: object) -> object:
+    if isinstance(value, TensorInfo):
+        return value.shape
+    if isinstance(value, (tuple, list)):
+        return tuple(_shapes(v) for v in value)
+    return None
+
+
+@dataclass(frozen=True)
+class RemoveChannels(Pass):
+    name = "remove-channels"
+    requires = frozenset({"groups", "keep"})
+    provides = frozenset({"removed"})
+    invalidates = frozenset({"shapes", "groups", "keep"})
+    verify: bool = True
+
+    def run(self, state: CompileState) -> CompileState:
+        keep_element = state.keep[state.channels.labels]
+        gm = state.gm
+        view = KeptView(state.analysis.layouts, state.values, keep_element)
+        kept = _slice_members(gm, state, keep_element)
+        touched = {fqn.rpartition(".")[0] for fqn in kept}
+        _fix_modules(gm, view, touched)
+        _rewrite_nodes(gm, view)
+        gm.recompile()
+        if self.verify:
+            _verify(gm, state, view)
+        return state.with_(gm=gm, kept=kept, values=None)
