@@ -20,6 +20,7 @@ class Options:
     score: str = "l2"
     round_to: int = 1
     min_channels: int = 1
+    exact: bool = False  # True: never remove a channel whose removal changes a statistic (LayerNorm)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,11 @@ def _rewrite_nodes(gm: fx.GraphModule, view: KeptView) -> None:
 
 
 def _verify(gm: fx.GraphModule, state: CompileState, view: KeptView) -> None:
-    values = propagate(gm, state.example_inputs)
+    try:
+        values = propagate(gm, state.example_inputs)
+    except GraphpruneError as exc:
+        raise RemovalError(f"the pruned graph does not run ({exc}); this is a graphprune bug, please report "
+                           f"it with the model") from exc
     for node in gm.graph.nodes:
         expected = view.expected(node.name)
         got = _shapes(values.get(node.name))

@@ -31,6 +31,7 @@ class PruningGroup:
     labels: np.ndarray  # global channel labels, one per group channel
     members: list[GroupMember]
     prunable: np.ndarray  # bool per channel
+    inexact: np.ndarray  # bool per channel: removing it changes a statistic (LayerNorm, GroupNorm(1, C))
     frozen_reasons: dict[str, list[str]] = field(default_factory=dict)  # reason -> nodes
     inexact_reasons: dict[str, list[str]] = field(default_factory=dict)
     divisor: int = 1
@@ -99,7 +100,7 @@ def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
                     for i in member_ids]
         prunable = anchored[labs] & ~frozen[labs]
         groups.append(PruningGroup(
-            index=len(groups), labels=labs, members=gmembers, prunable=prunable,
+            index=len(groups), labels=labs, members=gmembers, prunable=prunable, inexact=inexact[labs],
             frozen_reasons=_merge(frozen_why, labs), inexact_reasons=_merge(inexact_why, labs),
         ))
     all_frozen: dict[str, set[str]] = defaultdict(set)

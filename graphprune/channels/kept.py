@@ -31,6 +31,10 @@ class KeptView:
         ids = lay.get(dim)
         return None if ids is None else self.keep_element[ids]
 
+    def channel_dims(self, node: fx.Node | str) -> set[int]:
+        lay = self.layouts.get(self._name(node))
+        return set(lay.dims) if isinstance(lay, Layout) else set()
+
     def old_shape(self, node: fx.Node | str) -> tuple[int, ...]:
         info = self.values[self._name(node)]
         return info.shape

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -75,8 +76,12 @@ def _block_layout(ctx: RuleContext, ids: Ids, pos: int, in_shape: list[int], out
     view[pos] = len(ids)
     grid = np.broadcast_to(ids.reshape(view), in_shape).reshape(out_shape)
     varying = [j for j in range(len(outs)) if out_shape[j] > 1 and not (grid == grid.take([0], axis=j)).all()]
-    if not varying:
-        return {}
+    if not varying:  # one element over the whole block: keep it visible on the innermost real dim
+        sized = [j for j in range(len(outs)) if out_shape[j] > 1]
+        if not sized:
+            return {}
+        j = sized[-1]
+        return {outs[j]: np.moveaxis(grid, j, -1).reshape(-1, out_shape[j])[0].copy()}
     carrier = varying[-1]
     rows = np.moveaxis(grid, carrier, -1).reshape(-1, out_shape[carrier])
     if len(varying) > 1:  # one channel dim spread over several dims: tie across the outer ones
@@ -96,9 +101,12 @@ def _rewrite_shape_args(node, kept) -> None:
         return _rewrite_unflatten(node, kept)
     if len(sizes) != len(new_shape):
         return
+    channel_dims = kept.channel_dims(node)
     for d, size in enumerate(sizes):
         if isinstance(size, int) and size != -1 and size != new_shape[d]:
             sizes[d] = new_shape[d]
+        elif isinstance(size, fx.Node) and d in channel_dims and kept.values.get(size.name) != new_shape[d]:
+            sizes[d] = new_shape[d]  # a size read from another tensor that keeps its width
     node.args = (args[0], type(args[1])(sizes)) if packed else (args[0], *sizes)
 
 
@@ -280,10 +288,12 @@ def _index_items(index: object) -> list:
 
 def _rewrite_getitem(node, kept) -> None:
     """Slices along a pruned channel dim are re-based onto the surviving indices."""
+    x = node.args[0]
+    if not isinstance(x, fx.Node) or not isinstance(kept.values.get(x.name), TensorInfo):
+        return  # indexing a tuple or a size, not a tensor
     items = _index_items(node.args[1])
     new_items = list(items)
     src_dim = 0
-    x = node.args[0]
     rank = len(kept.old_shape(x))
     n_real = sum(1 for it in items if it is not None and it is not Ellipsis)
     for k, it in enumerate(items):

@@ -1,0 +1,364 @@
+"""The ``graphprune`` command line: ``compile``, ``inspect`` and ``zoo``.
+
+``main(argv)`` never raises for a problem the user can act on: every ``GraphpruneError`` (and every
+argument error) is printed as one line ``graphprune: error: <message>`` on stderr and the exit code
+is 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from graphprune.errors import GraphpruneError, InputError, PlanError
+
+PROG = "graphprune"
+OUT_SUFFIXES = (".pt2", ".pt")
+MAX_MEMBERS = 4  # member fqns shown per group by `inspect`
+MAX_NODES = 3  # node names shown per reason
+
+
+class ExportError(GraphpruneError):
+    """The pruned module could not be exported or saved to the requested ``--out`` file."""
+
+
+class _UsageError(Exception):
+    """An argparse error, turned into the same one-line message as a GraphpruneError."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# ------------------------------------------------------------------------------------ arguments
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Structured pruning of PyTorch models with torch.fx.")
+    from graphprune import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    spec_help = ("model spec: zoo:NAME, torchvision:NAME, timm:NAME, package.module:factory or "
+                 "path/to/file.py:factory (see `graphprune zoo`)")
+    size_help = "spatial input size (height = width) of the example input"
+
+    p = sub.add_parser("compile", help="prune a model and report the savings",
+                       description="Prune a model: trace, analyse channel groups, score, remove channels.")
+    p.add_argument("spec", metavar="SPEC", help=spec_help)
+    # Option defaults are None so that a --plan file's values are not overridden by argparse defaults.
+    p.add_argument("--sparsity", type=float, default=None,
+                   help="fraction of every group's channels to remove, in [0, 1) (default 0.5)")
+    p.add_argument("--score", choices=("l1", "l2"), default=None, help="magnitude criterion (default l2)")
+    p.add_argument("--round-to", type=_positive_int, default=None, dest="round_to",
+                   help="keep a multiple of this many channels per group (default 1)")
+    p.add_argument("--plan", metavar="FILE", help="plan file (.toml or .json) with compile options")
+    p.add_argument("--input-size", type=_positive_int, metavar="N", dest="input_size", help=size_help)
+    p.add_argument("--out", metavar="FILE",
+                   help="save the pruned model: .pt2 = torch.export program, .pt = pickled fx.GraphModule")
+    p.add_argument("--report", metavar="FILE", help="save the JSON compile report")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("inspect", help="show a model's channel groups without pruning",
+                       description="Trace a model and show its channel groups, unknown ops and inexact "
+                                   "reasons, without pruning it.")
+    p.add_argument("spec", metavar="SPEC", help=spec_help)
+    p.add_argument("--input-size", type=_positive_int, metavar="N", dest="input_size", help=size_help)
+    p.add_argument("--all", action="store_true", dest="show_all",
+                   help="also list groups with no prunable channel")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("zoo", help="list the models a spec can name",
+                       description="List the in-repo models and the external model namespaces.")
+    p.set_defaults(func=cmd_zoo)
+    return parser
+
+
+# -------------------------------------------------------------------------------------- output
+
+
+def _console(file: Any = None) -> Any:
+    from rich.console import Console
+
+    console = Console(file=file, markup=False, highlight=False, emoji=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # piped or captured: do not wrap fqns at 80 columns
+    return console
+
+
+def _table(title: str | None = None, *columns: str, **kwargs: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", **kwargs)
+    for column in columns:
+        right = column in {"before", "after", "reduction", "seconds", "size", "prunable", "group",
+                           "members", "models", "count"}
+        table.add_column(column, justify="right" if right else "left", overflow="fold")
+    return table
+
+
+def _text(value: Any) -> Any:
+    from rich.text import Text
+
+    return Text(str(value))
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _nodes(nodes: Sequence[str]) -> str:
+    head = ", ".join(nodes[:MAX_NODES])
+    return head + (f", +{len(nodes) - MAX_NODES}" if len(nodes) > MAX_NODES else "")
+
+
+def _reasons(reasons: dict[str, list[str]]) -> str:
+    return "\n".join(f"{reason} ({_nodes(nodes)})" for reason, nodes in sorted(reasons.items()))
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _load(spec: str, input_size: int | None) -> tuple[Any, tuple[Any, ...]]:
+    import models_zoo
+
+    return models_zoo.load(spec, input_size=input_size)
+
+
+def _check_out(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    out = Path(path)
+    if out.suffix not in OUT_SUFFIXES:
+        raise InputError(f"--out {path}: unsupported suffix '{out.suffix}' "
+                         "(use .pt2 for a torch.export program or .pt for a pickled fx.GraphModule)")
+    if out.is_dir():
+        raise InputError(f"--out {path}: is a directory")
+    return out
+
+
+def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> None:
+    import torch
+
+    from graphprune.io import atomic_write
+
+    if out.suffix == ".pt2":
+        try:
+            program = torch.export.export(module, tuple(example_inputs))
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ExportError(f"--out {out}: torch.export failed on the pruned module ({type(exc).__name__}: "
+                              f"{first}); save the fx.GraphModule instead with --out "
+                              f"{out.with_suffix('.pt')}") from exc
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a buffer: package_pt2 warns on paths not ending in .pt2
+                torch.export.save(program, fh)
+    else:
+
+        def write(tmp: Path) -> None:
+            torch.save(module, tmp)
+
+    try:
+        atomic_write(out, write)
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
+
+
+def _save_report(report: Any, path: Path) -> None:
+    try:
+        report.save(path)
+    except OSError as exc:
+        raise ExportError(f"--report {path}: cannot write ({exc.strerror or exc})") from exc
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    import graphprune
+    from graphprune.api import _load_plan, _options
+
+    overrides = {"sparsity": args.sparsity, "score": args.score, "round_to": args.round_to}
+    # Validate everything cheap before building (possibly large) models.
+    if args.plan is not None and not Path(args.plan).is_file():
+        raise PlanError(f"plan file {args.plan} does not exist")
+    plan = _load_plan(args.plan)
+    _options(plan, overrides)
+    out = _check_out(args.out)
+    report_path = Path(args.report) if args.report else None
+
+    start = time.perf_counter()
+    model, inputs = _load(args.spec, args.input_size)
+    load_s = time.perf_counter() - start
+    result = graphprune.compile(model, inputs, plan, name=args.spec, **overrides)
+    extra_seconds = {"load": load_s}
+    if out is not None:
+        start = time.perf_counter()
+        _save_module(result.module, inputs, out)
+        extra_seconds["export" if out.suffix == ".pt2" else "save"] = time.perf_counter() - start
+    if report_path is not None:
+        _save_report(result.report, report_path)
+    if not args.quiet:
+        _print_compile(result.report, tuple(inputs), out, report_path, extra_seconds)
+    return 0
+
+
+def _print_compile(report: Any, inputs: tuple[Any, ...], out: Path | None, report_path: Path | None,
+                   extra_seconds: dict[str, float]) -> None:
+    console = _console()
+    opts = report.options
+    shapes = ", ".join("x".join(map(str, getattr(x, "shape", ()))) for x in inputs)
+    console.print(_text(f"graphprune compile {report.model}  input {shapes}  sparsity {opts.get('sparsity')}  "
+                        f"score {opts.get('score')}  round_to {opts.get('round_to')}"))
+
+    size = _table(None, "", "before", "after", "reduction")
+    size.add_row("params", f"{report.params_before:,}", f"{report.params_after:,}",
+                 f"{report.params_reduction:.2f}x ({1 - report.params_after / max(report.params_before, 1):.1%})")
+    size.add_row("MACs", f"{report.macs_before:,}", f"{report.macs_after:,}",
+                 f"{report.macs_reduction:.2f}x ({1 - report.macs_after / max(report.macs_before, 1):.1%})")
+    console.print(size)
+
+    console.print(_text(
+        f"groups: {report.groups} ({report.prunable_groups} prunable)  frozen reasons: {len(report.frozen)}  "
+        f"unknown ops: {len(report.unknown_ops)}  inexact reasons: {len(report.inexact)}"))
+    if report.unknown_ops:
+        unknown = _table("unknown ops", "node", "op")
+        for item in report.unknown_ops:
+            unknown.add_row(_text(item["node"]), _text(item["op"]))
+        console.print(unknown)
+
+    seconds = _table(None, "pass", "seconds")
+    for name, value in {"load": extra_seconds["load"], **report.seconds}.items():
+        seconds.add_row(name, f"{value:.3f}")
+    for name, value in extra_seconds.items():
+        if name != "load":
+            seconds.add_row(name, f"{value:.3f}")
+    console.print(seconds)
+
+    for label, path in (("wrote model", out), ("wrote report", report_path)):
+        if path is not None:
+            nbytes = path.stat().st_size
+            console.print(_text(f"{label}: {path} ({_human_bytes(nbytes)}, {nbytes:,} bytes)"))
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from graphprune.passes import run_pipeline
+    from graphprune.state import CompileState
+    from passes import AnalyzeChannels, Trace
+
+    model, inputs = _load(args.spec, args.input_size)
+    state = run_pipeline(CompileState(args.spec, model, tuple(inputs)), [Trace(), AnalyzeChannels()])
+    cg = state.channels
+    console = _console()
+
+    shown = [g for g in cg.groups if args.show_all or g.num_prunable]
+    groups = _table(f"channel groups of {args.spec}" + ("" if args.show_all else " (with prunable channels)"),
+                    "group", "size", "prunable", "members", "first members (fqn[dim])", "frozen reasons", show_lines=True)
+    for g in shown:
+        # weights first: a group's BN buffers and biases say little about which layers it spans
+        ordered = sorted(g.members, key=lambda m: not m.fqn.endswith(".weight"))
+        names = list(dict.fromkeys(f"{m.fqn}[{m.dim}]" for m in ordered))
+        fqns = ", ".join(names[:MAX_MEMBERS]) + (f", +{len(names) - MAX_MEMBERS}" if len(names) > MAX_MEMBERS
+                                                  else "")
+        groups.add_row(str(g.index), str(g.size), str(g.num_prunable), str(len(names)), _text(fqns),
+                       _text(_reasons(g.frozen_reasons)))
+    console.print(groups)
+
+    if cg.unknown_ops:
+        unknown = _table("unknown ops (channels through them are frozen)", "node", "op")
+        for node, op in cg.unknown_ops:
+            unknown.add_row(_text(node), _text(op))
+        console.print(unknown)
+    else:
+        console.print("unknown ops: none")
+    if cg.inexact:
+        inexact = _table("inexact reasons", "reason", "count", "nodes")
+        for reason, nodes in sorted(cg.inexact.items()):
+            inexact.add_row(_text(reason), str(len(nodes)), _text(_nodes(nodes)))
+        console.print(inexact)
+    else:
+        console.print("inexact reasons: none")
+
+    frozen_groups = sum(1 for g in cg.groups if not g.num_prunable)
+    hidden = len(cg.groups) - len(shown)
+    channels = sum(g.size for g in cg.groups)
+    prunable = sum(g.num_prunable for g in cg.groups)
+    console.print(_text(
+        f"total: {len(cg.groups)} groups ({len(cg.groups) - frozen_groups} prunable, {frozen_groups} fully frozen"
+        + (f", {hidden} not shown: use --all" if hidden else "") + f"), {channels} channels "
+        f"({prunable} prunable), {len(cg.frozen)} frozen reasons, {len(cg.unknown_ops)} unknown ops, "
+        f"{len(cg.inexact)} inexact reasons"))
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    import models_zoo
+
+    console = _console()
+    table = _table("in-repo models", "name", "input shape", "description")
+    for entry in models_zoo.catalog():
+        table.add_row(_text(entry.name), "x".join(map(str, entry.input_shape)), _text(entry.description))
+    console.print(table)
+    sources = _table("namespaces (randomly initialised, never downloaded)", "prefix", "models", "example",
+                     "description")
+    for source in models_zoo.catalog_sources():
+        count = "-" if source.count is None else str(source.count)
+        sources.add_row(_text(source.prefix), count, _text(source.example), _text(source.description))
+    console.print(sources)
+    console.print("also: package.module:factory and path/to/file.py:factory "
+                  "(a factory returning a module or (module, example_inputs))")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def _fail(message: str) -> int:
+    one_line = " ".join(str(message).split())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        return _fail(str(exc))
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        return args.func(args)
+    except GraphpruneError as exc:
+        return _fail(str(exc) or type(exc).__name__)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
