@@ -91,8 +91,8 @@ def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: st
     inputs = _check_inputs(model, example_inputs)
     options = _options(_load_plan(plan), overrides)
     state = CompileState(name or type(model).__name__, model, inputs, options)
-    params_before, macs_before = count_params(model), count_macs(model, inputs)
     state = run_pipeline(state, default_pipeline(options, tuple(leaf_modules)))
+    params_before, macs_before = count_params(model), count_macs(model, inputs)
     module = state.gm
     module.eval()
     report = _report(state, params_before, macs_before)

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", choices=("l1", "l2"), default=None, help="magnitude criterion (default l2)")
     p.add_argument("--round-to", type=_positive_int, default=None, dest="round_to",
                    help="keep a multiple of this many channels per group (default 1)")
+    p.add_argument("--exact", action="store_const", const=True, default=None,
+                   help="never remove a channel whose removal changes a statistic (LayerNorm)")
     p.add_argument("--plan", metavar="FILE", help="plan file (.toml or .json) with compile options")
     p.add_argument("--input-size", type=_positive_int, metavar="N", dest="input_size", help=size_help)
     p.add_argument("--out", metavar="FILE",
@@ -163,8 +165,6 @@ def _check_out(path: str | None) -> Path | None:
 def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> None:
     import torch
 
-    from graphprune.io import atomic_write
-
     if out.suffix == ".pt2":
         try:
             program = torch.export.export(module, tuple(example_inputs))
@@ -182,17 +182,29 @@ def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> Non
         def write(tmp: Path) -> None:
             torch.save(module, tmp)
 
+    _write("--out", out, write)
+
+
+def _write(flag: str, path: Path, write: Any) -> None:
+    """atomic_write, with the file mode a plain open() would give (mkstemp creates it 0600)."""
+    from graphprune.io import atomic_write
+
+    umask = os.umask(0)
+    os.umask(umask)
+
+    def write_with_mode(tmp: Path) -> None:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)
+
     try:
-        atomic_write(out, write)
+        atomic_write(path, write_with_mode)
     except OSError as exc:
-        raise ExportError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
+        raise ExportError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def _save_report(report: Any, path: Path) -> None:
-    try:
-        report.save(path)
-    except OSError as exc:
-        raise ExportError(f"--report {path}: cannot write ({exc.strerror or exc})") from exc
+    text = report.to_json()
+    _write("--report", path, lambda tmp: tmp.write_text(text))
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -202,7 +214,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     import graphprune
     from graphprune.api import _load_plan, _options
 
-    overrides = {"sparsity": args.sparsity, "score": args.score, "round_to": args.round_to}
+    overrides = {"sparsity": args.sparsity, "score": args.score, "round_to": args.round_to,
+                 "exact": args.exact}
     # Validate everything cheap before building (possibly large) models.
     if args.plan is not None and not Path(args.plan).is_file():
         raise PlanError(f"plan file {args.plan} does not exist")
@@ -233,7 +246,8 @@ def _print_compile(report: Any, inputs: tuple[Any, ...], out: Path | None, repor
     opts = report.options
     shapes = ", ".join("x".join(map(str, getattr(x, "shape", ()))) for x in inputs)
     console.print(_text(f"graphprune compile {report.model}  input {shapes}  sparsity {opts.get('sparsity')}  "
-                        f"score {opts.get('score')}  round_to {opts.get('round_to')}"))
+                        f"score {opts.get('score')}  round_to {opts.get('round_to')}"
+                        + ("  exact" if opts.get("exact") else "")))
 
     size = _table(None, "", "before", "after", "reduction")
     size.add_row("params", f"{report.params_before:,}", f"{report.params_after:,}",

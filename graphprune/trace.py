@@ -40,6 +40,7 @@ class GraphpruneTracer(fx.Tracer):
         super().__init__(autowrap_functions=tuple(wrapped))
         self.leaf_types = tuple(leaves | set(extra_leaves))
         self.gp_path_stack: list[str] = []
+        self.failed_path: str | None = None
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, self.leaf_types):
@@ -51,6 +52,10 @@ class GraphpruneTracer(fx.Tracer):
         self.gp_path_stack.append(self.path_of_module(m))
         try:
             return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_path is None:  # innermost module first: the stack unwinds after this
+                self.failed_path = self.gp_path_stack[-1]
+            raise
         finally:
             self.gp_path_stack.pop()
 
@@ -75,7 +80,7 @@ def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: di
     try:
         graph = tracer.trace(model, concrete_args=concrete_args)
     except Exception as exc:
-        where = tracer.gp_path_stack[-1] if tracer.gp_path_stack else "<root>"
+        where = tracer.failed_path or "<root>"
         kind = type(model.get_submodule(where)).__name__ if where not in ("", "<root>") else type(model).__name__
         raise TraceError(
             f"cannot trace module '{where or '<root>'}' ({kind}) at {_user_frame(exc)}: "

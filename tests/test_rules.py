@@ -1,0 +1,269 @@
+"""One tiny model per rule family: structure of the groups, what was removed, and exactness."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import graphprune
+from tests.helpers import compile_and_check, randomize_norms
+
+
+def conv_bn(cin: int, cout: int, **kw) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False, **kw), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Chain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = conv_bn(3, 8), conv_bn(8, 8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.b(self.a(x)).mean((2, 3)))
+
+
+def test_chain_groups_and_removal():
+    r = compile_and_check(randomize_norms(Chain()), torch.randn(2, 3, 8, 8), sparsity=0.5)
+    kept = r.report.kept
+    assert len(kept["a.0.weight"][0]) == 4 and len(kept["b.0.weight"][1]) == 4
+    assert kept["a.0.weight"][0] == kept["a.1.running_var"][0] == kept["b.0.weight"][1]
+    assert r.module.get_submodule("a.0").out_channels == 4 and r.module.get_submodule("b.1").num_features == 4
+    assert r.module.head.in_features == 4 and r.module.head.out_features == 4  # output frozen
+    assert r.report.params_after < r.report.params_before
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.body = conv_bn(3, 8), conv_bn(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head((x + self.body(x)).mean((2, 3)))
+
+
+def test_residual_add_couples_both_sides():
+    r = compile_and_check(randomize_norms(Residual()), torch.randn(1, 3, 8, 8), sparsity=0.5)
+    assert r.report.kept["stem.0.weight"][0] == r.report.kept["body.0.weight"][0]
+
+
+class Concat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = conv_bn(3, 6), conv_bn(3, 10)
+        self.c = conv_bn(16, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.c(torch.cat([self.a(x), self.b(x)], 1)).amax((2, 3)))
+
+
+def test_concat_maps_consumer_columns_to_each_source():
+    r = compile_and_check(randomize_norms(Concat()), torch.randn(1, 3, 8, 8), sparsity=0.5)
+    ka, kb = r.report.kept["a.0.weight"][0], r.report.kept["b.0.weight"][0]
+    assert r.report.kept["c.0.weight"][1] == ka + [6 + i for i in kb]
+
+
+class Depthwise(nn.Module):
+    def __init__(self, mult: int) -> None:
+        super().__init__()
+        self.pw = conv_bn(3, 8)
+        self.dw = conv_bn(8, 8 * mult, groups=8)
+        self.out = nn.Conv2d(8 * mult, 4, 1)
+
+    def forward(self, x):
+        return self.out(self.dw(self.pw(x))).mean((2, 3))
+
+
+@pytest.mark.parametrize("mult", [1, 2])
+def test_depthwise_prunes_whole_groups(mult):
+    r = compile_and_check(randomize_norms(Depthwise(mult)), torch.randn(1, 3, 8, 8), sparsity=0.5)
+    dw = r.module.get_submodule("dw.0")
+    assert dw.groups == dw.in_channels == 4 and dw.out_channels == 4 * mult
+
+
+def test_grouped_conv_keeps_group_structure():
+    class Grouped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.g = conv_bn(3, 16), conv_bn(16, 16, groups=4)
+            self.head = nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.head(self.g(self.a(x)).mean((2, 3)))
+
+    r = compile_and_check(randomize_norms(Grouped()), torch.randn(1, 3, 8, 8), sparsity=0.5)
+    g = r.module.get_submodule("g.0")
+    assert g.in_channels == 8 and g.groups == 2 and g.weight.shape[1] == 4
+
+
+class FlattenLinear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = conv_bn(3, 6)
+        self.fc = nn.Linear(6 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.conv(x), 2), 1))
+
+
+def test_flatten_to_linear_keeps_blocks_of_spatial_positions():
+    r = compile_and_check(randomize_norms(FlattenLinear()), torch.randn(1, 3, 8, 8), sparsity=0.5)
+    channels = r.report.kept["conv.0.weight"][0]
+    assert r.report.kept["fc.weight"][1] == [4 * c + k for c in channels for k in range(4)]
+
+
+class Shuffle(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = conv_bn(3, 8)
+        self.b = conv_bn(8, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.a(x)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        return self.head(self.b(x).mean((2, 3)))
+
+
+def test_channel_shuffle_is_exact():
+    r = compile_and_check(randomize_norms(Shuffle()), torch.randn(1, 3, 8, 8), sparsity=0.5)
+    kept = r.report.kept["a.0.weight"][0]
+    assert [k - 4 for k in kept if k >= 4] == [k for k in kept if k < 4]  # same pattern in both halves
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int = 16, heads: int = 2, use_sdpa: bool = False) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.use_sdpa = heads, dim // heads, use_sdpa
+        self.embed = nn.Linear(4, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        x = self.embed(x)
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.use_sdpa:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = (q @ k.transpose(-2, -1) * self.head_dim**-0.5).softmax(-1) @ v
+        return self.head(x + self.proj(out.transpose(1, 2).reshape(b, n, -1)))
+
+
+@pytest.mark.parametrize("use_sdpa", [False, True])
+def test_attention_head_dim_pruning_rewrites_reshape(use_sdpa):
+    r = compile_and_check(Attention(use_sdpa=use_sdpa), torch.randn(2, 5, 4), sparsity=0.5)
+    assert r.module.qkv.out_features == 24  # 3 x 2 heads x 4 of 8 head dims
+    assert r.module.embed.out_features == 8
+
+
+def test_loose_layer_scale_parameter_is_sliced():
+    class LayerScale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = conv_bn(3, 8)
+            self.gamma = nn.Parameter(torch.rand(8) + 0.5)
+            self.out = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            return self.out(self.conv(x) * self.gamma.reshape(1, -1, 1, 1)).mean((2, 3))
+
+    r = compile_and_check(randomize_norms(LayerScale()), torch.randn(1, 3, 6, 6), sparsity=0.5)
+    assert r.module.gamma.shape == (4,) and r.report.kept["gamma"][0] == r.report.kept["conv.0.weight"][0]
+
+
+def test_layernorm_marks_inexact_and_exact_mode_freezes():
+    class LN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.norm, self.b = nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.b(self.norm(self.a(x)))
+
+    x = torch.randn(3, 4)
+    loose = graphprune.compile(LN(), x, sparsity=0.5)
+    assert any("LayerNorm" in i["reason"] for i in loose.report.inexact)
+    assert loose.module.norm.normalized_shape == (4,)
+    strict = compile_and_check(LN(), x, sparsity=0.5, exact=True)
+    assert strict.module.norm.normalized_shape == (8,) and strict.report.kept == {}
+
+
+def test_group_norm_removes_whole_norm_groups():
+    class GN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm, self.out = nn.Conv2d(3, 8, 3), nn.GroupNorm(4, 8), nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            return self.out(self.norm(self.conv(x))).mean((2, 3))
+
+    r = compile_and_check(GN(), torch.randn(1, 3, 6, 6), sparsity=0.5)
+    assert r.module.norm.num_groups == 2 and r.module.norm.num_channels == 4
+    kept = r.report.kept["conv.weight"][0]
+    assert all(kept[i] // 2 == kept[i + 1] // 2 for i in range(0, len(kept), 2))
+
+
+@torch.fx.wrap
+def opaque_roll(x: torch.Tensor) -> torch.Tensor:
+    return torch.roll(x, 1, dims=1)
+
+
+def test_unknown_op_freezes_and_is_named():
+    class Opaque(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = conv_bn(3, 8), nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            return self.b(opaque_roll(self.a(x))).mean((2, 3))
+
+    r = compile_and_check(Opaque(), torch.randn(1, 3, 6, 6), sparsity=0.5)
+    assert any(u["op"].endswith("opaque_roll") for u in r.report.unknown_ops)
+    assert "a.0.weight" not in r.report.kept
+    assert any("no channel rule" in f["reason"] for f in r.report.frozen)
+
+
+def test_reduction_over_channels_freezes():
+    class Reduce(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = conv_bn(3, 8)
+
+        def forward(self, x):
+            y = self.a(x)
+            return y.mean(1) + y.sum((2, 3)).sum(-1, keepdim=True)[..., None]
+
+    r = graphprune.compile(Reduce(), torch.randn(1, 3, 6, 6), sparsity=0.5)
+    assert r.report.kept == {}
+
+
+def test_split_sizes_are_rewritten():
+    class Split(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = conv_bn(3, 12)
+            self.b, self.c = nn.Conv2d(4, 2, 1), nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            p, q = torch.split(self.a(x), [4, 8], dim=1)
+            return (self.b(p) + self.c(q)).mean((2, 3))
+
+    r = compile_and_check(randomize_norms(Split()), torch.randn(1, 3, 6, 6), sparsity=0.5)
+    assert r.module.b.in_channels + r.module.c.in_channels == 6
+
+
+def test_user_model_is_not_mutated():
+    model = randomize_norms(Residual())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    graphprune.compile(model, torch.randn(1, 3, 8, 8), sparsity=0.5)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
