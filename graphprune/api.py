@@ -92,7 +92,8 @@ def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: st
     options = _options(_load_plan(plan), overrides)
     state = CompileState(name or type(model).__name__, model, inputs, options)
     state = run_pipeline(state, default_pipeline(options, tuple(leaf_modules)))
-    params_before, macs_before = count_params(model), count_macs(model, inputs)
+    params_before = count_params(model)
+    macs_before = state.macs.get("dense") or count_macs(model, inputs)
     module = state.gm
     module.eval()
     report = _report(state, params_before, macs_before)
@@ -106,7 +107,7 @@ def _report(state: CompileState, params_before: int, macs_before: int) -> Report
         params_before=params_before,
         params_after=count_params(state.gm),
         macs_before=macs_before,
-        macs_after=count_macs(state.gm, state.example_inputs),
+        macs_after=state.macs.get("pruned") or count_macs(state.gm, state.example_inputs),
         groups=len(cg.groups),
         prunable_groups=sum(1 for g in cg.groups if g.num_prunable),
         frozen=[{"reason": r, "nodes": n} for r, n in cg.frozen.items()],

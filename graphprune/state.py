@@ -36,6 +36,7 @@ class CompileState:
     scores: dict[str, list[np.ndarray]] = field(default_factory=dict)  # criterion -> per-group scores
     keep: np.ndarray | None = None  # bool per channel label
     kept: dict[str, dict[int, list[int]]] = field(default_factory=dict)  # fqn -> dim -> kept indices
+    macs: dict[str, int] = field(default_factory=dict)  # "dense" / "pruned", counted while propagating
     facts: frozenset[str] = frozenset()
     history: tuple[tuple[str, float], ...] = ()
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
 from graphprune.errors import InputError
@@ -42,34 +44,60 @@ def summarize(value: Any) -> Any:
     return value
 
 
+# Leaf modules whose output has the input's shape and dtype. Under fake tensors their kernels are
+# decomposed op by op (BatchNorm costs ~30 ms a call), yet all we need is the shape.
+_SHAPE_PRESERVING = (
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU,
+    nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.Mish,
+    nn.Identity, nn.Dropout, nn.Dropout2d,
+)
+
+
 class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule) -> None:
+    def __init__(self, gm: fx.GraphModule, shortcut: bool) -> None:
         super().__init__(gm, garbage_collect_values=True)
         self.values: dict[str, Any] = {}
+        self.shortcut = shortcut
 
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
         self.values[n.name] = summarize(result)
         return result
 
+    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        module = self.fetch_attr(target)
+        if self.shortcut and type(module).__module__.startswith("torch.nn") and isinstance(
+            module, _SHAPE_PRESERVING
+        ) and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+            return torch.empty_like(args[0])
+        return super().call_module(target, args, kwargs)
+
 
 def propagate(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> dict[str, Any]:
     """Node name -> summarized result (TensorInfo / Python value) for every node of ``gm``."""
+    return propagate_counting(gm, example_inputs)[0]
+
+
+def propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> tuple[dict[str, Any], int]:
+    """``propagate`` plus the graph's multiply-accumulates (FLOPs / 2 of conv, linear, matmul, attention),
+    counted in the same run."""
     was_training = gm.training
     gm.eval()
     try:
         try:
             mode = FakeTensorMode(allow_non_fake_inputs=True, shape_env=None)
             fake_inputs = tuple(mode.from_tensor(x) if isinstance(x, torch.Tensor) else x for x in example_inputs)
-            with mode, torch.no_grad():
-                recorder = _Recorder(gm)
+            counter = FlopCounterMode(display=False)
+            with mode, counter, torch.no_grad():
+                recorder = _Recorder(gm, shortcut=True)
                 recorder.run(*fake_inputs)
-            return recorder.values
+            return recorder.values, int(counter.get_total_flops() // 2)
         except Exception:
-            recorder = _Recorder(gm)
-            with torch.no_grad():
+            recorder = _Recorder(gm, shortcut=False)
+            counter = FlopCounterMode(display=False)
+            with counter, torch.no_grad():
                 recorder.run(*example_inputs)
-            return recorder.values
+            return recorder.values, int(counter.get_total_flops() // 2)
     except Exception as exc:
         shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__ for x in example_inputs]
         raise InputError(

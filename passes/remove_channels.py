@@ -21,7 +21,7 @@ from graphprune.errors import GraphpruneError
 from graphprune.passes import Pass
 from graphprune.resize import fix_attributes
 from graphprune.state import CompileState
-from graphprune.values import TensorInfo, propagate
+from graphprune.values import TensorInfo, propagate_counting
 
 
 class RemovalError(GraphpruneError):
@@ -74,9 +74,10 @@ def _rewrite_nodes(gm: fx.GraphModule, view: KeptView) -> None:
             rule.rewrite(node, view)
 
 
-def _verify(gm: fx.GraphModule, state: CompileState, view: KeptView) -> None:
+def _verify(gm: fx.GraphModule, state: CompileState, view: KeptView) -> int:
+    """Re-propagate the pruned graph, compare every node's shape with the analysis; return its MACs."""
     try:
-        values = propagate(gm, state.example_inputs)
+        values, macs = propagate_counting(gm, state.example_inputs)
     except GraphpruneError as exc:
         raise RemovalError(f"the pruned graph does not run ({exc}); this is a graphprune bug, please report "
                            f"it with the model") from exc
@@ -87,6 +88,7 @@ def _verify(gm: fx.GraphModule, state: CompileState, view: KeptView) -> None:
             raise RemovalError(f"after channel removal node '{node.name}' ({node.format_node()}) has shape "
                                f"{got}, the analysis expects {expected}: this is a graphprune bug, please "
                                f"report it with the model")
+    return macs
 
 
 def _shapes(value: object) -> object:
@@ -114,6 +116,7 @@ class RemoveChannels(Pass):
         _fix_modules(gm, view, touched)
         _rewrite_nodes(gm, view)
         gm.recompile()
+        macs = {**state.macs}
         if self.verify:
-            _verify(gm, state, view)
-        return state.with_(gm=gm, kept=kept, values=None)
+            macs["pruned"] = _verify(gm, state, view)
+        return state.with_(gm=gm, kept=kept, values=None, macs=macs)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from graphprune.passes import Pass
 from graphprune.state import CompileState
 from graphprune.trace import trace
-from graphprune.values import propagate
+from graphprune.values import propagate_counting
 
 
 @dataclass(frozen=True)
@@ -23,5 +23,5 @@ class Trace(Pass):
     def run(self, state: CompileState) -> CompileState:
         gm = trace(state.model, self.leaf_modules)
         gm = copy.deepcopy(gm)
-        values = propagate(gm, state.example_inputs)
-        return state.with_(gm=gm, values=values)
+        values, macs = propagate_counting(gm, state.example_inputs)
+        return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs})
