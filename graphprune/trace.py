@@ -9,6 +9,7 @@ source line, and what to do about it.
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from graphprune.decompose import decomposition_for
 from graphprune.errors import InputError, TraceError
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -39,6 +41,7 @@ class GraphpruneTracer(fx.Tracer):
         leaves, wrapped = _framework_leaves()
         super().__init__(autowrap_functions=tuple(wrapped))
         self.leaf_types = tuple(leaves | set(extra_leaves))
+        self.user_leaves = tuple(extra_leaves)
         self.gp_path_stack: list[str] = []
         self.failed_path: str | None = None
 
@@ -50,7 +53,10 @@ class GraphpruneTracer(fx.Tracer):
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         self.gp_path_stack.append(self.path_of_module(m))
+        decomposed = None if isinstance(m, self.user_leaves) else decomposition_for(m)
         try:
+            if decomposed is not None:  # traced inline, op by op, on the module's own parameters
+                return decomposed(m, *args, **kwargs)
             return super().call_module(m, forward, args, kwargs)
         except Exception:
             if self.failed_path is None:  # innermost module first: the stack unwinds after this
@@ -69,13 +75,31 @@ def _user_frame(exc: BaseException) -> str:
     return "unknown location"
 
 
-def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: dict | None = None) -> fx.GraphModule:
+def defaults_beyond(model: nn.Module, num_inputs: int | None) -> dict[str, Any] | None:
+    """Forward parameters the example inputs do not supply are traced as their defaults (an optional
+    ``mask=None`` stays None rather than becoming a graph input that breaks ``if mask is not None``)."""
+    if num_inputs is None:
+        return None
+    params = list(inspect.signature(model.forward).parameters.values())
+    extra = params[num_inputs:]
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in extra):
+        return None
+    if any(p.default is inspect.Parameter.empty for p in extra):
+        raise InputError(f"example_inputs has {num_inputs} tensors but forward also requires "
+                         f"{[p.name for p in extra if p.default is inspect.Parameter.empty]}")
+    return {p.name: p.default for p in extra} or None
+
+
+def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: dict | None = None,
+          num_inputs: int | None = None) -> fx.GraphModule:
     """Symbolically trace ``model``. The returned GraphModule shares parameters with ``model``;
     callers that transform it must copy first."""
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, fx.GraphModule):
         return model
+    if concrete_args is None:
+        concrete_args = defaults_beyond(model, num_inputs)
     tracer = GraphpruneTracer(extra_leaves)
     try:
         graph = tracer.trace(model, concrete_args=concrete_args)

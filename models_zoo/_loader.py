@@ -93,7 +93,7 @@ def _torchvision_kwargs(name: str, input_size: int | None) -> dict[str, Any]:
     if input_size is not None:
         for prefix, argument in TORCHVISION_SIZE_KWARG.items():
             if name.startswith(prefix):
-                kwargs[argument] = input_size
+                kwargs[argument] = (input_size, input_size) if argument == "input_size" else input_size
     return kwargs
 
 

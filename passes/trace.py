@@ -21,7 +21,7 @@ class Trace(Pass):
     leaf_modules: tuple[type, ...] = field(default=())
 
     def run(self, state: CompileState) -> CompileState:
-        gm = trace(state.model, self.leaf_modules)
+        gm = trace(state.model, self.leaf_modules, num_inputs=len(state.example_inputs))
         gm = copy.deepcopy(gm)
         values, macs = propagate_counting(gm, state.example_inputs)
         return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs})

@@ -7,15 +7,45 @@ import graphprune
 from graphprune.testing import masked_equivalence_error
 
 
+def make_nontrivial(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Some zoos zero-initialise heads or last BN scales; a constant output would make any equivalence
+    check vacuous, so give every all-zero weight small random values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("weight") and p.numel() > 1 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def calibrate(model: nn.Module, inputs: tuple, seed: int = 0) -> nn.Module:
+    """Random affine norm parameters, then BatchNorm statistics from a random batch: with default
+    statistics a deep random network's signal dies and its output is its last bias, which would make
+    any equivalence check vacuous."""
+    randomize_norms(model, seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if bns and all(isinstance(x, torch.Tensor) and x.is_floating_point() for x in inputs):
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+        g = torch.Generator().manual_seed(seed)
+        batch = tuple(torch.randn((4, *x.shape[1:]), generator=g) for x in inputs)
+        model.train()
+        with torch.no_grad():
+            model(*batch)
+    return model.eval()
+
+
 def compile_and_check(model: nn.Module, x: torch.Tensor | tuple, tol: float = 1e-4, **kw):
-    """Compile, then assert shape preservation and masked equivalence; returns the Result."""
+    """Compile, then assert shape preservation, a non-constant output and masked equivalence."""
     inputs = x if isinstance(x, tuple) else (x,)
-    model = model.eval()
+    model = calibrate(make_nontrivial(model.eval()), inputs)
     result = graphprune.compile(model, inputs, **kw)
     with torch.no_grad():
         dense = model(*inputs)
         pruned = result.module(*inputs)
     assert pruned.shape == dense.shape
+    assert float(dense.float().std()) > 0 or dense.numel() == 1, "dense output is constant: test is vacuous"
     err = masked_equivalence_error(model, result.module, result.report.kept, inputs)
     assert err <= tol, f"masked equivalence error {err:.3e}"
     return result
@@ -33,4 +63,9 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
                 if m.weight is not None:
                     m.weight.copy_(torch.rand(n, generator=g) + 0.5)
                     m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    for m in model.modules():
+        if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model

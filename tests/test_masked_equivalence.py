@@ -52,3 +52,20 @@ def test_batch_size_does_not_matter():
     x = torch.randn(5, *inputs[0].shape[1:])
     with torch.no_grad():
         assert r.module(x).shape == (5, 10)
+
+
+@pytest.mark.parametrize("spec,size", [("torchvision:inception_v3", 96), ("torchvision:resnet18", 64)])
+def test_check_detects_wrong_indices(spec, size):
+    """The equivalence check itself must be able to fail: shifting one layer's kept indices breaks it."""
+    import copy
+
+    from graphprune.testing import masked_equivalence_error
+    from tests.helpers import calibrate, make_nontrivial
+
+    model, inputs = models_zoo.load(spec, input_size=size)
+    model = calibrate(make_nontrivial(model), inputs)
+    r = compile_and_check(model, inputs, sparsity=0.5)
+    wrong = copy.deepcopy(r.report.kept)
+    fqn = next(k for k in wrong if k.endswith("weight") and 0 in wrong[k])
+    wrong[fqn][0] = [(i + 1) % (max(wrong[fqn][0]) + 2) for i in wrong[fqn][0]]
+    assert masked_equivalence_error(model, r.module, wrong, inputs) > 1e-3

@@ -3,6 +3,8 @@ survive, and therefore the node's new shape. Rewrites of baked constants read si
 
 from __future__ import annotations
 
+import builtins
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +33,25 @@ class KeptView:
         ids = lay.get(dim)
         return None if ids is None else self.keep_element[ids]
 
-    def channel_dims(self, node: fx.Node | str) -> set[int]:
-        lay = self.layouts.get(self._name(node))
-        return set(lay.dims) if isinstance(lay, Layout) else set()
+    def new_value(self, arg: Any) -> Any:
+        """What a traced size expression (``x.size(1) // 2``, ``x.shape[-1]``) evaluates to in the
+        pruned graph; expressions it cannot follow are assumed unchanged."""
+        if not isinstance(arg, fx.Node):
+            return arg
+        old = self.values.get(arg.name)
+        if arg.op == "call_method" and arg.target == "size":
+            shape = self.new_shape(arg.args[0])
+            dim = arg.args[1] if len(arg.args) > 1 else arg.kwargs.get("dim")
+            return shape[dim] if dim is not None else tuple(shape)
+        if arg.op == "call_function" and arg.target is builtins.getattr and arg.args[1] == "shape":
+            return tuple(self.new_shape(arg.args[0]))
+        if arg.op == "call_function" and arg.target in _SIZE_ARITHMETIC:
+            args = [self.new_value(a) for a in arg.args]
+            try:
+                return arg.target(*args)
+            except Exception:
+                return old
+        return old
 
     def old_shape(self, node: fx.Node | str) -> tuple[int, ...]:
         info = self.values[self._name(node)]
@@ -61,6 +79,10 @@ class KeptView:
         old = [p.shape[dim] for p in pieces]
         new = [self.new_shape_of(p, lay)[dim] for p, lay in zip(pieces, lays)]
         return new if new != old else None
+
+
+_SIZE_ARITHMETIC = {operator.getitem, operator.floordiv, operator.mul, operator.add, operator.sub,
+                    operator.truediv, operator.mod, builtins.int}
 
 
 def _expected(view: KeptView, info: Any, lay: Any) -> Any:

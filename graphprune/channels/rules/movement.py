@@ -78,8 +78,9 @@ def _block_layout(ctx: RuleContext, ids: Ids, pos: int, in_shape: list[int], out
     varying = [j for j in range(len(outs)) if out_shape[j] > 1 and not (grid == grid.take([0], axis=j)).all()]
     if not varying:  # one element over the whole block: keep it visible on the innermost real dim
         sized = [j for j in range(len(outs)) if out_shape[j] > 1]
-        if not sized:
-            return {}
+        if not sized:  # a lone channel on size-1 dims: it cannot shrink, but stays tracked
+            ctx.freeze(ids, "single channel reshaped")
+            return {outs[-1]: ids.copy()} if outs else {}
         j = sized[-1]
         return {outs[j]: np.moveaxis(grid, j, -1).reshape(-1, out_shape[j])[0].copy()}
     carrier = varying[-1]
@@ -101,12 +102,11 @@ def _rewrite_shape_args(node, kept) -> None:
         return _rewrite_unflatten(node, kept)
     if len(sizes) != len(new_shape):
         return
-    channel_dims = kept.channel_dims(node)
     for d, size in enumerate(sizes):
         if isinstance(size, int) and size != -1 and size != new_shape[d]:
             sizes[d] = new_shape[d]
-        elif isinstance(size, fx.Node) and d in channel_dims and kept.values.get(size.name) != new_shape[d]:
-            sizes[d] = new_shape[d]  # a size read from another tensor that keeps its width
+        elif isinstance(size, fx.Node) and kept.new_value(size) != new_shape[d]:
+            sizes[d] = new_shape[d]  # traced from a tensor that was pruned differently
     node.args = (args[0], type(args[1])(sizes)) if packed else (args[0], *sizes)
 
 
