@@ -79,9 +79,9 @@ def _options(plan: dict[str, Any], overrides: dict[str, Any]) -> Options:
 
 
 def default_pipeline(options: Options, leaf_modules: tuple[type, ...] = ()) -> list:
-    from passes import Allocate, AnalyzeChannels, RemoveChannels, ScoreMagnitude, Trace
+    from passes import Allocate, AnalyzeChannels, Canonicalize, RemoveChannels, ScoreMagnitude, Trace
 
-    return [Trace(leaf_modules), AnalyzeChannels(), ScoreMagnitude(p=int(options.score[1])), Allocate(),
+    return [Trace(leaf_modules), Canonicalize(), AnalyzeChannels(), ScoreMagnitude(p=int(options.score[1])), Allocate(),
             RemoveChannels()]
 
 

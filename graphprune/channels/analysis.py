@@ -37,6 +37,8 @@ def _get_attr_layout(table: ElementTable, node: fx.Node, value: Any) -> Any:
     """A loose parameter/buffer: every dim of size > 1 gets the parameter's own elements."""
     if not isinstance(value, TensorInfo):
         return None
+    if not value.dtype.is_floating_point:  # index tables and masks are not channels
+        return Layout({})
     fqn = str(node.target)
     return Layout({d: table.param(fqn, d, s) for d, s in enumerate(value.shape) if s > 1})
 

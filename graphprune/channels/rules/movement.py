@@ -459,3 +459,44 @@ def channel_shuffle(ctx: RuleContext) -> Layout:
     dims = dict(lay.dims)
     dims[1] = np.repeat(reps, groups)
     return Layout(dims)
+
+
+def _constant_index(ctx_root, index: object) -> torch.Tensor | None:
+    if isinstance(index, fx.Node) and index.op == "get_attr":
+        value = ctx_root
+        for part in str(index.target).split("."):
+            value = getattr(value, part)
+        return value if isinstance(value, torch.Tensor) else None
+    return None
+
+
+def _rewrite_index_select(node, kept) -> None:
+    """Re-derive the constant index: surviving outputs, renumbered over the surviving inputs."""
+    x, dim, index = node.args[0], node.args[1], node.args[2]
+    gm = node.graph.owning_module
+    perm = _constant_index(gm, index)
+    in_mask, out_mask = kept.mask(x, dim), kept.mask(node, dim)
+    if perm is None or in_mask is None or (in_mask.all() and out_mask.all()):
+        return
+    renumber = np.cumsum(in_mask) - 1
+    new = torch.as_tensor(renumber[perm.numpy()[out_mask]], dtype=perm.dtype)
+    path, _, attr = str(index.target).rpartition(".")
+    owner = gm.get_submodule(path) if path else gm
+    owner.register_buffer(attr, new, persistent=True)
+
+
+@register([torch.index_select, Method("index_select")], rewrite=_rewrite_index_select)
+def index_select(ctx: RuleContext) -> Layout:
+    """Gather along a dim with a constant index (a folded channel permutation): exact element map."""
+    x, index = ctx.arg(0), ctx.arg(2, "index")
+    info = ctx.info(x)
+    dim = ctx.value(ctx.arg(1, "dim")) % info.ndim
+    perm = _constant_index(ctx.root, index)
+    lay = ctx.layout(x)
+    dims = dict(lay.dims)
+    if dim in dims:
+        if perm is None:
+            ctx.freeze(dims.pop(dim), "gather with a computed index")
+        else:
+            dims[dim] = dims[dim][perm.numpy()]
+    return Layout(dims)
