@@ -6,6 +6,7 @@ that fake tensors cannot run (data-dependent ops) falls back to one real forward
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,16 @@ def propagate(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> dict[str, 
 def propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> tuple[dict[str, Any], int]:
     """``propagate`` plus the graph's multiply-accumulates (FLOPs / 2 of conv, linear, matmul, attention),
     counted in the same run."""
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_log.level
+    fake_log.setLevel(logging.CRITICAL)  # a failing op is our error to report, not torch's log spew
+    try:
+        return _propagate_counting(gm, example_inputs)
+    finally:
+        fake_log.setLevel(level)
+
+
+def _propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> tuple[dict[str, Any], int]:
     was_training = gm.training
     gm.eval()
     try:

@@ -282,3 +282,21 @@ def test_user_model_is_not_mutated():
     graphprune.compile(model, torch.randn(1, 3, 8, 8), sparsity=0.5)
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_strided_slices_of_channels_survive_removal():
+    """Rotary embeddings slice the head dim with a step: those channels freeze and slices keep their step."""
+
+    class Rotary(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 8)
+            self.c = nn.Linear(8, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            rot = torch.stack([-h[..., 1::2], h[..., ::2]], -1).reshape(h.shape)
+            return self.c(self.b(h + rot))
+
+    r = compile_and_check(Rotary(), torch.randn(3, 4), sparsity=0.5)
+    assert "a.weight" not in r.report.kept and len(r.report.kept["b.weight"][0]) == 4

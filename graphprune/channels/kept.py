@@ -33,6 +33,10 @@ class KeptView:
         ids = lay.get(dim)
         return None if ids is None else self.keep_element[ids]
 
+    def old_value(self, arg: Any) -> Any:
+        """The dense graph's value of a literal or traced argument."""
+        return self.values.get(arg.name) if isinstance(arg, fx.Node) else arg
+
     def new_value(self, arg: Any) -> Any:
         """What a traced size expression (``x.size(1) // 2``, ``x.shape[-1]``) evaluates to in the
         pruned graph; expressions it cannot follow are assumed unchanged."""

@@ -54,6 +54,8 @@ def couple_conv(ctx: RuleContext, in_ids: Ids | None, w_out: Ids | None, w_in: I
             ctx.table.unify(in_ids, w_in)
         elif in_ids is not None:
             ctx.freeze(in_ids, "convolution weight is not a tracked parameter")
+        else:  # the input's channels are unknown, so the weight's input dim must keep its width
+            ctx.freeze(w_in, "convolution input channels are not tracked")
         return w_out
     if transposed or w_out is None or in_ids is None:
         ctx.freeze(in_ids, "grouped convolution whose groups cannot be followed")
@@ -86,7 +88,26 @@ _F_CONV = {F.conv1d: (1, False), F.conv2d: (2, False), F.conv3d: (3, False),
            torch.conv1d: (1, False), torch.conv2d: (2, False), torch.conv3d: (3, False)}
 
 
-@register(list(_F_CONV))
+def _rewrite_groups(node, kept) -> None:
+    """Functional grouped convs bake ``groups``: whole groups were removed, so re-derive it."""
+    nd, transposed = _F_CONV[node.target]
+    index = 7 if transposed else 6
+    groups = node.args[index] if len(node.args) > index else node.kwargs.get("groups", 1)
+    if not isinstance(groups, int) or groups == 1 or transposed:
+        return
+    x = node.args[0]
+    cdim = 1 if len(kept.old_shape(x)) == nd + 2 else 0
+    old_in, new_in = kept.old_shape(x)[cdim], kept.new_shape(x)[cdim]
+    new_groups = groups * new_in // old_in
+    if new_groups == groups:
+        return
+    if len(node.args) > index:
+        node.args = (*node.args[:index], new_groups, *node.args[index + 1:])
+    else:
+        node.kwargs = {**node.kwargs, "groups": new_groups}
+
+
+@register(list(_F_CONV), rewrite=_rewrite_groups)
 def conv_functional(ctx: RuleContext) -> Layout:
     nd, transposed = _F_CONV[ctx.node.target]
     x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
@@ -113,6 +134,8 @@ def _linear_layout(ctx: RuleContext, x: object, w_out: Ids | None, w_in: Ids | N
         ctx.table.unify(in_ids, w_in)
     elif in_ids is not None:
         ctx.freeze(in_ids, "linear weight is not a tracked parameter")
+    else:
+        ctx.freeze(w_in, "linear input features are not tracked")
     if bias is not None and w_out is not None:
         ctx.table.unify(bias, w_out)
     if w_out is not None:

@@ -40,6 +40,8 @@ def broadcast_layout(ctx: RuleContext, operands: list) -> Layout:
             lay = ctx.layout(a)
             ids = lay.get(k) if isinstance(lay, Layout) else None
             if info.shape[k] == 1 and out.shape[d] != 1:
+                if ids is not None:  # one channel broadcast over many: it can never be removed
+                    ctx.freeze(ids, "single channel broadcast over a dim")
                 continue
             if ids is None:
                 untracked = True

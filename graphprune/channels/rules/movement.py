@@ -304,8 +304,9 @@ def _rewrite_getitem(node, kept) -> None:
             continue
         if isinstance(it, slice):
             mask = kept.mask(x, src_dim)
-            if mask is not None:
-                start, stop, _ = it.indices(len(mask))
+            bounds = [kept.old_value(b) for b in (it.start, it.stop, it.step)]
+            if mask is not None and not mask.all() and bounds[2] in (None, 1):
+                start, stop, _ = slice(*bounds).indices(len(mask))
                 new_items[k] = slice(int(mask[:start].sum()), int(mask[:stop].sum()), None)
         src_dim += 1
     node.args = (x, tuple(new_items) if isinstance(node.args[1], tuple) else new_items[0])
@@ -500,3 +501,14 @@ def index_select(ctx: RuleContext) -> Layout:
         else:
             dims[dim] = dims[dim][perm.numpy()]
     return Layout(dims)
+
+
+@register([torch.roll, Method("roll")])
+def roll(ctx: RuleContext) -> Layout:
+    """Rolling a non-channel dim (shifted windows) keeps channels; rolling a channel dim freezes it."""
+    lay, info = ctx.layout(ctx.arg(0)), ctx.info(ctx.arg(0))
+    dims = ctx.value(ctx.arg(2, "dims", None))
+    rolled = range(info.ndim) if dims is None else [d % info.ndim for d in ([dims] if isinstance(dims, int) else dims)]
+    for d in rolled:
+        ctx.freeze(lay.get(d), "roll along a channel dim")
+    return same_layout(ctx, ctx.arg(0))

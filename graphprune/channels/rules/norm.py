@@ -58,11 +58,14 @@ def _functional_param(ctx: RuleContext, index: int, name: str) -> Ids | None:
 @register([F.batch_norm, F.instance_norm])
 def batch_norm_functional(ctx: RuleContext) -> Layout:
     lay = same_layout(ctx, ctx.arg(0, "input"))
-    names = (("running_mean", 1), ("running_var", 2), ("weight", 3), ("bias", 4))
-    if ctx.node.target is F.instance_norm:
-        names = (("running_mean", 1), ("running_var", 2), ("weight", 3), ("bias", 4))
-    for name, index in names:
+    for name, index in (("running_mean", 1), ("running_var", 2), ("weight", 3), ("bias", 4)):
         _bind(ctx, lay.get(1), _functional_param(ctx, index, name))
+    uses_batch_stats = ctx.node.target is F.instance_norm or ctx.arg(1, "running_mean") is None or bool(
+        ctx.value(ctx.arg(5, "training" if ctx.node.target is F.batch_norm else "use_input_stats", False)))
+    if uses_batch_stats:  # statistics over every other dim (weight standardisation): those mix
+        for d, ids in lay.dims.items():
+            if d != 1 and not (ctx.node.target is F.instance_norm and d == 0):
+                ctx.freeze(ids, "normalisation statistics over this dim")
     return lay
 
 
