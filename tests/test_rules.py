@@ -247,18 +247,35 @@ def test_unknown_op_freezes_and_is_named():
     assert any("no channel rule" in f["reason"] for f in r.report.frozen)
 
 
-def test_reduction_over_channels_freezes():
+def test_reduction_over_channels_is_inexact_and_frozen_in_exact_mode():
     class Reduce(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = conv_bn(3, 8)
+            self.b = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            return (self.b(y) * y.mean(1, keepdim=True)).mean((2, 3))
+
+    x = torch.randn(1, 3, 6, 6)
+    loose = graphprune.compile(Reduce(), x, sparsity=0.5)
+    assert any("mean over a channel dim" in i["reason"] for i in loose.report.inexact)
+    assert len(loose.report.kept["a.0.weight"][0]) == 4
+    strict = compile_and_check(Reduce(), x, sparsity=0.5, exact=True)
+    assert "a.0.weight" not in strict.report.kept
+
+
+def test_argmax_over_channels_freezes():
+    class Arg(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.a = conv_bn(3, 8)
 
         def forward(self, x):
-            y = self.a(x)
-            return y.mean(1) + y.sum((2, 3)).sum(-1, keepdim=True)[..., None]
+            return self.a(x).argmax(1)
 
-    r = graphprune.compile(Reduce(), torch.randn(1, 3, 6, 6), sparsity=0.5)
-    assert r.report.kept == {}
+    assert graphprune.compile(Arg(), torch.randn(1, 3, 6, 6), sparsity=0.5).report.kept == {}
 
 
 def test_split_sizes_are_rewritten():
@@ -284,8 +301,9 @@ def test_user_model_is_not_mutated():
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_strided_slices_of_channels_survive_removal():
-    """Rotary embeddings slice the head dim with a step: those channels freeze and slices keep their step."""
+def test_strided_slices_of_channels_tie_blocks():
+    """Rotary embeddings slice the head dim with step 2: channel pairs are kept or removed together and the
+    slices keep their step."""
 
     class Rotary(nn.Module):
         def __init__(self) -> None:
@@ -299,4 +317,5 @@ def test_strided_slices_of_channels_survive_removal():
             return self.c(self.b(h + rot))
 
     r = compile_and_check(Rotary(), torch.randn(3, 4), sparsity=0.5)
-    assert "a.weight" not in r.report.kept and len(r.report.kept["b.weight"][0]) == 4
+    kept = r.report.kept["a.weight"][0]
+    assert len(kept) == 4 and all(kept[i] // 2 == kept[i + 1] // 2 for i in range(0, 4, 2))

@@ -342,7 +342,7 @@ def getitem(ctx: RuleContext) -> object:
             ids = lay.get(src)
             if ids is not None:
                 if it.step not in (None, 1):
-                    ctx.freeze(ids, "strided slice of a channel dim")
+                    _tie_step_blocks(ctx, ids, it)
                 dims[dst] = ids[it]
             src, dst = src + 1, dst + 1
         else:
@@ -353,6 +353,17 @@ def getitem(ctx: RuleContext) -> object:
             dims[dst] = lay.get(src)
         src, dst = src + 1, dst + 1
     return Layout(dims)
+
+
+def _tie_step_blocks(ctx: RuleContext, ids, it: slice) -> None:
+    """``x[..., o::s]`` (rotary embeddings, even/odd splits) stays valid after pruning if every block of
+    s consecutive channels is kept or removed whole: tie within blocks. Other strided slices freeze."""
+    start, stop, step = it.indices(len(ids))
+    if step > 1 and len(ids) % step == 0 and 0 <= start < step and stop == len(ids):
+        blocks = ids.reshape(-1, step)
+        ctx.table.unify(blocks[:, 1:].ravel(), np.repeat(blocks[:, 0], step - 1))
+    else:
+        ctx.freeze(ids, "strided slice of a channel dim")
 
 
 def _rewrite_expand(node, kept) -> None:

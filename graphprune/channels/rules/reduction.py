@@ -36,6 +36,9 @@ def _reduced_dims(ctx: RuleContext, rank: int) -> list[int] | None:
     return [d % rank for d in dims] if dims else None
 
 
+_INDEX_VALUED = {"argmax", "argmin", "all", "any", "prod"}
+
+
 @register(REDUCTIONS)
 def reduction(ctx: RuleContext) -> object:
     x = ctx.arg(0, "input")
@@ -44,8 +47,16 @@ def reduction(ctx: RuleContext) -> object:
         return empty_like(ctx.out)
     dims = _reduced_dims(ctx, info.ndim)
     reduced = list(range(info.ndim)) if dims is None else dims
+    target = ctx.node.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", "?")
     for d in reduced:
-        ctx.freeze(lay.get(d), f"reduction over a channel dim ({ctx.node.target if isinstance(ctx.node.target, str) else getattr(ctx.node.target, '__name__', '?')})")
+        ids = lay.get(d)
+        if ids is None:
+            continue
+        if name in _INDEX_VALUED:  # results are channel positions: removal changes their meaning
+            ctx.freeze(ids, f"{name} over a channel dim")
+        else:  # a statistic over channels, like LayerNorm: removal is allowed but changes it
+            ctx.table.mark_inexact(ids, f"{name} over a channel dim", ctx.name)
     keepdim = bool(ctx.value(ctx.node.kwargs.get("keepdim", ctx.arg(2, "keepdim", False))))
     kept = {}
     for d, ids in lay.dims.items():
@@ -80,7 +91,8 @@ def softmax(ctx: RuleContext) -> Layout:
     if dim is None:
         ctx.freeze_inputs("softmax over an implicit dim")
     else:
-        ctx.freeze(lay.get(dim % info.ndim), "normalisation across a channel dim (softmax/normalize/cumsum)")
+        ctx.table.mark_inexact(lay.get(dim % info.ndim) if lay.get(dim % info.ndim) is not None else [],
+                               "normalisation across a channel dim (softmax/normalize/cumsum)", ctx.name)
     return same_layout(ctx, x)
 
 
