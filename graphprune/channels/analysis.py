@@ -16,6 +16,7 @@ import graphprune.channels.rules  # noqa: F401  (fills the rule table)
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.elements import ElementTable
 from graphprune.channels.layout import EMPTY, Layout, iter_layouts
+from graphprune.channels.probe import probe_movement
 from graphprune.channels.registry import describe, lookup, node_key
 from graphprune.values import TensorInfo
 
@@ -67,6 +68,12 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts:
     ctx = RuleContext(node, table, gm, layouts, values)
     key = node_key(node, gm)
     rule = lookup(key)
+    if rule is None and node.op == "call_function":
+        probed = probe_movement(ctx)
+        if probed is not None:
+            for ids in probed.all_ids():
+                table.anchor(ids)
+            return probed
     if rule is None:
         op = describe(key)
         if any(lay.dims for lay in ctx.input_layouts()):

@@ -49,9 +49,10 @@ def broadcast_layout(ctx: RuleContext, operands: list) -> Layout:
                 carried.append(ids)
         if not carried:
             continue
-        if untracked:
+        if untracked:  # frozen, so this dim never shrinks: the output need not carry them on
             for ids in carried:
                 ctx.freeze(ids, "combined element-wise with a tensor whose channels are not tracked")
+            continue
         for ids in carried[1:]:
             ctx.table.unify(carried[0], ids)
         dims[d] = carried[0]

@@ -211,6 +211,7 @@ def _aligned(ctx: RuleContext, tensors: list, skip: int | None) -> Layout:
         if len(carried) < len(tensors):
             for ids in carried:
                 ctx.freeze(ids, "stacked with a tensor whose channels are not tracked")
+            continue
         for ids in carried[1:]:
             ctx.table.unify(carried[0], ids)
         dims[d] = carried[0]
