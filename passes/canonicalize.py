@@ -1,11 +1,13 @@
-"""canonicalize: rewrite channel permutations written as reshape chains into ``index_select``
-(see ``graphprune.canonicalize``), then re-propagate shapes. Semantics-preserving."""
+"""canonicalize: inline static-shape decompositions of opaque functions (``graphprune.inline``) and
+rewrite channel permutations written as reshape chains into ``index_select``
+(``graphprune.canonicalize``), then re-propagate shapes. Semantics-preserving."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from graphprune.canonicalize import fold_channel_permutations
+from graphprune.inline import inline_static_decompositions
 from graphprune.passes import Pass
 from graphprune.state import CompileState
 from graphprune.values import propagate_counting
@@ -18,7 +20,11 @@ class Canonicalize(Pass):
     provides = frozenset({"canonical"})
 
     def run(self, state: CompileState) -> CompileState:
-        if not fold_channel_permutations(state.gm, state.values):
+        changed = inline_static_decompositions(state.gm, state.values)
+        if changed:
+            state = state.with_(values=propagate_counting(state.gm, state.example_inputs)[0])
+        changed += fold_channel_permutations(state.gm, state.values)
+        if not changed:
             return state
         values, _ = propagate_counting(state.gm, state.example_inputs)
         return state.with_(values=values)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import graphprune
 import models_zoo
 from tests.conftest import sweep_mode
 from tests.helpers import compile_and_check
@@ -69,3 +70,15 @@ def test_check_detects_wrong_indices(spec, size):
     fqn = next(k for k in wrong if k.endswith("weight") and 0 in wrong[k])
     wrong[fqn][0] = [(i + 1) % (max(wrong[fqn][0]) + 2) for i in wrong[fqn][0]]
     assert masked_equivalence_error(model, r.module, wrong, inputs) > 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["swin_t", "vit_b_16"])
+def test_torchvision_transformers_exact_mode(name):
+    """Swin's opaque window attention is inlined with static sizes and MHA is decomposed: both prune
+    their attention head dims exactly (LayerNorm-coupled widths stay in exact mode)."""
+    model, inputs = models_zoo.load(f"torchvision:{name}")
+    r = compile_and_check(model, inputs, sparsity=0.5, exact=True)
+    assert r.report.unknown_ops == []
+    loose = graphprune.compile(model, inputs, sparsity=0.5)
+    assert loose.report.macs_reduction > 3.0

@@ -3,6 +3,7 @@ imports; each maps to the torch layer it behaves like (same parameters, same per
 
 from __future__ import annotations
 
+from graphprune.channels.layout import EMPTY, Layout
 from graphprune.channels.registry import RULES, Rule
 
 
@@ -26,6 +27,23 @@ def _register_torchvision() -> None:
     RULES[stochastic_depth.stochastic_depth] = RULES[nn.Identity]
 
 
+def _per_head_bias(ctx) -> Layout:
+    """A relative-position bias gathered per head from its table: heads are never removed (head dims
+    are), so the table keeps its width and the bias carries no channels."""
+    ctx.freeze_inputs("relative position bias table is indexed per head")
+    return EMPTY
+
+
+def _register_torchvision_swin() -> None:
+    try:
+        import importlib
+
+        swin = importlib.import_module("torchvision.models.swin_transformer")
+    except Exception:
+        return
+    RULES[swin._get_relative_position_bias] = Rule("per_head_bias", _per_head_bias)
+
+
 def _register_timm() -> None:
     try:
         import importlib
@@ -42,4 +60,5 @@ def _register_timm() -> None:
 
 
 _register_torchvision()
+_register_torchvision_swin()
 _register_timm()
