@@ -18,6 +18,7 @@ import torch.fx as fx
 from torch import nn
 
 from graphprune.errors import InputError, PlanError
+from graphprune.trace import unshare
 from graphprune.metrics import count_macs, count_params
 from graphprune.passes import run_pipeline
 from graphprune.report import LayerWidth, Report
@@ -95,6 +96,7 @@ def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: st
     params_before = count_params(model)
     macs_before = state.macs.get("dense") or count_macs(model, inputs)
     module = state.gm
+    unshare(module, model)
     module.eval()
     report = _report(state, params_before, macs_before)
     return Result(module, report, state)

@@ -9,6 +9,7 @@ source line, and what to do about it.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import traceback
 from collections.abc import Callable, Iterable
@@ -114,3 +115,25 @@ def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: di
         ) from exc
     name = type(model).__name__
     return fx.GraphModule(tracer.root, graph, name)
+
+
+def private_hierarchy(module: nn.Module) -> nn.Module:
+    """Shallow copies of every module with their own parameter/buffer/submodule dicts: attribute writes
+    and parameter replacement stay private while tensors are shared until replaced."""
+    clone = copy.copy(module)
+    clone._parameters = dict(module._parameters)
+    clone._buffers = dict(module._buffers)
+    clone._modules = {name: private_hierarchy(m) if m is not None else None for name, m in module._modules.items()}
+    return clone
+
+
+def unshare(module: nn.Module, original: nn.Module) -> None:
+    """Copy every parameter/buffer of ``module`` still shared with ``original`` (the end of
+    copy-on-write: training the result must not write into the user's tensors)."""
+    shared = {t.data_ptr() for t in (*original.parameters(), *original.buffers()) if t.numel()}
+    for m in module.modules():
+        for store in (m._parameters, m._buffers):
+            for name, t in store.items():
+                if t is not None and t.numel() and t.data_ptr() in shared:
+                    store[name] = nn.Parameter(t.detach().clone(), t.requires_grad) \
+                        if isinstance(t, nn.Parameter) else t.clone()

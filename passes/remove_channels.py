@@ -42,7 +42,7 @@ def _slice_members(gm: fx.GraphModule, state: CompileState, keep_element: np.nda
         owner, attr = _owner(gm, fqn)
         old = getattr(owner, attr)
         index = torch.from_numpy(np.flatnonzero(mask))
-        new = old.detach().index_select(dim, index).clone()
+        new = old.detach().index_select(dim, index)
         if isinstance(old, nn.Parameter):
             setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
         elif attr in owner._buffers:

@@ -16,8 +16,17 @@ from graphprune.state import CompileState
 
 
 def slice_norms(tensor: torch.Tensor, dim: int, p: int) -> np.ndarray:
-    flat = tensor.detach().float().movedim(dim, 0).reshape(tensor.shape[dim], -1)
-    return flat.abs().sum(1).numpy() if p == 1 else flat.pow(2).sum(1).sqrt().numpy()
+    """p-norm of every slice along ``dim`` (reduced over all other dims, no transposed copy)."""
+    return member_norms(tensor, [dim], p)[dim]
+
+
+def member_norms(tensor: torch.Tensor, dims: list[int], p: int) -> dict[int, np.ndarray]:
+    """Slice norms along each of ``dims``, reduced in place over the other dims (measured faster than
+    reducing the kernel once and summing the (out, in) matrix both ways)."""
+    with torch.no_grad():
+        t = tensor.detach().float()
+        return {d: (torch.linalg.vector_norm(t, ord=p, dim=[o for o in range(t.ndim) if o != d])
+                    if t.ndim > 1 else t.abs()).double().numpy() for d in dims}
 
 
 @dataclass(frozen=True)
@@ -29,11 +38,17 @@ class ScoreMagnitude(Pass):
 
     def run(self, state: CompileState) -> CompileState:
         params = dict(state.gm.named_parameters())
+        wanted: dict[str, list[int]] = {}
+        for group in state.channels.groups:
+            for m in group.members:
+                if m.fqn in params:
+                    wanted.setdefault(m.fqn, []).append(m.dim)
+        norms = {fqn: member_norms(params[fqn], dims, self.p) for fqn, dims in wanted.items()}
         per_group = []
         for group in state.channels.groups:
             score = np.zeros(group.size, dtype=np.float64)
             for m in group.members:
-                if m.fqn in params:
-                    np.add.at(score, m.channel, slice_norms(params[m.fqn], m.dim, self.p))
+                if m.fqn in norms:
+                    np.add.at(score, m.channel, norms[m.fqn][m.dim])
             per_group.append(score)
         return state.with_(scores={**state.scores, f"l{self.p}": per_group})

@@ -1,16 +1,16 @@
 """trace: torch.fx trace of the user's model plus fake-tensor value propagation.
 
-Provides ``traced`` and ``shapes``. The user's module is deep-copied first: later passes resize
-parameters in place on the copy, and the original must stay untouched."""
+Provides ``traced`` and ``shapes``. The traced module gets a private module hierarchy whose tensors are
+still the user's (copy-on-write): passes replace parameters, never write into them, and compile ends
+by copying whatever is still shared, so the user's model is never mutated nor aliased."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from graphprune.passes import Pass
 from graphprune.state import CompileState
-from graphprune.trace import trace
+from graphprune.trace import private_hierarchy, trace
 from graphprune.values import propagate_counting
 
 
@@ -21,7 +21,6 @@ class Trace(Pass):
     leaf_modules: tuple[type, ...] = field(default=())
 
     def run(self, state: CompileState) -> CompileState:
-        gm = trace(state.model, self.leaf_modules, num_inputs=len(state.example_inputs))
-        gm = copy.deepcopy(gm)
+        gm = private_hierarchy(trace(state.model, self.leaf_modules, num_inputs=len(state.example_inputs)))
         values, macs = propagate_counting(gm, state.example_inputs)
         return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs})
