@@ -1,10 +1,12 @@
 """Trace an nn.Module into a torch.fx GraphModule that the channel analysis can read.
 
 Standard torch.nn layers stay ``call_module`` leaves (their parameters are then owned by one node, which
-is what the per-op rule table keys on). Models from timm and torchvision declare modules and functions
-that fx must not trace into; we honour those registrations so their models trace as their authors
-intended. A failure is re-raised as a TraceError naming the innermost module being traced, the user's
-source line, and what to do about it.
+is what the per-op rule table keys on). timm and torchvision declare functions that fx must not trace
+into (honoured: they stay calls) and modules to keep opaque for feature extraction. An opaque module
+freezes every channel it touches, so we first trace *through* those modules and keep one opaque only
+where tracing through it fails. Modules the user names as leaves are always kept opaque. A failure
+that no declared leaf explains is re-raised as a TraceError naming the innermost module being traced,
+the user's source line, and what to do about it.
 """
 
 from __future__ import annotations
@@ -38,13 +40,13 @@ class GraphpruneTracer(fx.Tracer):
     """An fx Tracer that keeps standard and framework-declared layers as leaves and remembers the
     module path it is inside, so a failure can say where it happened."""
 
-    def __init__(self, extra_leaves: Iterable[type] = ()) -> None:
-        leaves, wrapped = _framework_leaves()
+    def __init__(self, extra_leaves: Iterable[type] = (), opaque: Iterable[type] = (),
+                 wrapped: Iterable[Callable[..., Any]] = ()) -> None:
         super().__init__(autowrap_functions=tuple(wrapped))
-        self.leaf_types = tuple(leaves | set(extra_leaves))
+        self.leaf_types = tuple(set(opaque) | set(extra_leaves))
         self.user_leaves = tuple(extra_leaves)
         self.gp_path_stack: list[str] = []
-        self.failed_path: str | None = None
+        self.failed_stack: list[str] | None = None
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, self.leaf_types):
@@ -60,11 +62,31 @@ class GraphpruneTracer(fx.Tracer):
                 return decomposed(m, *args, **kwargs)
             return super().call_module(m, forward, args, kwargs)
         except Exception:
-            if self.failed_path is None:  # innermost module first: the stack unwinds after this
-                self.failed_path = self.gp_path_stack[-1]
+            if self.failed_stack is None:  # innermost module first: the stack unwinds after this
+                self.failed_stack = list(self.gp_path_stack)
             raise
         finally:
             self.gp_path_stack.pop()
+
+
+def _declared_culprit(model: nn.Module, stack: list[str], declared: set[type]) -> type | None:
+    """The nearest module on the failing stack whose type a framework declared opaque."""
+    for path in reversed(stack):
+        kind = type(model.get_submodule(path)) if path else type(model)
+        if kind in declared:
+            return kind
+    return None
+
+
+def _trace_error(model: nn.Module, tracer: GraphpruneTracer, exc: Exception) -> TraceError:
+    where = (tracer.failed_stack or ["<root>"])[-1] or "<root>"
+    kind = type(model.get_submodule(where)).__name__ if where != "<root>" else type(model).__name__
+    return TraceError(
+        f"cannot trace module '{where}' ({kind}) at {_user_frame(exc)}: "
+        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+        f"Fix: make its forward traceable by torch.fx, or keep it opaque with "
+        f"leaf_modules=[{kind}] (its channels are then frozen)"
+    )
 
 
 def _user_frame(exc: BaseException) -> str:
@@ -101,18 +123,18 @@ def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: di
         return model
     if concrete_args is None:
         concrete_args = defaults_beyond(model, num_inputs)
-    tracer = GraphpruneTracer(extra_leaves)
-    try:
-        graph = tracer.trace(model, concrete_args=concrete_args)
-    except Exception as exc:
-        where = tracer.failed_path or "<root>"
-        kind = type(model.get_submodule(where)).__name__ if where not in ("", "<root>") else type(model).__name__
-        raise TraceError(
-            f"cannot trace module '{where or '<root>'}' ({kind}) at {_user_frame(exc)}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-            f"Fix: make its forward traceable by torch.fx, or keep it opaque with "
-            f"leaf_modules=[{kind}] (its channels are then frozen)"
-        ) from exc
+    declared, wrapped = _framework_leaves()
+    opaque: set[type] = set()
+    while True:
+        tracer = GraphpruneTracer(extra_leaves, opaque, wrapped)
+        try:
+            graph = tracer.trace(model, concrete_args=concrete_args)
+            break
+        except Exception as exc:
+            culprit = _declared_culprit(model, tracer.failed_stack or [], declared - opaque)
+            if culprit is None:
+                raise _trace_error(model, tracer, exc) from exc
+            opaque.add(culprit)
     name = type(model).__name__
     return fx.GraphModule(tracer.root, graph, name)
 

@@ -57,6 +57,7 @@ def couple_conv(ctx: RuleContext, in_ids: Ids | None, w_out: Ids | None, w_in: I
         else:  # the input's channels are unknown, so the weight's input dim must keep its width
             ctx.freeze(w_in, "convolution input channels are not tracked")
         return w_out
+    ctx.freeze(w_in, "per-group input dim of a grouped convolution (whole groups are removed instead)")
     if transposed or w_out is None or in_ids is None:
         ctx.freeze(in_ids, "grouped convolution whose groups cannot be followed")
         ctx.freeze(w_out, "grouped convolution whose groups cannot be followed")
@@ -78,7 +79,7 @@ def conv_module(ctx: RuleContext) -> Layout:
     lay = ctx.layout(x)
     in_ids = lay.get(cdim) if isinstance(lay, Layout) else None
     transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
-    w_in = None if (m.groups > 1 and not transposed) else ctx.param("weight", 1)
+    w_in = ctx.param("weight", 1)
     out = couple_conv(ctx, in_ids, ctx.param("weight", 0), w_in, ctx.param("bias", 0), m.groups, transposed)
     return _conv_layout(ctx, x, cdim, out)
 
@@ -117,7 +118,7 @@ def conv_functional(ctx: RuleContext) -> Layout:
     in_ids = lay.get(cdim) if isinstance(lay, Layout) else None
     wl = wl if isinstance(wl, Layout) else EMPTY
     bl = ctx.layout(b) if b is not None else EMPTY
-    w_in = None if (groups > 1 and not transposed) else wl.get(1)
+    w_in = wl.get(1)
     out = couple_conv(ctx, in_ids, wl.get(0), w_in, bl.get(0) if isinstance(bl, Layout) else None,
                       groups, transposed)
     return _conv_layout(ctx, x, cdim, out)

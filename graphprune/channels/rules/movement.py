@@ -61,10 +61,10 @@ def reshape_layout(ctx: RuleContext, x: object) -> Layout:
         carriers = [d for d in ins if lay.get(d) is not None]
         if not carriers:
             continue
-        if len(carriers) > 1:
-            for d in carriers:
+        if len(carriers) > 1:  # e.g. (in, kh, kw) of a loose weight: the outermost stays the channel
+            for d in carriers[1:]:
                 ctx.freeze(lay.get(d), "reshape merges two channel dims")
-            continue
+            carriers = carriers[:1]
         dims.update(_block_layout(ctx, lay.get(carriers[0]), ins.index(carriers[0]),
                                   [info.shape[d] for d in ins], outs, [out.shape[d] for d in outs]))
     return Layout(dims)
@@ -72,6 +72,7 @@ def reshape_layout(ctx: RuleContext, x: object) -> Layout:
 
 def _block_layout(ctx: RuleContext, ids: Ids, pos: int, in_shape: list[int], outs: list[int],
                   out_shape: list[int]) -> dict[int, Ids]:
+    """Layout of one reshape block whose only channel-carrying input dim is ``pos``."""
     view = [1] * len(in_shape)
     view[pos] = len(ids)
     grid = np.broadcast_to(ids.reshape(view), in_shape).reshape(out_shape)

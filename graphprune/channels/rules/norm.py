@@ -62,10 +62,11 @@ def batch_norm_functional(ctx: RuleContext) -> Layout:
         _bind(ctx, lay.get(1), _functional_param(ctx, index, name))
     uses_batch_stats = ctx.node.target is F.instance_norm or ctx.arg(1, "running_mean") is None or bool(
         ctx.value(ctx.arg(5, "training" if ctx.node.target is F.batch_norm else "use_input_stats", False)))
-    if uses_batch_stats:  # statistics over every other dim (weight standardisation): those mix
+    if uses_batch_stats:  # statistics over every other dim (weight standardisation): like LayerNorm
         for d, ids in lay.dims.items():
             if d != 1 and not (ctx.node.target is F.instance_norm and d == 0):
-                ctx.freeze(ids, "normalisation statistics over this dim")
+                ctx.table.mark_inexact(ids, "normalisation statistics over channels (weight standardisation)",
+                                       ctx.name)
     return lay
 
 
