@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import torch
 import torch.fx as fx
 from torch import nn
 
 from graphprune.errors import InputError, PlanError
-from graphprune.trace import unshare
 from graphprune.metrics import count_macs, count_params
 from graphprune.passes import run_pipeline
 from graphprune.report import LayerWidth, Report
 from graphprune.state import CompileState, Options
+from graphprune.trace import unshare
 
 
 @dataclass

@@ -291,7 +291,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     shown = [g for g in cg.groups if args.show_all or g.num_prunable]
     groups = _table(f"channel groups of {args.spec}" + ("" if args.show_all else " (with prunable channels)"),
-                    "group", "size", "prunable", "members", "first members (fqn[dim])", "frozen reasons", show_lines=True)
+                    "group", "size", "prunable", "members", "first members (fqn[dim])", "frozen reasons",
+                    show_lines=True)
     for g in shown:
         # weights first: a group's BN buffers and biases say little about which layers it spans
         ordered = sorted(g.members, key=lambda m: not m.fqn.endswith(".weight"))

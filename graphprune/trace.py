@@ -17,7 +17,6 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
 import torch.fx as fx
 from torch import nn
 

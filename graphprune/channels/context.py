@@ -89,6 +89,21 @@ class RuleContext:
             return None
         return self.table.param(f"{self.node.target}.{attr}", dim, int(tensor.shape[dim]))
 
+    def couple_all(self, aligned: list[Ids | None], reason: str) -> Ids | None:
+        """Operands aligned on one dim (element-wise, concatenated, batched): one channel per index if
+        all carry tracked channels; if only some do, those cannot shrink alone and freeze. Returns the
+        ids the result carries (None when frozen: a frozen dim never shrinks, so nothing to track)."""
+        tracked = [ids for ids in aligned if ids is not None]
+        if not tracked:
+            return None
+        if len(tracked) < len(aligned):
+            for ids in tracked:
+                self.freeze(ids, reason)
+            return None
+        for ids in tracked[1:]:
+            self.table.unify(tracked[0], ids)
+        return tracked[0]
+
     def couple(self, a: Ids | None, b: Ids | None, reason: str) -> Ids | None:
         """Unify two index-aligned channel sets; if only one side carries channels, that side cannot
         be pruned alone, so freeze it. Returns the ids the result carries."""

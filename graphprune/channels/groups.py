@@ -92,7 +92,7 @@ def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
     for i, ml in enumerate(member_labels):
         by_group[int(group_of[ml[0]])].append(i)
     groups = []
-    for gid, member_ids in sorted(by_group.items()):
+    for _, member_ids in sorted(by_group.items()):
         labs = np.unique(np.concatenate([member_labels[i] for i in member_ids]))
         position = {int(lab): k for k, lab in enumerate(labs)}
         gmembers = [GroupMember(members[i].fqn, members[i].dim,

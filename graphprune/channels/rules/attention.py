@@ -28,22 +28,16 @@ def _couple_pair(ctx: RuleContext, a: Ids | None, b: Ids | None, reason: str) ->
 def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int) -> dict[int, Ids]:
     """Broadcast batch dims of two operands whose last ``free`` dims are matrix dims."""
     dims = {}
-    la, lb = ctx.layout(a), ctx.layout(b)
-    ia, ib = ctx.info(a), ctx.info(b)
-    for d in range(out_rank - 2):
-        ids = []
-        for lay, info in ((la, ia), (lb, ib)):
+    for d in range(out_rank - free):
+        aligned = []
+        for op in (a, b):
+            info, lay = ctx.info(op), ctx.layout(op)
             k = d - (out_rank - info.ndim)
             if k >= 0 and info.shape[k] > 1:
-                ids.append(lay.get(k))
-        tracked = [i for i in ids if i is not None]
-        if tracked:
-            if len(tracked) < len(ids):
-                for i in tracked:
-                    ctx.freeze(i, "batch dim of a contraction against an untracked operand")
-            for i in tracked[1:]:
-                ctx.table.unify(tracked[0], i)
-            dims[d] = tracked[0]
+                aligned.append(lay.get(k))
+        ids = ctx.couple_all(aligned, "batch dim of a contraction against an untracked operand")
+        if ids is not None:
+            dims[d] = ids
     return dims
 
 
@@ -82,15 +76,9 @@ def einsum(ctx: RuleContext) -> Layout:
                 letters.setdefault(ch, []).append(lay.get(d))
     resolved: dict[str, Ids] = {}
     for ch, ids in letters.items():
-        tracked = [i for i in ids if i is not None]
-        if not tracked:
-            continue
-        if len(tracked) < len(ids):
-            for i in tracked:
-                ctx.freeze(i, "einsum index shared with an untracked operand")
-        for i in tracked[1:]:
-            ctx.table.unify(tracked[0], i)
-        resolved[ch] = tracked[0]
+        coupled = ctx.couple_all(ids, "einsum index shared with an untracked operand")
+        if coupled is not None:
+            resolved[ch] = coupled
     return Layout({d: resolved[ch] for d, ch in enumerate(rhs) if ch in resolved})
 
 
@@ -112,20 +100,12 @@ def scaled_dot_product_attention(ctx: RuleContext) -> Layout:
     ctx.freeze(lk.get(ik.ndim - 2), "attention key positions")
     ctx.freeze(lv.get(iv.ndim - 2), "attention value positions")
     ctx.freeze(lq.get(iq.ndim - 2), "attention query positions")
-    mask = ctx.arg(3, "attn_mask")
-    if mask is not None:
-        ctx.freeze(None, "")
     out = ctx.out
     dims = {}
     for d in range(out.ndim - 2):
-        tracked = [i for lay in (lq, lk, lv) if (i := lay.get(d)) is not None]
-        if tracked:
-            if len(tracked) < 3:
-                for i in tracked:
-                    ctx.freeze(i, "attention batch dim against an untracked operand")
-            for i in tracked[1:]:
-                ctx.table.unify(tracked[0], i)
-            dims[d] = tracked[0]
+        ids = ctx.couple_all([lay.get(d) for lay in (lq, lk, lv)], "attention batch dim against an untracked operand")
+        if ids is not None:
+            dims[d] = ids
     if lv.get(iv.ndim - 1) is not None:
         dims[out.ndim - 1] = lv.get(iv.ndim - 1)
     return Layout(dims)

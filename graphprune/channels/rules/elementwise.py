@@ -29,12 +29,10 @@ def broadcast_layout(ctx: RuleContext, operands: list) -> Layout:
     rank = out.ndim
     dims = {}
     for d in range(rank):
-        carried, untracked = [], False
+        aligned = []
         for a in operands:
             info = ctx.info(a)
-            if info is None:
-                continue
-            k = d - (rank - info.ndim)
+            k = d - (rank - info.ndim) if info is not None else -1
             if k < 0:
                 continue
             lay = ctx.layout(a)
@@ -43,19 +41,10 @@ def broadcast_layout(ctx: RuleContext, operands: list) -> Layout:
                 if ids is not None:  # one channel broadcast over many: it can never be removed
                     ctx.freeze(ids, "single channel broadcast over a dim")
                 continue
-            if ids is None:
-                untracked = True
-            else:
-                carried.append(ids)
-        if not carried:
-            continue
-        if untracked:  # frozen, so this dim never shrinks: the output need not carry them on
-            for ids in carried:
-                ctx.freeze(ids, "combined element-wise with a tensor whose channels are not tracked")
-            continue
-        for ids in carried[1:]:
-            ctx.table.unify(carried[0], ids)
-        dims[d] = carried[0]
+            aligned.append(ids)
+        ids = ctx.couple_all(aligned, "combined element-wise with a tensor whose channels are not tracked")
+        if ids is not None:
+            dims[d] = ids
     return Layout(dims)
 
 

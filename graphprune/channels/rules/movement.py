@@ -183,7 +183,7 @@ def cat(ctx: RuleContext) -> Layout:
     tensors, dim = list(ctx.arg(0, "tensors")), _cat_dim(ctx)
     infos = [ctx.info(t) for t in tensors]
     parts, any_tracked = [], False
-    for t, info in zip(tensors, infos):
+    for t in tensors:
         ids = ctx.layout(t).get(dim)
         any_tracked |= ids is not None
         parts.append(ids)
@@ -201,21 +201,13 @@ def cat(ctx: RuleContext) -> Layout:
 
 def _aligned(ctx: RuleContext, tensors: list, skip: int | None) -> Layout:
     """Element-wise coupling over all dims except ``skip`` for same-rank tensors."""
-    out = ctx.out
     dims = {}
-    for d in range(out.ndim):
-        if d == skip:
-            continue
-        carried = [ids for t in tensors if (ids := ctx.layout(t).get(d)) is not None]
-        if not carried:
-            continue
-        if len(carried) < len(tensors):
-            for ids in carried:
-                ctx.freeze(ids, "stacked with a tensor whose channels are not tracked")
-            continue
-        for ids in carried[1:]:
-            ctx.table.unify(carried[0], ids)
-        dims[d] = carried[0]
+    for d in range(ctx.out.ndim):
+        if d != skip:
+            ids = ctx.couple_all([ctx.layout(t).get(d) for t in tensors],
+                                 "concatenated with a tensor whose channels are not tracked")
+            if ids is not None:
+                dims[d] = ids
     return Layout(dims)
 
 
@@ -223,17 +215,13 @@ def _aligned(ctx: RuleContext, tensors: list, skip: int | None) -> Layout:
 def stack(ctx: RuleContext) -> Layout:
     tensors = list(ctx.arg(0, "tensors"))
     dim = ctx.value(ctx.arg(1, "dim", 0)) % ctx.out.ndim
-    inner = {}
+    dims = {}
     for d in range(ctx.out.ndim - 1):
-        carried = [ids for t in tensors if (ids := ctx.layout(t).get(d)) is not None]
-        if carried:
-            if len(carried) < len(tensors):
-                for ids in carried:
-                    ctx.freeze(ids, "stacked with a tensor whose channels are not tracked")
-            for ids in carried[1:]:
-                ctx.table.unify(carried[0], ids)
-            inner[d if d < dim else d + 1] = carried[0]
-    return Layout(inner)
+        ids = ctx.couple_all([ctx.layout(t).get(d) for t in tensors],
+                             "stacked with a tensor whose channels are not tracked")
+        if ids is not None:
+            dims[d if d < dim else d + 1] = ids
+    return Layout(dims)
 
 
 def _pieces(ctx: RuleContext, x: object, dim: int) -> tuple:

@@ -15,9 +15,9 @@ def _alias(new_types: list[type], like: type) -> None:
 
 def _register_torchvision() -> None:
     try:
-        from torch import nn
         import importlib
 
+        from torch import nn
         from torchvision.ops import misc
         stochastic_depth = importlib.import_module("torchvision.ops.stochastic_depth")
     except Exception:
