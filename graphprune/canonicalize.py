@@ -10,7 +10,6 @@ constant index buffer. Semantics are unchanged; the removal pass re-derives the 
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import torch
@@ -113,5 +112,3 @@ def _replace(gm: fx.GraphModule, source: fx.Node, end: fx.Node, dim: int, perm: 
     end.replace_all_uses_with(gathered)
     gathered.args = (source, dim, index)
 
-
-_ = operator

@@ -15,7 +15,6 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from torch.utils.flop_counter import FlopCounterMode
 
 from graphprune.errors import InputError
@@ -136,4 +135,4 @@ def _propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> 
         gm.train(was_training)
 
 
-__all__ = ["TensorInfo", "propagate", "summarize", "ShapeEnv"]
+__all__ = ["TensorInfo", "propagate", "propagate_counting", "summarize"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch.fx as fx
 
 import graphprune.channels.rules  # noqa: F401  (fills the rule table)
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.elements import ElementTable
-from graphprune.channels.layout import EMPTY, Layout, iter_layouts
+from graphprune.channels.layout import Layout, iter_layouts
 from graphprune.channels.probe import probe_movement
 from graphprune.channels.registry import describe, lookup, node_key
 from graphprune.values import TensorInfo
@@ -87,4 +86,4 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts:
     return result
 
 
-__all__ = ["ChannelAnalysis", "UnknownOp", "analyze", "EMPTY", "np"]
+__all__ = ["ChannelAnalysis", "UnknownOp", "analyze"]

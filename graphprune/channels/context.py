@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch.fx as fx
 from torch import nn
 
@@ -115,7 +114,3 @@ class RuleContext:
             self.freeze(ids, reason)
             return ids
         return None
-
-
-def repeat_ids(ids: Ids, times: int) -> Ids:
-    return np.repeat(ids, times)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import operator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,10 +18,6 @@ from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
 from graphprune.channels.registry import methods, register
-
-
-def _couple_pair(ctx: RuleContext, a: Ids | None, b: Ids | None, reason: str) -> Ids | None:
-    return ctx.couple(a, b, reason)
 
 
 def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int) -> dict[int, Ids]:
@@ -49,7 +44,7 @@ def matmul(ctx: RuleContext) -> Layout:
     if ia.ndim < 2 or ib.ndim < 2:
         ctx.freeze_inputs("matmul with a vector operand")
         return EMPTY
-    _couple_pair(ctx, la.get(ia.ndim - 1), lb.get(ib.ndim - 2), "contracted against an untracked operand")
+    ctx.couple(la.get(ia.ndim - 1), lb.get(ib.ndim - 2), "contracted against an untracked operand")
     dims = _batch_dims(ctx, a, b, out.ndim, 2)
     if la.get(ia.ndim - 2) is not None:
         dims[out.ndim - 2] = la.get(ia.ndim - 2)
@@ -96,7 +91,7 @@ def scaled_dot_product_attention(ctx: RuleContext) -> Layout:
     q, k, v = ctx.arg(0, "query"), ctx.arg(1, "key"), ctx.arg(2, "value")
     iq, ik, iv = ctx.info(q), ctx.info(k), ctx.info(v)
     lq, lk, lv = ctx.layout(q), ctx.layout(k), ctx.layout(v)
-    _couple_pair(ctx, lq.get(iq.ndim - 1), lk.get(ik.ndim - 1), "attention head dim against an untracked operand")
+    ctx.couple(lq.get(iq.ndim - 1), lk.get(ik.ndim - 1), "attention head dim against an untracked operand")
     ctx.freeze(lk.get(ik.ndim - 2), "attention key positions")
     ctx.freeze(lv.get(iv.ndim - 2), "attention value positions")
     ctx.freeze(lq.get(iq.ndim - 2), "attention query positions")
@@ -110,5 +105,3 @@ def scaled_dot_product_attention(ctx: RuleContext) -> Layout:
         dims[out.ndim - 1] = lv.get(iv.ndim - 1)
     return Layout(dims)
 
-
-_ = np

@@ -9,7 +9,6 @@ keeps every surviving group intact and only ``groups`` shrinks.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -173,7 +172,3 @@ def embedding_functional(ctx: RuleContext) -> Layout:
     wl = ctx.layout(ctx.arg(1, "weight"))
     w = wl.get(1) if isinstance(wl, Layout) else None
     return Layout({ctx.out.ndim - 1: w}) if w is not None else EMPTY
-
-
-def _tile(ids: Ids, times: int) -> Ids:
-    return np.tile(ids, times)

@@ -9,7 +9,6 @@ surviving channels' statistics, so those channels are marked inexact in the repo
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -143,5 +142,3 @@ def local_response_norm(ctx: RuleContext) -> Layout:
     ctx.freeze_inputs("LocalResponseNorm mixes neighbouring channels")
     return same_layout(ctx, ctx.arg(0, "input"))
 
-
-_ = torch  # keep the import for type references in rules added later

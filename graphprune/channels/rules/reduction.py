@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphprune.channels.context import RuleContext, empty_like
-from graphprune.channels.layout import EMPTY, Layout
+from graphprune.channels.layout import Layout
 from graphprune.channels.registry import Method, methods, register
 from graphprune.channels.rules.elementwise import same_layout
 from graphprune.values import TensorInfo
@@ -119,5 +119,3 @@ def shape_query(ctx: RuleContext) -> object:
         return empty_like(ctx.out)
     return None
 
-
-_ = EMPTY
