@@ -68,6 +68,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from _measure import _first_tensor  # benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parent.parent
 CODE_PACKAGES = ("graphprune", "passes", "models_zoo")  # what a snapshot copies
 RESULT_MARKER = "@@COVERAGE-RESULT@@ "
@@ -188,21 +190,6 @@ def snapshot_code(mode: str, dest: Path) -> dict[str, Any]:
 def _stage(name: str) -> None:
     sys.stderr.write(f"{STAGE_MARKER}{name}\n")
     sys.stderr.flush()
-
-
-def _first_tensor(out: Any):
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        for o in out:
-            t = _first_tensor(o)
-            if t is not None:
-                return t
-    return getattr(out, "logits", None)
 
 
 def _shape(out: Any) -> list[int] | None:
