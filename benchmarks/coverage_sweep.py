@@ -68,7 +68,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from _measure import _first_tensor  # benchmarks/ is on sys.path when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported by tests/test_coverage.py
+from _measure import _first_tensor  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CODE_PACKAGES = ("graphprune", "passes", "models_zoo")  # what a snapshot copies
