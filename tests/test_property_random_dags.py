@@ -27,7 +27,6 @@ A failing example's assertion message shows the op list, the head, the seed and 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -51,13 +50,7 @@ TOLERANCE = 1e-4
 Op = tuple[Any, ...]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Tiny models: intra-op threads only add overhead on a loaded runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # ------------------------------------------------------------------------------- the module

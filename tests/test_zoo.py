@@ -4,7 +4,7 @@ resolves; bad specs fail with an actionable UnknownModelError."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,14 +30,7 @@ EXPECTED_ZOO = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """These models are tiny: intra-op threads only add overhead, and on a loaded 2-core runner
-    oversubscribed threads make the file several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _traced_targets(model: nn.Module) -> list[str]:
