@@ -64,22 +64,20 @@ def analyze(gm: fx.GraphModule, values: dict[str, Any]) -> ChannelAnalysis:
 
 def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts: dict[str, Any],
                 values: dict[str, Any], unknown: list[UnknownOp]) -> Any:
+    """The node's rule, else a movement probe of an opaque function, else freeze and report."""
     ctx = RuleContext(node, table, gm, layouts, values)
     key = node_key(node, gm)
     rule = lookup(key)
-    if rule is None and node.op == "call_function":
-        probed = probe_movement(ctx)
-        if probed is not None:
-            for ids in probed.all_ids():
-                table.anchor(ids)
-            return probed
-    if rule is None:
-        op = describe(key)
-        if any(lay.dims for lay in ctx.input_layouts()):
-            unknown.append(UnknownOp(node.name, op))
-        ctx.freeze_inputs(f"no channel rule for {op}")
-        return empty_like(values.get(node.name))
-    result = rule.propagate(ctx)
+    if rule is not None:
+        result = rule.propagate(ctx)
+    else:
+        result = probe_movement(ctx) if node.op == "call_function" else None
+        if result is None:
+            op = describe(key)
+            if any(lay.dims for lay in ctx.input_layouts()):
+                unknown.append(UnknownOp(node.name, op))
+            ctx.freeze_inputs(f"no channel rule for {op}")
+            return empty_like(values.get(node.name))
     for lay in iter_layouts(result):
         for ids in lay.all_ids():
             table.anchor(ids)
