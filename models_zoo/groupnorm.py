@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from models_zoo._common import ImageInputs, example_image, init_weights, seeded
+from models_zoo.resnet import BasicBlock
 
 CONV_GROUPS = 4
 NORM_GROUPS = 8
@@ -24,19 +25,9 @@ def _conv_gn(
     return nn.Sequential(conv, nn.GroupNorm(NORM_GROUPS, cout))
 
 
-class GroupResBlock(nn.Module):
-    """Two grouped conv-GN layers plus a shortcut (grouped 1x1 conv-GN when the shape changes)."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = _conv_gn(cin, cout, 3, stride)
-        self.relu = nn.ReLU()
-        self.conv2 = _conv_gn(cout, cout, 3)
-        needs_projection = stride != 1 or cin != cout
-        self.shortcut = _conv_gn(cin, cout, 1, stride) if needs_projection else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.conv2(self.relu(self.conv1(x))) + self.shortcut(x))
+def _block(cin: int, cout: int, stride: int = 1) -> BasicBlock:
+    """The CIFAR ResNet block with grouped conv-GN units instead of conv-BN."""
+    return BasicBlock(cin, cout, stride, conv_norm=_conv_gn)
 
 
 class GroupNormNet(nn.Module):
@@ -45,7 +36,7 @@ class GroupNormNet(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.stem = nn.Sequential(*_conv_gn(3, 32, groups=1), nn.ReLU())
-        self.blocks = nn.Sequential(GroupResBlock(32, 32), GroupResBlock(32, 64, 2), GroupResBlock(64, 64))
+        self.blocks = nn.Sequential(_block(32, 32), _block(32, 64, 2), _block(64, 64))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, num_classes)
 

@@ -7,6 +7,8 @@ themselves prunable convs, which the identity/zero-pad variant (option A) would 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -16,15 +18,17 @@ STAGE_WIDTHS = (16, 32, 64)
 
 
 class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN plus shortcut, then ReLU."""
+    """conv3x3-norm-ReLU-conv3x3-norm plus shortcut (1x1 conv-norm when the shape changes), then ReLU.
+    ``conv_norm(cin, cout, kernel, stride)`` builds each conv-norm unit (BatchNorm by default)."""
 
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int = 1,
+                 conv_norm: Callable[[int, int, int, int], nn.Module] = conv_bn) -> None:
         super().__init__()
-        self.conv1 = conv_bn(cin, cout, 3, stride)
+        self.conv1 = conv_norm(cin, cout, 3, stride)
         self.relu = nn.ReLU()
-        self.conv2 = conv_bn(cout, cout, 3)
+        self.conv2 = conv_norm(cout, cout, 3, 1)
         needs_projection = stride != 1 or cin != cout
-        self.shortcut = conv_bn(cin, cout, 1, stride) if needs_projection else nn.Identity()
+        self.shortcut = conv_norm(cin, cout, 1, stride) if needs_projection else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.relu(self.conv1(x)))
