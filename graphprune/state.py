@@ -37,6 +37,11 @@ class CompileState:
     keep: np.ndarray | None = None  # bool per channel label
     kept: dict[str, dict[int, list[int]]] = field(default_factory=dict)  # fqn -> dim -> kept indices
     macs: dict[str, int] = field(default_factory=dict)  # "dense" / "pruned", counted while propagating
+    # per-weight (irregular / N:M / shape-wise) state: criterion -> parameter fqn -> score tensor
+    weight_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    masks: dict[str, Any] = field(default_factory=dict)  # parameter fqn -> bool tensor, same shape (True = kept)
+    data: Any = None  # iterable of (input, target) batches for data-driven passes (scoring, ADMM)
+    artifacts: dict[str, Any] = field(default_factory=dict)  # pass name -> JSON-able record for the report
     facts: frozenset[str] = frozenset()
     history: tuple[tuple[str, float], ...] = ()
 
