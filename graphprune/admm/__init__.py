@@ -1,0 +1,1 @@
+"""StructADMM: structured pruning as constrained training (see docs/admm.md)."""

@@ -1,0 +1,145 @@
+"""Constraint sets for the ADMM loop: which parameters are constrained and how they are projected.
+
+A constraint maps the current ``W + U`` (fqn -> tensor) and a target sparsity to a ``Projection``: a
+bool mask per constrained tensor (``Z = X * mask``) and, for removable structures, the keep vector
+per channel label that ``remove-channels`` consumes. Structures:
+
+- ``channel`` / ``filter``: the group projection (``projections.project_groups``); removable.
+- ``shape``, ``irregular``, ``N:M`` (e.g. ``"2:4"``): per-tensor, mask-level (shapes are kept).
+- ``SequentialConstraint``: several of these in turn (feasible, not the exact projection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from graphprune.admm import projections as P
+from graphprune.channels.groups import PruningGroup
+from graphprune.errors import InputError
+
+Tensor = torch.Tensor
+GROUP_STRUCTURES = ("channel", "filter")
+WEIGHT_STRUCTURES = ("shape", "irregular")
+
+
+@dataclass(frozen=True)
+class Projection:
+    masks: dict[str, Tensor]  # fqn -> bool, True = kept
+    keep: np.ndarray | None = None  # bool per channel label (removable structures only)
+
+
+class Constraint(Protocol):
+    names: tuple[str, ...]  # the constrained parameters' fqns
+
+    def project(self, tensors: Mapping[str, Tensor], sparsity: float) -> Projection: ...
+
+
+@dataclass(frozen=True)
+class GroupConstraint:
+    """Channels of pruning groups: coupled members keep identical channel sets."""
+
+    groups: Sequence[PruningGroup]
+    num_labels: int
+    names: tuple[str, ...]
+    round_to: int = 1
+    min_channels: int = 1
+    exact: bool = False
+    selected: frozenset[int] | None = None  # group indices to constrain; None = every prunable group
+
+    def project(self, tensors: Mapping[str, Tensor], sparsity: float) -> Projection:
+        per_group = [sparsity if self.selected is None or g.index in self.selected else None for g in self.groups]
+        proj = P.project_groups(tensors, self.groups, self.num_labels, per_group, round_to=self.round_to,
+                                min_channels=self.min_channels, exact=self.exact)
+        return Projection(proj.masks, proj.keep)
+
+
+@dataclass(frozen=True)
+class WeightConstraint:
+    """A per-tensor set on each named weight: ``shape``, ``irregular`` or ``"N:M"`` (mask-level)."""
+
+    structure: str
+    names: tuple[str, ...]
+
+    def project(self, tensors: Mapping[str, Tensor], sparsity: float) -> Projection:
+        return Projection({fqn: self.mask(tensors[fqn], sparsity) for fqn in self.names})
+
+    def mask(self, x: Tensor, sparsity: float) -> Tensor:
+        if self.structure == "shape":
+            return P.shape_mask(x, P.kept_count(x[0].numel(), sparsity))
+        if self.structure == "irregular":
+            return P.irregular_mask(x, P.kept_count(x.numel(), sparsity))
+        n, m = parse_n_m(self.structure)
+        return P.n_m_mask(x, n, m)
+
+
+@dataclass(frozen=True)
+class SequentialConstraint:
+    """Several sets projected in turn; masks are combined. In the intersection, not the nearest point."""
+
+    parts: tuple[Constraint, ...]
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(dict.fromkeys(n for p in self.parts for n in p.names)))
+
+    def project(self, tensors: Mapping[str, Tensor], sparsity: float) -> Projection:
+        current = dict(tensors)
+        masks: dict[str, Tensor] = {}
+        keep = None
+        for part in self.parts:
+            proj = part.project({n: current[n] for n in part.names}, sparsity)
+            for fqn, mask in proj.masks.items():
+                masks[fqn] = masks[fqn] & mask if fqn in masks else mask
+                current[fqn] = tensors[fqn] * masks[fqn]
+            keep = proj.keep if keep is None else (keep if proj.keep is None else keep & proj.keep)
+        return Projection(masks, keep)
+
+
+def parse_n_m(structure: str) -> tuple[int, int]:
+    try:
+        n, m = (int(v) for v in structure.split(":"))
+    except ValueError:
+        raise InputError(f"structure {structure!r}: expected one of {GROUP_STRUCTURES + WEIGHT_STRUCTURES} "
+                         f"or 'N:M' such as '2:4'") from None
+    if not 0 < n <= m:
+        raise InputError(f"structure {structure!r}: N:M needs 0 < N <= M")
+    return n, m
+
+
+def group_parameter_names(module: nn.Module, groups: Sequence[PruningGroup]) -> tuple[str, ...]:
+    """Trainable parameters that belong to a prunable group (buffers such as running stats are not W)."""
+    params = {n for n, p in module.named_parameters() if p.requires_grad}
+    return tuple(sorted({m.fqn for g in groups if g.num_prunable for m in g.members if m.fqn in params}))
+
+
+def weight_names(module: nn.Module) -> tuple[str, ...]:
+    """The weights of every conv and linear layer: what mask-level structures constrain."""
+    kinds = (nn.modules.conv._ConvNd, nn.Linear)
+    return tuple(f"{name}.weight" if name else "weight" for name, m in module.named_modules()
+                 if isinstance(m, kinds) and m.weight is not None and m.weight.requires_grad)
+
+
+def build_constraint(structure: str, module: nn.Module, groups: Sequence[PruningGroup] | None = None,
+                     num_labels: int = 0, *, round_to: int = 1, min_channels: int = 1,
+                     exact: bool = False) -> Constraint:
+    """The constraint for a plan's ``structure``; ``+`` combines several sequentially
+    (e.g. ``"channel+irregular"``)."""
+    parts = structure.split("+")
+    if len(parts) > 1:
+        return SequentialConstraint(tuple(build_constraint(p, module, groups, num_labels, round_to=round_to,
+                                                           min_channels=min_channels, exact=exact)
+                                          for p in parts))
+    if structure in GROUP_STRUCTURES:
+        if groups is None:
+            raise InputError(f"structure {structure!r} needs the channel analysis (pruning groups)")
+        return GroupConstraint(groups, num_labels, group_parameter_names(module, groups), round_to,
+                               min_channels, exact)
+    if structure not in WEIGHT_STRUCTURES:
+        parse_n_m(structure)
+    return WeightConstraint(structure, weight_names(module))
