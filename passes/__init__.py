@@ -3,8 +3,10 @@
 from passes.allocate import Allocate
 from passes.analyze_channels import AnalyzeChannels
 from passes.canonicalize import Canonicalize
+from passes.propagate_shapes import PropagateShapes
 from passes.remove_channels import RemoveChannels
 from passes.score_magnitude import ScoreMagnitude
 from passes.trace import Trace
 
-__all__ = ["Allocate", "AnalyzeChannels", "Canonicalize", "RemoveChannels", "ScoreMagnitude", "Trace"]
+__all__ = ["Allocate", "AnalyzeChannels", "Canonicalize", "PropagateShapes", "RemoveChannels", "ScoreMagnitude",
+           "Trace"]

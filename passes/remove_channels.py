@@ -4,7 +4,11 @@ Preconditions: ``groups`` and ``keep``. Effects on the state's GraphModule (alre
 of the user's model): every parameter/buffer member is index-selected, module attributes are updated
 (``graphprune.resize``), nodes with baked sizes are rewritten by their rule's ``rewrite``, and the
 result is re-propagated on fake tensors: any node whose new shape differs from what the keep decision
-implies is an internal error named by node, never a silently wrong model."""
+implies is an internal error named by node, never a silently wrong model.
+
+Rounds compose: ``kept`` always lists indices of the original dense tensors (a second round's indices
+are mapped through the first's), and per-weight masks/scores are sliced with their parameters. A
+further round needs ``propagate-shapes`` and ``analyze-channels`` first (this pass invalidates both)."""
 
 from __future__ import annotations
 
@@ -51,6 +55,30 @@ def _slice_members(gm: fx.GraphModule, state: CompileState, keep_element: np.nda
             setattr(owner, attr, new)
         kept.setdefault(fqn, {})[dim] = index.tolist()
     return kept
+
+
+def compose_kept(old: dict, new: dict) -> dict:
+    """Kept indices in the *original* dense numbering after one more round: ``new`` indexes the
+    current (already pruned) tensors, ``old`` maps current positions to original ones."""
+    composed = {fqn: dict(dims) for fqn, dims in old.items()}
+    for fqn, dims in new.items():
+        for dim, index in dims.items():
+            before = old.get(fqn, {}).get(dim)
+            composed.setdefault(fqn, {})[dim] = [before[i] for i in index] if before is not None else list(index)
+    return composed
+
+
+def slice_per_weight(tensors: dict, new: dict) -> dict:
+    """Per-weight tensors (masks, per-weight scores) keyed by parameter fqn follow their parameter."""
+    out = dict(tensors)
+    for fqn, dims in new.items():
+        t = out.get(fqn)
+        if not isinstance(t, torch.Tensor):
+            continue
+        for dim, index in dims.items():
+            t = t.index_select(dim, torch.as_tensor(index, dtype=torch.long))
+        out[fqn] = t
+    return out
 
 
 def _fix_modules(gm: fx.GraphModule, view: KeptView, touched: set[str]) -> None:
@@ -122,4 +150,6 @@ class RemoveChannels(Pass):
         macs = {**state.macs}
         if self.verify:
             macs["pruned"] = _verify(gm, state, view)
-        return state.with_(gm=gm, kept=kept, values=None, macs=macs)
+        weight_scores = {c: slice_per_weight(t, kept) for c, t in state.weight_scores.items()}
+        return state.with_(gm=gm, kept=compose_kept(state.kept, kept), values=None, macs=macs,
+                           masks=slice_per_weight(state.masks, kept), weight_scores=weight_scores)
