@@ -1,0 +1,220 @@
+"""Scoring copies for the path criteria (SynFlow, PX): private fx copies of the model rewritten so
+that its output is a sum over input->output paths of (product of weights) x (gates) x (input).
+
+Treatment of what is not a plain conv/linear weight (the same for SynFlow and PX, tested in
+``tests/test_scoring_paths.py``):
+
+- **Biases** of convs and linears are zero in the copies: a bias starts a path inside the network,
+  and both criteria count input->output paths only.
+- **BatchNorm** (eval mode) is the fixed affine map ``s * x + t`` with ``s = gamma / sqrt(running_var
+  + eps)``. Its shift ``t`` is dropped like a bias; its scale is a per-channel weight on every path
+  through the channel, so a copy multiplies by ``f(s)`` where ``f`` is what the criterion does to
+  weights (``|s|`` for SynFlow, ``s**2`` for PX's path kernel, ``1`` for PX's data copy). GroupNorm,
+  LayerNorm and InstanceNorm have input-dependent statistics; they keep only their affine scale.
+- **Activations**: ReLU and ReLU-like gates (LeakyReLU, ReLU6, GELU, SiLU, Hardswish, Mish, ELU,
+  CELU, SELU, Softplus, PReLU; as modules, functions or ``x.relu()``) become a ``Gate``: the identity
+  in the linearised copies, the recorded mask ``pre-activation > 0`` in PX's data copy. A smooth
+  gate is thus treated as the ReLU it approximates.
+- Everything else (pooling, adds, concatenations, sigmoid gates of squeeze-excitation, opaque
+  leaves) runs unchanged; max-pooling of the (positive) path signal stays a max.
+
+The copies own their tensors (deep copies), so nothing reaches the caller's model or a compile
+state's shared parameters. Weights are substituted per call with ``torch.func.functional_call``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from torch.utils._pytree import tree_leaves
+
+from graphprune.scoring.targets import scored_modules
+from graphprune.trace import trace
+
+ACTIVATION_MODULES: tuple[type, ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish, nn.ELU, nn.CELU, nn.SELU,
+    nn.Softplus, nn.PReLU)
+ACTIVATION_FUNCTIONS = frozenset({
+    F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.gelu, F.silu,
+    F.hardswish, F.mish, F.elu, F.celu, F.selu, F.softplus, F.prelu})
+ACTIVATION_METHODS = frozenset({"relu", "relu_"})
+NORM_MODULES: tuple[type, ...] = (
+    nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+def to_graph(model: nn.Module) -> fx.GraphModule:
+    """The model as a GraphModule (traced with graphprune's tracer unless it already is one)."""
+    return model if isinstance(model, fx.GraphModule) else trace(model)
+
+
+def is_activation(node: fx.Node, root: nn.Module) -> bool:
+    if node.op == "call_module":
+        return isinstance(root.get_submodule(str(node.target)), ACTIVATION_MODULES)
+    if node.op == "call_function":
+        return node.target in ACTIVATION_FUNCTIONS
+    return node.op == "call_method" and node.target in ACTIVATION_METHODS
+
+
+@dataclass
+class GateStore:
+    """Recorded gates by activation node name; ``apply`` switches the copy's gates from identity to
+    the recorded masks."""
+
+    apply: bool = False
+    gates: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class GateRecorder(nn.Module):
+    """Inserted before an activation of the recording copy: stores ``pre-activation > 0``."""
+
+    def __init__(self, key: str, store: GateStore) -> None:
+        super().__init__()
+        self.key, self.store = key, store
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.store.gates[self.key] = x.detach() > 0
+        return x
+
+
+class Gate(nn.Module):
+    """Replaces an activation in a linearised copy: identity, or the recorded gate."""
+
+    def __init__(self, key: str, store: GateStore) -> None:
+        super().__init__()
+        self.key, self.store = key, store
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.store.apply:
+            return x
+        return x * self.store.gates[self.key].to(x.dtype)
+
+
+class NormScale(nn.Module):
+    """A normalisation reduced to its per-channel scale (``channel_dim`` None: trailing dims, as
+    LayerNorm's affine)."""
+
+    def __init__(self, scale: torch.Tensor, channel_dim: int | None) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale)
+        self.channel_dim = channel_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channel_dim is None:
+            return x * self.scale
+        shape = [1] * x.ndim
+        shape[self.channel_dim] = -1
+        return x * self.scale.reshape(shape)
+
+
+def norm_scale(m: nn.Module) -> tuple[torch.Tensor, int | None]:
+    """The per-channel scale ``s`` of a normalisation as a fixed affine map, and its channel dim."""
+    with torch.no_grad():
+        if isinstance(m, nn.LayerNorm):
+            ones = torch.ones(m.normalized_shape)
+            return (m.weight.detach().clone() if m.weight is not None else ones), None
+        size = m.num_channels if isinstance(m, nn.GroupNorm) else m.num_features
+        s = torch.ones(size)
+        running_var = getattr(m, "running_var", None)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and running_var is not None:
+            s = 1.0 / torch.sqrt(running_var.detach().double() + m.eps)
+        if getattr(m, "weight", None) is not None:
+            s = s * m.weight.detach().double()
+        return s.double(), 1
+
+
+def recording_copy(model: nn.Module, store: GateStore) -> fx.GraphModule:
+    """A copy that runs like the model (eval mode) and records every activation's gate."""
+    gm = copy.deepcopy(to_graph(model)).eval()
+    for node in list(gm.graph.nodes):
+        if is_activation(node, gm):
+            name = f"_gate_{node.name}"
+            gm.add_submodule(name, GateRecorder(node.name, store))
+            with gm.graph.inserting_before(node):
+                record = gm.graph.call_module(name, (node.args[0],))
+            node.replace_input_with(node.args[0], record)
+    gm.recompile()
+    return gm
+
+
+def linear_copy(model: nn.Module, store: GateStore, dtype: torch.dtype = torch.float64) -> fx.GraphModule:
+    """A copy with activations replaced by gates, norms by their scale, conv/linear biases zeroed."""
+    gm = copy.deepcopy(to_graph(model)).eval()
+    for node in list(gm.graph.nodes):
+        if is_activation(node, gm):
+            name = f"_gate_{node.name}"
+            gm.add_submodule(name, Gate(node.name, store))
+            with gm.graph.inserting_before(node):
+                gate = gm.graph.call_module(name, (node.args[0],))
+            node.replace_all_uses_with(gate)
+            gm.graph.erase_node(node)
+        elif node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), NORM_MODULES):
+            target = str(node.target)
+            if not isinstance(gm.get_submodule(target), NormScale):
+                gm.set_submodule(target, NormScale(*norm_scale(gm.get_submodule(target))))
+    with torch.no_grad():
+        for m in scored_modules(gm).values():
+            if m.bias is not None:
+                m.bias.zero_()
+    gm.graph.lint()
+    gm.recompile()
+    return gm.to(dtype)
+
+
+class AllOnes(nn.Module):
+    """What a conv/linear with every weight 1 and no bias computes, without the C_in x C_out work:
+    sum each group's input channels, box-filter the kernel window, repeat per output channel.
+    PX's data copy (weights 1) runs on these: exact, and cheaper by about the layer's width."""
+
+    def __init__(self, m: nn.Module) -> None:
+        super().__init__()
+        self.linear = isinstance(m, nn.Linear)
+        self.out = m.out_features if self.linear else m.out_channels
+        if not self.linear:
+            self.nd = m.weight.ndim - 2
+            self.groups, self.kernel = m.groups, tuple(m.kernel_size)
+            self.stride, self.padding, self.dilation = m.stride, m.padding, m.dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.linear:
+            return x.sum(-1, keepdim=True).expand(*x.shape[:-1], self.out)
+        n, c = x.shape[:2]
+        summed = x.reshape(n, self.groups, c // self.groups, *x.shape[2:]).sum(2)
+        box = torch.ones((self.groups, 1, *self.kernel), dtype=x.dtype, device=x.device)
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self.nd - 1]
+        y = conv(summed, box, None, self.stride, self.padding, self.dilation, self.groups)
+        return y.repeat_interleave(self.out // self.groups, dim=1)
+
+
+def ones_copy(linear: fx.GraphModule, store: GateStore) -> fx.GraphModule:
+    """PX's data copy: a linear copy whose scored layers compute with all-ones weights (``AllOnes``)
+    and whose norms are the identity; its gates read ``store``."""
+    gm = copy.deepcopy(linear)
+    for name, m in list(gm.named_modules()):
+        if isinstance(m, Gate):
+            m.store = store
+        elif isinstance(m, NormScale):
+            gm.set_submodule(name, nn.Identity())
+    for name, m in scored_modules(gm).items():
+        if getattr(m, "padding_mode", "zeros") == "zeros":
+            gm.set_submodule(name, AllOnes(m))
+        else:  # reflect/replicate/circular padding: keep the layer, with unit weights
+            with torch.no_grad():
+                m.weight.fill_(1.0)
+    return gm
+
+
+def norm_scales(gm: fx.GraphModule) -> dict[str, torch.Tensor]:
+    """Buffer fqn -> base scale ``s`` of every NormScale in a linear copy."""
+    return {f"{name}.scale": m.scale for name, m in gm.named_modules() if isinstance(m, NormScale)}
+
+
+def run(gm: nn.Module, tensors: dict[str, torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+    """Forward with substituted tensors; every floating output tensor, flattened from the pytree."""
+    out = functional_call(gm, tensors, (x,))
+    return [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
