@@ -10,3 +10,8 @@ from passes.trace import Trace
 
 __all__ = ["Allocate", "AnalyzeChannels", "Canonicalize", "PropagateShapes", "RemoveChannels", "ScoreMagnitude",
            "Trace"]
+
+# StructADMM constrained training
+from passes.admm import Admm  # noqa: E402
+
+__all__ += ["Admm"]
