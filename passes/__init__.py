@@ -15,3 +15,18 @@ __all__ = ["Allocate", "AnalyzeChannels", "Canonicalize", "PropagateShapes", "Re
 from passes.admm import Admm  # noqa: E402
 
 __all__ += ["Admm"]
+
+# scoring criteria and irregular masks (pruning at initialisation)
+from passes.apply_masks import ApplyMasks  # noqa: E402
+from passes.score_bn_scale import ScoreBnScale  # noqa: E402
+from passes.score_fpgm import ScoreFpgm  # noqa: E402
+from passes.score_grasp import ScoreGrasp  # noqa: E402
+from passes.score_px import ScorePx  # noqa: E402
+from passes.score_random import ScoreRandom  # noqa: E402
+from passes.score_snip import ScoreSnip  # noqa: E402
+from passes.score_synflow import ScoreSynflow  # noqa: E402
+from passes.score_taylor import ScoreTaylor  # noqa: E402
+from passes.score_weight_magnitude import ScoreWeightMagnitude  # noqa: E402
+
+__all__ += ["ApplyMasks", "ScoreBnScale", "ScoreFpgm", "ScoreGrasp", "ScorePx", "ScoreRandom", "ScoreSnip",
+            "ScoreSynflow", "ScoreTaylor", "ScoreWeightMagnitude"]

@@ -1,0 +1,27 @@
+"""score-grasp: GraSP's ``theta * (H g)`` (signed; high = keep) on ``state.data``, logits divided by
+``temperature``. Preconditions: ``groups``, ``data``. Effects: ``scores:grasp``,
+``weight-scores:grasp``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphprune.passes import Pass
+from graphprune.scoring import grasp_scores
+from graphprune.scoring.store import record, state_masks
+from graphprune.state import CompileState
+
+
+@dataclass(frozen=True)
+class ScoreGrasp(Pass):
+    name = "score-grasp"
+    requires = frozenset({"groups", "data"})
+    provides = frozenset({"scores:grasp", "weight-scores:grasp"})
+    batches: int = 1
+    temperature: float = 200.0
+
+    def run(self, state: CompileState) -> CompileState:
+        return record(state, self.name, "grasp",
+                      lambda: grasp_scores(state.gm, state.data, state_masks(state), batches=self.batches,
+                                           temperature=self.temperature),
+                      batches=self.batches, temperature=self.temperature)

@@ -1,0 +1,39 @@
+"""score-px: PX (Path eXclusion, Iurada et al. CVPR 2024), pruning at initialisation that keeps the
+paths carrying the NTK's trace. One round records the masked model's gates on a class-balanced batch
+(``per_class`` examples of each class from ``state.data``), runs the gated data copy on ``x**2`` and
+the squared-weight path-kernel copy on ones, and scores ``|dR/d(theta**2)| * theta**2`` with
+``R = sum z1 * z2``; ``rounds`` rounds follow the exponential schedule to ``density`` (default
+``1 - options.sparsity``) with a global threshold. BatchNorm, biases and non-ReLU gates: see
+``graphprune.scoring.copies``. Preconditions: ``groups``, ``data``. Effects: ``scores:px``,
+``weight-scores:px`` (last round's scores)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphprune.passes import Pass
+from graphprune.scoring import PathScorer, class_balanced_batch, iterate
+from graphprune.scoring.store import density_for, record, state_masks
+from graphprune.state import CompileState
+
+
+@dataclass(frozen=True)
+class ScorePx(Pass):
+    name = "score-px"
+    requires = frozenset({"groups", "data"})
+    provides = frozenset({"scores:px", "weight-scores:px"})
+    rounds: int = 100
+    per_class: int = 10
+    num_classes: int | None = None  # stop reading data once this many classes are full
+    density: float | None = None
+
+    def run(self, state: CompileState) -> CompileState:
+        x, y = class_balanced_batch(state.data, self.per_class, self.num_classes)
+
+        def compute():
+            scorer = PathScorer(state.gm)
+            return iterate(lambda m: scorer.px(m, x), density_for(state, self.density), self.rounds,
+                           state_masks(state))[0]
+
+        return record(state, self.name, "px", compute, rounds=self.rounds, per_class=self.per_class,
+                      batch=len(y), density=density_for(state, self.density))
