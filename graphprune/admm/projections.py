@@ -15,7 +15,7 @@ as the GEMM matrix F x (C*kh*kw):
 The **group** set is what makes the projected Z removable: a pruning group's channels appear in
 several tensors (a stage's convs tied by residual adds, their norms, the consumers' input columns),
 and a channel's block is its slice in *every* member. Its projection keeps the channels of largest
-total squared norm over the members (``passes.allocate.choose``, so frozen channels, ``round_to``
+total squared norm over the members (allocation's ``choose``, so frozen channels, ``round_to``
 and the one-channel-per-member floor are honoured exactly as for magnitude pruning) and zeroes the
 dropped ones in every member, so coupled members keep identical channel sets.
 
@@ -38,7 +38,11 @@ import numpy as np
 import torch
 
 from graphprune.channels.groups import PruningGroup
-from passes.allocate import choose, keep_count, removable
+
+try:  # the shared floors/caps/round_to logic of allocation (moving from passes/allocate.py)
+    from graphprune.allocation import choose, keep_count, removable
+except ImportError:
+    from passes.allocate import choose, keep_count, removable
 
 Tensor = torch.Tensor
 

@@ -109,7 +109,10 @@ class BatchStream:
             order = epoch_order(len(self.dataset), self.seed, epoch, self.shuffle)
             chunks = [torch.tensor_split(c, self.world)[self.rank].tolist()
                       for c in order.split(self.batch_size)[: self.steps_per_epoch]]
-            yield from DataLoader(self.dataset, batch_sampler=chunks[start:], **self.loader_kwargs)
+            # its own generator: a DataLoader iterator otherwise draws its workers' base seed from the global
+            # RNG, which would make the dropout masks after a resume depend on where the epoch was cut
+            workers = torch.Generator().manual_seed(epoch_seed(self.seed + 1, epoch))
+            yield from DataLoader(self.dataset, batch_sampler=chunks[start:], generator=workers, **self.loader_kwargs)
         elif self.kind == "batches":
             for i in epoch_order(len(self.batches), self.seed, epoch, self.shuffle)[start:].tolist():
                 yield rank_share(self.batches[i], self.rank, self.world)

@@ -1,0 +1,73 @@
+"""A small, complete ADMM run used by the resume and DDP tests, in-process or as a subprocess.
+
+``python tests/admm_job.py CHECKPOINT_DIR OUT [KILL_AT]`` runs (or resumes) the job and saves the
+final weights and masks to OUT; with KILL_AT the process SIGKILLs itself right after that step.
+The job exercises everything a resume must restore: a shuffled DataLoader, dropout (RNG), BatchNorm
+buffers, Adam state, a per-phase LR scheduler, two progressive steps with Z/U, rho and masks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from graphprune.admm import AdmmConfig, build_constraint, run_admm  # noqa: E402
+from graphprune.passes import run_pipeline  # noqa: E402
+from graphprune.state import CompileState  # noqa: E402
+from graphprune.trace import unshare  # noqa: E402
+from graphprune.training import TrainSpec  # noqa: E402
+from passes import AnalyzeChannels, Canonicalize, Trace  # noqa: E402
+
+CONFIG = dict(sparsity=0.5, progressive=(0.3,), iterations=2, update_every=4, retrain_epochs=1, rho=0.01,
+              checkpoint_every=3, progress=False)
+
+
+def tiny_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.2),
+                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 4))
+
+
+def dataset(n: int = 64) -> TensorDataset:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, 6, 6, generator=g)
+    return TensorDataset(x, (x.mean((1, 2, 3)) * 8).long().clamp(-2, 1) + 2)
+
+
+def job(checkpoint_dir: str, kill_at: int | None = None, **overrides) -> dict:
+    torch.set_num_threads(1)
+    model = tiny_cnn()
+    state = run_pipeline(CompileState("tiny", model, (torch.randn(1, 3, 6, 6),)),
+                         [Trace(), Canonicalize(), AnalyzeChannels()])
+    gm = state.gm
+    unshare(gm, model)
+    constraint = build_constraint("channel", gm, state.channels.groups, int(state.channels.labels.max()) + 1)
+
+    def die(info):
+        if info.step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    spec = TrainSpec(DataLoader(dataset(), batch_size=16, shuffle=True),
+                     optimizer=lambda params: torch.optim.Adam(params, lr=3e-3),
+                     scheduler=lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)),
+                     on_step=die)
+    config = AdmmConfig(**{**CONFIG, "checkpoint_dir": checkpoint_dir, "resume": True, **overrides})
+    result = run_admm(gm, constraint, spec, config)
+    return {"state": gm.state_dict(), "masks": result.masks, "keep": torch.from_numpy(result.keep)}
+
+
+if __name__ == "__main__":
+    ckdir, out = sys.argv[1], sys.argv[2]
+    kill = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    torch.save(job(ckdir, kill), out)
