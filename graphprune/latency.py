@@ -1,0 +1,101 @@
+"""Measured CPU latency of model variants (dense, pruned, pruned+fused, ...), not estimated from MACs.
+
+Why measured: fewer MACs do not always mean less time (odd channel counts, depthwise layers, memory
+bound layers, framework overhead), and the claim graphprune makes is speed. Method: a fixed intra-op
+thread count (restored afterwards), ``torch.inference_mode``, warm-up calls, then ``repeats`` rounds in
+which every variant runs once in turn, so a noisy neighbour slows all variants alike rather than
+whichever happened to be measured at the time; the median per variant is reported, with min and max.
+Inputs at batch b repeat the batch-1 example inputs b times along dim 0.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    repeats: int
+
+
+@contextmanager
+def eval_mode(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Every module in eval mode for the duration, each submodule's flag restored afterwards (the
+    dense variant is usually the user's model: timing it must not leave it changed)."""
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    for m, _ in flags:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def batched(inputs: Sequence[Any], batch: int) -> tuple[Any, ...]:
+    """The example inputs (batch 1) repeated to ``batch`` along dim 0."""
+    out = []
+    for x in inputs:
+        if isinstance(x, torch.Tensor) and x.ndim and x.shape[0] == 1:
+            x = x.expand(batch, *x.shape[1:]).contiguous()
+        elif isinstance(x, torch.Tensor) and batch != 1:
+            raise ValueError(f"cannot batch an input of shape {tuple(x.shape)}: expected batch size 1")
+        out.append(x)
+    return tuple(out)
+
+
+def time_variants(variants: Mapping[str, nn.Module], inputs: Sequence[Any], *, repeats: int = 20,
+                  warmup: int = 3, num_threads: int = 1) -> dict[str, Timing]:
+    """Median wall time of one forward per variant in eval mode, measured round-robin."""
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    with threads(num_threads), eval_mode(list(variants.values())), torch.inference_mode():
+        for _ in range(warmup):
+            for module in variants.values():
+                module(*inputs)
+        for _ in range(repeats):
+            for name, module in variants.items():
+                start = time.perf_counter()
+                module(*inputs)
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: Timing(round(statistics.median(s), 4), round(min(s), 4), round(max(s), 4), len(s))
+            for name, s in samples.items()}
+
+
+def latency_record(variants: Mapping[str, nn.Module], example_inputs: Sequence[Any], *,
+                   batches: Sequence[int] = (1, 32), repeats: Mapping[int, int] | int = 20,
+                   warmup: Mapping[int, int] | int = 3, num_threads: int = 1,
+                   baseline: str = "dense") -> dict[str, Any]:
+    """JSON-able record: per batch size, every variant's timing and its speedup over ``baseline``
+    (baseline median / variant median). ``repeats`` and ``warmup`` may differ per batch size
+    (``{1: 30, 32: 5}``)."""
+    record: dict[str, Any] = {"threads": num_threads, "baseline": baseline, "batches": {}}
+    for batch in batches:
+        n, w = (v[batch] if isinstance(v, Mapping) else v for v in (repeats, warmup))
+        timings = time_variants(variants, batched(example_inputs, batch), repeats=n, warmup=w,
+                                num_threads=num_threads)
+        base = timings.get(baseline)
+        record["batches"][str(batch)] = {
+            name: {**asdict(t), **({"speedup": round(base.median_ms / t.median_ms, 3)} if base else {})}
+            for name, t in timings.items()}
+    return record

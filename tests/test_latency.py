@@ -1,0 +1,70 @@
+"""latency: round-robin timing with fixed threads returns a JSON-able record whose speedups are the
+baseline median over each variant's; thread count is restored; inputs batch along dim 0."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from graphprune.latency import batched, latency_record, time_variants
+
+
+def _mlp(width: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(256, width), nn.ReLU(), nn.Linear(width, 256)).eval()
+
+
+def test_latency_record_is_json_and_consistent() -> None:
+    before = torch.get_num_threads()
+    variants = {"dense": _mlp(2048).train(), "pruned": _mlp(64)}
+    record = latency_record(variants, (torch.randn(1, 256),), batches=(1, 8), repeats={1: 15, 8: 5},
+                            warmup=1, num_threads=1)
+    assert torch.get_num_threads() == before
+    assert variants["dense"].training and variants["dense"][0].training, "mode not restored"
+    json.dumps(record)
+    assert record["threads"] == 1 and set(record["batches"]) == {"1", "8"}
+    for per_batch in record["batches"].values():
+        dense, pruned = per_batch["dense"], per_batch["pruned"]
+        assert dense["speedup"] == 1.0
+        assert pruned["speedup"] == pytest.approx(dense["median_ms"] / pruned["median_ms"], rel=1e-2)
+        assert 0 < pruned["min_ms"] <= pruned["median_ms"] <= pruned["max_ms"]
+    assert record["batches"]["8"]["dense"]["repeats"] == 5
+    # 32x fewer MACs: even on a loaded runner the small variant is measurably faster at batch 8
+    assert record["batches"]["8"]["pruned"]["speedup"] > 2
+
+
+def test_batched_repeats_batch_one_inputs() -> None:
+    x = torch.randn(1, 3, 4, 4)
+    (b,) = batched((x,), 5)
+    assert b.shape == (5, 3, 4, 4) and torch.equal(b[4], x[0]) and b.is_contiguous()
+    with pytest.raises(ValueError, match="batch size 1"):
+        batched((torch.randn(2, 3),), 4)
+
+
+def test_time_variants_counts_calls() -> None:
+    calls = []
+
+    class Counting(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return x
+
+    timings = time_variants({"a": Counting()}, (torch.zeros(1),), repeats=4, warmup=2)
+    assert len(calls) == 6 and timings["a"].repeats == 4
+
+
+def test_measure_latency_pass_times_dense_pruned_and_fused() -> None:
+    import graphprune
+    import models_zoo
+    from graphprune.passes import run_pipeline
+    from passes.measure_latency import MeasureLatency
+
+    model, (x,) = models_zoo.load("zoo:resnet20")
+    result = graphprune.compile(model.train(), (x,), sparsity=0.5)
+    state = run_pipeline(result.state, [MeasureLatency(batches=(1, 4), repeats=(5, 2), warmup=1)])
+    record = state.artifacts["latency"]
+    assert set(record["batches"]["4"]) == {"dense", "pruned", "pruned+fused"}
+    assert all(t["median_ms"] > 0 for b in record["batches"].values() for t in b.values())
+    assert model.training, "timing switched the user's model to eval mode"
