@@ -71,3 +71,33 @@ if __name__ == "__main__":
     ckdir, out = sys.argv[1], sys.argv[2]
     kill = int(sys.argv[3]) if len(sys.argv) > 3 else None
     torch.save(job(ckdir, kill), out)
+
+
+def mlp_job(checkpoint_dir: str | None = None) -> dict:
+    """A BatchNorm-free job (per-rank batch statistics would differ from one process's) for the DDP test:
+    a global batch of 32, split 16/16 across two ranks."""
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 8, generator=g)
+    y = (x @ torch.randn(8, 3, generator=g) + 0.5 * torch.randn(128, 3, generator=g)).argmax(1)
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 128, 32)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    state = run_pipeline(CompileState("mlp", model, (x[:1],)), [Trace(), Canonicalize(), AnalyzeChannels()])
+    gm = state.gm
+    unshare(gm, model)
+    constraint = build_constraint("channel", gm, state.channels.groups, int(state.channels.labels.max()) + 1)
+    config = AdmmConfig(sparsity=0.5, iterations=3, update_every=4, retrain_epochs=2, rho=0.02, lr=0.05,
+                        checkpoint_dir=checkpoint_dir, checkpoint_every=5, device="cpu", progress=False)
+    result = run_admm(gm, constraint, TrainSpec(batches), config)
+    return {"state": gm.state_dict(), "masks": result.masks, "keep": torch.from_numpy(result.keep)}
+
+
+def ddp_worker(rank: int, world: int, init_file: str, outdir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.save(mlp_job(str(Path(outdir) / "ddp")), Path(outdir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
