@@ -6,21 +6,20 @@ verifies the result. The user's model is never mutated."""
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 import torch.fx as fx
 from torch import nn
 
-from graphprune.errors import InputError, PlanError
+from graphprune.allocation import BUDGET_TOLERANCE
+from graphprune.errors import InputError
 from graphprune.metrics import count_macs, count_params
-from graphprune.passes import run_pipeline
+from graphprune.plan import Plan, load_plan, with_overrides
+from graphprune.plan.selectors import validate_selectors
 from graphprune.report import LayerWidth, Report
+from graphprune.scheduler import run_schedule, schedule
 from graphprune.state import CompileState, Options
 from graphprune.trace import unshare
 
@@ -46,53 +45,36 @@ def _check_inputs(model: Any, example_inputs: Any) -> tuple[Any, ...]:
     return tuple(example_inputs)
 
 
-def _load_plan(plan: Any) -> dict[str, Any]:
-    if plan is None:
-        return {}
-    if isinstance(plan, (str, Path)):
-        path = Path(plan)
-        if not path.exists():
-            raise PlanError(f"plan file {path} does not exist")
-        text = path.read_text()
-        try:
-            return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise PlanError(f"{path}: {exc}") from exc
-    if isinstance(plan, dict):
-        return dict(plan)
-    raise PlanError(f"plan must be a dict or a path to a .toml/.json file, got {type(plan).__name__}")
+def _options(plan: Plan) -> Options:
+    """The flat options of the plan's first rule, kept in the state for passes written against them."""
+    rule = plan.rules[0]
+    spec = plan.allocate
+    return Options(sparsity=rule.sparsity if rule.sparsity is not None else 0.0, score=rule.score,
+                   round_to=spec.round_to, min_channels=spec.min_channels, exact=spec.exact)
 
 
-def _options(plan: dict[str, Any], overrides: dict[str, Any]) -> Options:
-    known = {f.name for f in fields(Options)}
-    merged = {**plan, **{k: v for k, v in overrides.items() if v is not None}}
-    for key in merged:
-        if key not in known:
-            raise PlanError(f"{key}: unknown option (expected one of {sorted(known)})")
-    opts = Options(**merged)
-    if not isinstance(opts.sparsity, (int, float)) or not (0 <= opts.sparsity < 1) or math.isnan(opts.sparsity):
-        raise InputError(f"sparsity must be a number in [0, 1), got {opts.sparsity!r}")
-    if not isinstance(opts.round_to, int) or opts.round_to < 1:
-        raise InputError(f"round_to must be a positive integer, got {opts.round_to!r}")
-    if opts.score not in ("l1", "l2"):
-        raise InputError(f"score must be 'l1' or 'l2', got {opts.score!r}")
-    return opts
-
-
-def default_pipeline(options: Options, leaf_modules: tuple[type, ...] = ()) -> list:
-    from passes import Allocate, AnalyzeChannels, Canonicalize, RemoveChannels, ScoreMagnitude, Trace
-
-    return [Trace(leaf_modules), Canonicalize(), AnalyzeChannels(), ScoreMagnitude(p=int(options.score[1])), Allocate(),
-            RemoveChannels()]
+def _check_plan_against(plan: Plan, model: nn.Module, inputs: tuple[Any, ...]) -> None:
+    if plan.input_shape is not None and tuple(inputs[0].shape) != plan.input_shape:
+        raise plan.error("model.input_shape", f"{list(plan.input_shape)} does not match example_inputs[0] "
+                                              f"of shape {list(inputs[0].shape)}")
+    validate_selectors(plan, dict(model.named_modules()))
 
 
 def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: str | None = None,
-            leaf_modules: tuple[type, ...] = (), **overrides: Any) -> Result:
-    """Prune ``model`` into a smaller fx.GraphModule computing the masked dense function."""
+            leaf_modules: tuple[type, ...] = (), data: Any = None, **overrides: Any) -> Result:
+    """Prune ``model`` into a smaller fx.GraphModule computing the masked dense function.
+
+    ``plan``: None (remove 50 % of every group by L2 magnitude), a recipe name, a TOML/YAML/JSON path,
+    a dict or a ``Plan``; keyword overrides (``sparsity``, ``score``, ``round_to``, ``min_channels``,
+    ``exact``, ``scope``, ``max_per_group``) apply on top. ``data``: (input, target) batches for
+    data-driven passes."""
     inputs = _check_inputs(model, example_inputs)
-    options = _options(_load_plan(plan), overrides)
-    state = CompileState(name or type(model).__name__, model, inputs, options)
-    state = run_pipeline(state, default_pipeline(options, tuple(leaf_modules)))
+    plan = with_overrides(load_plan(plan), overrides)
+    _check_plan_against(plan, model, inputs)
+    pipeline = schedule(plan, {"trace": {"leaf_modules": tuple(leaf_modules)}} if leaf_modules else None)
+    state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
+                         data=data if data is not None else _plan_data(plan))
+    state = run_schedule(state, pipeline)
     params_before = count_params(model)
     macs_before = state.macs.get("dense") or count_macs(model, inputs)
     module = state.gm
@@ -100,6 +82,14 @@ def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: st
     module.eval()
     report = _report(state, params_before, macs_before)
     return Result(module, report, state)
+
+
+def _plan_data(plan: Plan) -> Any:
+    if plan.data is None:
+        return None
+    from models_zoo.data import load_dataset
+
+    return load_dataset(**plan.data)
 
 
 def _report(state: CompileState, params_before: int, macs_before: int) -> Report:
@@ -117,10 +107,34 @@ def _report(state: CompileState, params_before: int, macs_before: int) -> Report
         inexact=[{"reason": r, "nodes": n} for r, n in cg.inexact.items()],
         kept=state.kept,
         passes=[n for n, _ in state.history],
-        seconds={n: round(s, 4) for n, s in state.history},
+        seconds=_seconds(state.history),
         options={f.name: getattr(state.options, f.name) for f in fields(state.options)},
         layers=_layer_widths(state),
+        plan=state.plan.to_dict() if state.plan is not None else {},
+        schedule=list(state.trail),
+        budget=_budget(state, macs_before, params_before),
+        artifacts=dict(state.artifacts),
     )
+
+
+def _seconds(history: tuple[tuple[str, float], ...]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for name, sec in history:
+        total[name] = total.get(name, 0.0) + sec
+    return {n: round(s, 4) for n, s in total.items()}
+
+
+def _budget(state: CompileState, macs_before: int, params_before: int) -> dict[str, Any] | None:
+    for record in state.artifacts.get("allocate", {}).values():
+        if "budget" in record:
+            b = dict(record["budget"])
+            after = state.macs.get("pruned") if b["metric"] == "macs" else count_params(state.gm)
+            before = macs_before if b["metric"] == "macs" else params_before
+            if after is not None and before:
+                b["achieved"] = round(after / before, 4)
+                b["within_tolerance"] = abs(b["achieved"] - b["asked"]) <= BUDGET_TOLERANCE * b["asked"]
+            return b
+    return None
 
 
 def _layer_widths(state: CompileState) -> list[LayerWidth]:

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from graphprune.errors import GraphpruneError, InputError, PlanError
+from graphprune.errors import GraphpruneError, InputError
 
 PROG = "graphprune"
-OUT_SUFFIXES = (".pt2", ".pt")
+OUT_SUFFIXES = (".pt2", ".pt", ".onnx", ".py")
 MAX_MEMBERS = 4  # member fqns shown per group by `inspect`
 MAX_NODES = 3  # node names shown per reason
 
@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep a multiple of this many channels per group (default 1)")
     p.add_argument("--exact", action="store_const", const=True, default=None,
                    help="never remove a channel whose removal changes a statistic (LayerNorm)")
-    p.add_argument("--plan", metavar="FILE", help="plan file (.toml or .json) with compile options")
+    p.add_argument("--plan", metavar="PLAN",
+                   help="a plan: recipe name (see `graphprune plan --list`) or .toml/.yaml/.json file")
     p.add_argument("--input-size", type=_positive_int, metavar="N", dest="input_size", help=size_help)
     p.add_argument("--out", metavar="FILE",
-                   help="save the pruned model: .pt2 = torch.export program, .pt = pickled fx.GraphModule")
+                   help="save the pruned model: .pt2 = torch.export program, .onnx = ONNX, .py = standalone "
+                        "Python + weights, .pt = pickled fx.GraphModule")
     p.add_argument("--report", metavar="FILE", help="save the JSON compile report")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_compile)
@@ -87,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="also list groups with no prunable channel")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("plan", help="validate a plan and show the pipeline it schedules",
+                       description="Validate a plan and print the passes the scheduler chose, in order, and why; "
+                                   "nothing is run. Without PLAN (or with --list), list the recipes.")
+    p.add_argument("plan", metavar="PLAN", nargs="?", help="recipe name or plan file")
+    p.add_argument("--model", metavar="SPEC", help="also check the plan's selectors against this model")
+    p.add_argument("--explain", action="store_true", help="show the pipeline and why each pass runs (default)")
+    p.add_argument("--list", action="store_true", help="list the built-in recipes")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("zoo", help="list the models a spec can name",
                        description="List the in-repo models and the external model namespaces.")
@@ -155,34 +166,32 @@ def _check_out(path: str | None) -> Path | None:
         return None
     out = Path(path)
     if out.suffix not in OUT_SUFFIXES:
-        raise InputError(f"--out {path}: unsupported suffix '{out.suffix}' "
-                         "(use .pt2 for a torch.export program or .pt for a pickled fx.GraphModule)")
+        raise InputError(f"--out {path}: unsupported suffix '{out.suffix}' (use .pt2 for a torch.export "
+                         "program, .onnx for ONNX, .py for standalone Python + weights, or .pt for a pickled "
+                         "fx.GraphModule)")
     if out.is_dir():
         raise InputError(f"--out {path}: is a directory")
     return out
 
 
-def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> None:
+def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> Any:
+    """Write ``--out``; .pt2/.onnx/.py go through graphprune.export (reloaded and compared: returns its
+    EmitRecord), .pt is a pickled fx.GraphModule (returns None)."""
     import torch
 
-    if out.suffix == ".pt2":
-        try:
-            program = torch.export.export(module, tuple(example_inputs))
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise ExportError(f"--out {out}: torch.export failed on the pruned module ({type(exc).__name__}: "
-                              f"{first}); save the fx.GraphModule instead with --out "
-                              f"{out.with_suffix('.pt')}") from exc
+    if out.suffix == ".pt":
+        _write("--out", out, lambda tmp: torch.save(module, tmp))
+        return None
+    from graphprune.export import ExportError as EmitError
+    from graphprune.export import emit
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:  # a buffer: package_pt2 warns on paths not ending in .pt2
-                torch.export.save(program, fh)
-    else:
-
-        def write(tmp: Path) -> None:
-            torch.save(module, tmp)
-
-    _write("--out", out, write)
+    try:
+        return emit(module, tuple(example_inputs), out)
+    except EmitError as exc:
+        detail = str(exc).removeprefix(f"{out}: ")
+        hint = "" if detail.startswith("cannot write") else \
+            f" on the pruned module; save the fx.GraphModule instead with --out {out.with_suffix('.pt')}"
+        raise ExportError(f"--out {out}: {detail}{hint}") from exc
 
 
 def _write(flag: str, path: Path, write: Any) -> None:
@@ -212,22 +221,21 @@ def _save_report(report: Any, path: Path) -> None:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     import graphprune
-    from graphprune.api import _load_plan, _options
+    from graphprune.plan import load_plan, with_overrides
+    from graphprune.scheduler import schedule
 
     overrides = {"sparsity": args.sparsity, "score": args.score, "round_to": args.round_to,
                  "exact": args.exact}
-    # Validate everything cheap before building (possibly large) models.
-    if args.plan is not None and not Path(args.plan).is_file():
-        raise PlanError(f"plan file {args.plan} does not exist")
-    plan = _load_plan(args.plan)
-    _options(plan, overrides)
+    # Validate everything cheap (the plan, its pipeline, the output path) before building large models.
+    plan = with_overrides(load_plan(args.plan), overrides)
+    schedule(plan)
     out = _check_out(args.out)
     report_path = Path(args.report) if args.report else None
 
     start = time.perf_counter()
-    model, inputs = _load(args.spec, args.input_size)
+    model, inputs = _load(args.spec, _input_size(args.input_size, plan))
     load_s = time.perf_counter() - start
-    result = graphprune.compile(model, inputs, plan, name=args.spec, **overrides)
+    result = graphprune.compile(model, inputs, plan, name=args.spec)
     extra_seconds = {"load": load_s}
     if out is not None:
         start = time.perf_counter()
@@ -279,13 +287,43 @@ def _print_compile(report: Any, inputs: tuple[Any, ...], out: Path | None, repor
             console.print(_text(f"{label}: {path} ({_human_bytes(nbytes)}, {nbytes:,} bytes)"))
 
 
+def _input_size(flag: int | None, plan: Any) -> int | None:
+    if flag is not None or plan.input_shape is None:
+        return flag
+    return plan.input_shape[-1]
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from graphprune.plan import RECIPES, load_plan
+    from graphprune.plan.recipes import recipe_summary
+    from graphprune.plan.selectors import validate_selectors
+    from graphprune.scheduler import schedule
+
+    console = _console()
+    if args.list or args.plan is None:
+        table = _table("recipes (use as --plan NAME; copy the file to adapt it)", "name", "what it does", "file")
+        for name, path in RECIPES.items():
+            table.add_row(name, recipe_summary(name), _text(path))
+        console.print(table)
+        return 0
+    plan = load_plan(args.plan)
+    pipeline = schedule(plan)
+    if args.model:
+        model, _ = _load(args.model, _input_size(None, plan))
+        validate_selectors(plan, dict(model.named_modules()))
+    console.print(_text(f"plan {plan.source.name}" + (f" for {args.model}" if args.model else "")
+                        + ": valid; the scheduler would run (nothing run):"))
+    console.print(_text(pipeline.explain()))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from graphprune.passes import run_pipeline
     from graphprune.state import CompileState
-    from passes import AnalyzeChannels, Trace
+    from passes import AnalyzeChannels, Canonicalize, Trace
 
     model, inputs = _load(args.spec, args.input_size)
-    state = run_pipeline(CompileState(args.spec, model, tuple(inputs)), [Trace(), AnalyzeChannels()])
+    state = run_pipeline(CompileState(args.spec, model, tuple(inputs)), [Trace(), Canonicalize(), AnalyzeChannels()])
     cg = state.channels
     console = _console()
 

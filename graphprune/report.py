@@ -36,6 +36,10 @@ class Report:
     seconds: dict[str, float]
     options: dict[str, Any]
     layers: list[LayerWidth] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)  # the validated plan, every default spelled out
+    schedule: list[dict[str, Any]] = field(default_factory=list)  # per pass run: pass, why, seconds, fingerprint
+    budget: dict[str, Any] | None = None  # metric, asked, estimated (cost model), achieved (measured)
+    artifacts: dict[str, Any] = field(default_factory=dict)  # per-pass records (allocate, purify, emit, ...)
 
     @property
     def macs_reduction(self) -> float:

@@ -1,67 +1,109 @@
-"""allocate: turn scores into a keep decision per channel.
+"""allocate: turn per-channel scores into a keep decision per channel, rule by rule.
 
-Each group removes ``floor(sparsity * size)`` of its channels, lowest score first, among the
-prunable ones (frozen channels are always kept); the kept count is rounded up to a multiple of
-``round_to`` and never falls below ``min_channels``."""
+Each group is governed by the most specific ``[[prune]]`` rule selecting it (``graphprune.plan.selectors``).
+A ``sparsity`` rule removes that fraction of each of its groups (scope local) or of all its groups'
+channels together (scope global, one threshold on mean-normalised scores). At most one ``budget`` rule
+then searches its groups' decisions so the whole model's MACs or parameters meet the target within
+2 %, with every other rule's decision fixed. Frozen channels are always kept; see
+``graphprune.allocation`` for floors, caps and ``round_to``."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from graphprune.channels.groups import PruningGroup
+from graphprune.allocation import BUDGET_TOLERANCE, Candidate, Limits, decide, global_sparsity, search
+from graphprune.costs import cost_model
 from graphprune.passes import Pass
-from graphprune.state import CompileState
-
-
-def removable(group: PruningGroup, exact: bool) -> np.ndarray:
-    """Channels this plan may remove: prunable ones, minus inexact ones when exactness is required."""
-    return group.prunable & ~group.inexact if exact else group.prunable
-
-
-def keep_count(group: PruningGroup, sparsity: float, round_to: int, min_channels: int,
-               can_remove: np.ndarray) -> int:
-    """How many of the group's channels survive."""
-    frozen = group.size - int(can_remove.sum())
-    target = group.size - math.floor(sparsity * group.size)
-    target = max(target, min_channels, frozen)
-    if round_to > 1:
-        target = min(group.size, math.ceil(target / round_to) * round_to)
-    return target
-
-
-def choose(group: PruningGroup, score: np.ndarray, keep: int, can_remove: np.ndarray) -> np.ndarray:
-    """Bool per group channel: the frozen ones plus the best-scoring prunable ones up to ``keep``;
-    then every member keeps its best channel, so no layer is left with zero width (a dense block's
-    group spans many layers, and one layer's channels may all rank low)."""
-    kept = ~can_remove
-    budget = keep - int(kept.sum())
-    if budget > 0:
-        candidates = np.flatnonzero(can_remove)
-        order = candidates[np.argsort(-score[candidates], kind="stable")]
-        kept[order[:budget]] = True
-    for member in group.members:
-        if not kept[member.channel].any():
-            kept[member.channel[np.argmax(score[member.channel])]] = True
-    return kept
+from graphprune.plan import AllocateSpec, Plan, PruneRule
+from graphprune.plan.selectors import assign_rules
+from graphprune.state import CompileState, Options
 
 
 @dataclass(frozen=True)
 class Allocate(Pass):
     name = "allocate"
-    requires = frozenset({"groups"})
     provides = frozenset({"keep"})
+    plan: Plan | None = None  # None: one rule from ``state.options`` (sparsity, score, round_to, ...)
+
+    @property
+    def requires(self) -> frozenset[str]:  # type: ignore[override]
+        rules = self.plan.rules if self.plan is not None else ()
+        return frozenset({"groups", *(f"scores:{r.score}" for r in rules if r.removes_channels)})
 
     def run(self, state: CompileState) -> CompileState:
-        opts = state.options
-        if opts.score not in state.scores:
-            raise KeyError(f"no scores named '{opts.score}'; have {sorted(state.scores)}")
+        plan = self.plan or plan_from_options(state.options)
+        spec = plan.allocate
+        missing = sorted({r.score for r in plan.rules if r.removes_channels} - set(state.scores))
+        if missing:
+            raise KeyError(f"no scores named {missing}; have {sorted(state.scores)}")
+        groups = state.channels.groups
+        assigned = assign_rules(plan, groups, dict(state.gm.named_modules()))
         labels = state.channels.labels
         keep = np.ones(int(labels.max()) + 1 if len(labels) else 0, dtype=bool)
-        for group, score in zip(state.channels.groups, state.scores[opts.score]):
-            can_remove = removable(group, opts.exact)
-            n = keep_count(group, opts.sparsity, opts.round_to, opts.min_channels, can_remove)
-            keep[group.labels] = choose(group, score, n, can_remove)
-        return state.with_(keep=keep)
+        limits = Limits(spec.round_to, spec.min_channels, spec.max_per_group, spec.exact)
+        record: dict[str, dict] = {}
+        budget_rule, budget_candidates = None, []
+        for rule in plan.rules:
+            if not rule.removes_channels:
+                continue
+            mine = [g for g, r in zip(groups, assigned) if r is rule]
+            if not any(g.num_prunable for g in mine) and rule.path.startswith("prune["):
+                raise plan.error(rule.path, _nothing_prunable(rule, mine))
+            candidates = [Candidate.of(g, state.scores[rule.score][g.index], spec.exact) for g in mine]
+            scope = rule.scope or spec.scope
+            if rule.budget is not None:
+                budget_rule, budget_candidates = rule, candidates
+                continue
+            keeps = (global_sparsity(candidates, limits, rule.sparsity) if scope == "global"
+                     else decide(candidates, limits, scope="local", parameter=rule.sparsity))
+            for c, k in zip(candidates, keeps):
+                keep[c.group.labels] = k
+            record[rule.path] = _summary(candidates, keeps)
+        if budget_rule is not None:
+            record[budget_rule.path] = Allocate._meet_budget(state, plan, budget_rule, budget_candidates, keep,
+                                                              limits)
+        return state.with_(keep=keep, artifacts={**state.artifacts, "allocate": record})
+
+    @staticmethod
+    def _meet_budget(state: CompileState, plan: Plan, rule: PruneRule, candidates: list[Candidate],
+                     keep: np.ndarray, limits: Limits) -> dict:
+        model = cost_model(state, rule.budget.metric)
+        labels = state.channels.labels
+
+        def measure(keeps: list[np.ndarray]) -> float:
+            for c, k in zip(candidates, keeps):
+                keep[c.group.labels] = k
+            return model.count(keep[labels]) / model.dense
+
+        scope = rule.scope or plan.allocate.scope
+        keeps, achieved = search(candidates, limits, scope, measure, rule.budget.ratio)
+        measure(keeps)
+        if achieved > rule.budget.ratio * (1 + BUDGET_TOLERANCE):
+            raise plan.error(f"{rule.path}.budget.{rule.budget.metric}",
+                             f"{rule.budget.ratio} cannot be met: removing every channel the plan allows "
+                             f"leaves {achieved:.3f} of the dense {rule.budget.metric} (frozen channels, "
+                             f"max_per_group={limits.max_fraction}, min_channels={limits.min_channels})")
+        return {**_summary(candidates, keeps), "budget": {"metric": rule.budget.metric, "asked": rule.budget.ratio,
+                                                          "estimated": round(achieved, 4)}}
+
+
+def plan_from_options(options: Options) -> Plan:
+    rule = PruneRule(path="options", sparsity=options.sparsity, score=options.score)
+    return Plan(rules=(rule,), allocate=AllocateSpec(round_to=options.round_to, min_channels=options.min_channels,
+                                                     exact=options.exact))
+
+
+def _summary(candidates: list[Candidate], keeps: list[np.ndarray]) -> dict:
+    return {"groups": len(candidates), "channels": int(sum(c.group.size for c in candidates)),
+            "removed": int(sum(c.group.size - int(k.sum()) for c, k in zip(candidates, keeps)))}
+
+
+def _nothing_prunable(rule: PruneRule, groups: list) -> str:
+    if not groups:
+        return (f"selects no channel group (select={list(rule.select)}): every selected module is governed "
+                f"by a more specific rule or carries no prunable channel")
+    reasons = sorted({r for g in groups for r in g.frozen_reasons} or {"not anchored in an activation"})
+    return (f"structure '{rule.structure}' cannot be carried by the selection: all {len(groups)} selected "
+            f"groups are frozen ({'; '.join(reasons[:3])})")

@@ -13,7 +13,7 @@ from graphprune.state import CompileState
 @dataclass(frozen=True)
 class AnalyzeChannels(Pass):
     name = "analyze-channels"
-    requires = frozenset({"traced", "shapes"})
+    requires = frozenset({"traced", "shapes", "canonical"})
     provides = frozenset({"groups"})
 
     def run(self, state: CompileState) -> CompileState:

@@ -33,8 +33,15 @@ def member_norms(tensor: torch.Tensor, dims: list[int], p: int) -> dict[int, np.
 class ScoreMagnitude(Pass):
     name = "score-magnitude"
     requires = frozenset({"groups"})
-    provides = frozenset({"scores:l1", "scores:l2"})
     p: int = 2
+
+    @property
+    def provides(self) -> frozenset[str]:  # type: ignore[override]
+        return frozenset({f"scores:l{self.p}"})
+
+    @classmethod
+    def for_fact(cls, fact: str) -> ScoreMagnitude | None:
+        return {"scores:l1": cls(p=1), "scores:l2": cls(p=2)}.get(fact)
 
     def run(self, state: CompileState) -> CompileState:
         params = dict(state.gm.named_parameters())

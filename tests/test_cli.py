@@ -154,9 +154,9 @@ def test_zoo_lists_catalog_and_namespaces(capsys: pytest.CaptureFixture[str]) ->
     [
         (["compile", "zoo:no_such_model"], "unknown model 'zoo:no_such_model'"),
         (["inspect", "torchvision:resnet1"], "did you mean torchvision:resnet18"),
-        (["compile", SPEC, "--sparsity", "1.5"], "sparsity must be a number in [0, 1), got 1.5"),
+        (["compile", SPEC, "--sparsity", "1.5"], "sparsity: expected a number in [0, 1), got 1.5"),
         (["compile", SPEC, "--plan", "no/such/plan.toml"], "plan file no/such/plan.toml does not exist"),
-        (["compile", SPEC, "--out", "model.onnx"], "unsupported suffix '.onnx'"),
+        (["compile", SPEC, "--out", "model.tflite"], "unsupported suffix '.tflite'"),
         (["compile", SPEC, "--score", "l3"], "invalid choice: 'l3'"),
         (["compile", SPEC, "--input-size", "0"], "expected a positive integer"),
         (["compile"], "required: SPEC"),
@@ -174,7 +174,7 @@ def test_bad_plan_key_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"sparsty": 0.3}))
     assert main(["compile", SPEC, "--plan", str(plan)]) == 2
-    assert "sparsty: unknown option" in _error_line(capsys)
+    assert "sparsty: unknown key" in _error_line(capsys)
 
 
 def test_help_returns_zero(capsys: pytest.CaptureFixture[str]) -> None:

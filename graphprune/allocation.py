@@ -1,0 +1,147 @@
+"""From per-channel scores to a keep decision: local ratios, global thresholds and cost budgets.
+
+Every decision goes through ``keep_count`` (how many channels a group keeps: floors, caps and
+``round_to``) and ``choose`` (which ones: the best scores, frozen channels always, at least one per
+member). Global allocation compares channels across groups on scores divided by their group's mean,
+so a layer with large weights does not win every comparison. A budget is met by bisection on that
+global threshold (or, in local scope, on one ratio shared by all groups) against a ``CostModel``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphprune.channels.groups import PruningGroup
+
+BUDGET_TOLERANCE = 0.02  # relative: a budget is met when the cost is within 2 % of the target
+
+
+def removable(group: PruningGroup, exact: bool) -> np.ndarray:
+    """Channels this plan may remove: prunable ones, minus inexact ones when exactness is required."""
+    return group.prunable & ~group.inexact if exact else group.prunable
+
+
+def keep_count(group: PruningGroup, sparsity: float, round_to: int, min_channels: int,
+               can_remove: np.ndarray, max_fraction: float = 1.0) -> int:
+    """How many of the group's channels survive removing ``sparsity`` of them."""
+    target = group.size - math.floor(sparsity * group.size)
+    return clamp_count(group, target, round_to, min_channels, can_remove, max_fraction)
+
+
+def clamp_count(group: PruningGroup, target: int, round_to: int, min_channels: int, can_remove: np.ndarray,
+                max_fraction: float = 1.0) -> int:
+    frozen = group.size - int(can_remove.sum())
+    floor = group.size - math.floor(max_fraction * group.size + 1e-9)
+    target = max(target, min_channels, frozen, floor)
+    if round_to > 1:
+        target = math.ceil(target / round_to) * round_to
+    return min(group.size, target)
+
+
+def choose(group: PruningGroup, score: np.ndarray, keep: int, can_remove: np.ndarray) -> np.ndarray:
+    """Bool per group channel: the frozen ones plus the best-scoring prunable ones up to ``keep``;
+    then every member keeps its best channel, so no layer is left with zero width (a dense block's
+    group spans many layers, and one layer's channels may all rank low)."""
+    kept = ~can_remove
+    budget = keep - int(kept.sum())
+    if budget > 0:
+        candidates = np.flatnonzero(can_remove)
+        order = candidates[np.argsort(-score[candidates], kind="stable")]
+        kept[order[:budget]] = True
+    for member in group.members:
+        if not kept[member.channel].any():
+            kept[member.channel[np.argmax(score[member.channel])]] = True
+    return kept
+
+
+@dataclass(frozen=True)
+class Limits:
+    round_to: int = 1
+    min_channels: int = 1
+    max_fraction: float = 1.0
+    exact: bool = False
+
+
+@dataclass
+class Candidate:
+    """A group under one rule, with its removable channels' normalised scores sorted ascending."""
+
+    group: PruningGroup
+    score: np.ndarray
+    can_remove: np.ndarray
+    normalised: np.ndarray
+
+    @classmethod
+    def of(cls, group: PruningGroup, score: np.ndarray, exact: bool) -> Candidate:
+        can_remove = removable(group, exact)
+        s = score[can_remove]
+        mean = float(s.mean()) if len(s) else 0.0
+        normalised = np.sort(s / mean) if mean > 0 else np.zeros(len(s))
+        return cls(group, score, can_remove, normalised)
+
+    def keep_at_ratio(self, sparsity: float, limits: Limits) -> np.ndarray:
+        n = keep_count(self.group, sparsity, limits.round_to, limits.min_channels, self.can_remove,
+                       limits.max_fraction)
+        return choose(self.group, self.score, n, self.can_remove)
+
+    def keep_at_threshold(self, threshold: float, limits: Limits) -> np.ndarray:
+        """Remove the removable channels whose normalised score is below ``threshold``."""
+        below = int(np.searchsorted(self.normalised, threshold, side="left"))
+        n = clamp_count(self.group, self.group.size - below, limits.round_to, limits.min_channels,
+                        self.can_remove, limits.max_fraction)
+        return choose(self.group, self.score, n, self.can_remove)
+
+
+Apply = Callable[[Sequence[np.ndarray]], float]  # per-candidate keep arrays -> measured quantity
+
+
+def decide(candidates: Sequence[Candidate], limits: Limits, *, scope: str, parameter: float) -> list[np.ndarray]:
+    """Keep arrays for one rule at a ratio (local) or global threshold (global) ``parameter``."""
+    if scope == "local":
+        return [c.keep_at_ratio(parameter, limits) for c in candidates]
+    return [c.keep_at_threshold(parameter, limits) for c in candidates]
+
+
+def global_sparsity(candidates: Sequence[Candidate], limits: Limits, sparsity: float) -> list[np.ndarray]:
+    """One threshold over all candidates removing ``floor(sparsity * channels)`` channels in total
+    (fewer where floors and caps forbid)."""
+    total = sum(c.group.size for c in candidates)
+    wanted = total - math.floor(sparsity * total)
+    kept = lambda keeps: float(sum(int(k.sum()) for k in keeps))  # noqa: E731
+    return search(candidates, limits, "global", lambda keeps: kept(keeps), wanted)[0]
+
+
+def thresholds(candidates: Sequence[Candidate]) -> np.ndarray:
+    values = np.unique(np.concatenate([c.normalised for c in candidates] or [np.zeros(0)]))
+    return np.concatenate([[0.0], values + 1e-12, [np.inf]]) if len(values) else np.array([0.0, np.inf])
+
+
+def search(candidates: Sequence[Candidate], limits: Limits, scope: str, measure: Apply, target: float
+           ) -> tuple[list[np.ndarray], float]:
+    """The decision whose measure (non-increasing as pruning grows) is closest to ``target`` without
+    exceeding it where possible; returns (keep arrays, measured value)."""
+    grid = thresholds(candidates) if scope == "global" else np.linspace(0.0, 0.999999, 4097)
+    lo, hi = 0, len(grid) - 1
+    cache: dict[int, tuple[list[np.ndarray], float]] = {}
+
+    def at(i: int) -> tuple[list[np.ndarray], float]:
+        if i not in cache:
+            keeps = decide(candidates, limits, scope=scope, parameter=float(grid[i]))
+            cache[i] = (keeps, measure(keeps))
+        return cache[i]
+
+    if at(lo)[1] <= target:
+        return at(lo)
+    if at(hi)[1] > target:
+        return at(hi)
+    while hi - lo > 1:  # invariant: at(lo) > target >= at(hi)
+        mid = (lo + hi) // 2
+        if at(mid)[1] > target:
+            lo = mid
+        else:
+            hi = mid
+    below, above = at(hi), at(lo)
+    return below if target - below[1] <= above[1] - target else above

@@ -1,0 +1,136 @@
+"""Cost models: the MACs or parameters a pruned model would have, as a function of the kept channels,
+without rebuilding it (budget search evaluates thousands of candidate keep-sets).
+
+Every cost is a sum of terms ``dense * prod(kept fraction of an element set)``: a conv/linear layer's
+MACs are (output positions) x (weight numel), and a weight's numel scales with the kept fraction of
+each of its dims, exactly; a matmul's MACs scale with its output and contracted dims. What no channel
+decision can change (and what the model does not cover) is a constant, calibrated so the dense total
+equals the count measured while tracing."""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from graphprune.channels.layout import Layout
+from graphprune.state import CompileState
+from graphprune.values import TensorInfo
+
+LINEAR_OPS = {F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
+MATMUL_OPS = {torch.matmul, operator.matmul, torch.bmm, "matmul", "bmm", "__matmul__"}
+
+
+@dataclass
+class CostModel:
+    dense_terms: np.ndarray  # float64 per term
+    factors: np.ndarray  # int per (term, k): index into the element sets, or -1 (factor 1)
+    element_sets: list[np.ndarray]
+    constant: float
+
+    @property
+    def dense(self) -> float:
+        return float(self.dense_terms.sum() + self.constant)
+
+    def count(self, keep_element: np.ndarray) -> float:
+        fractions = np.ones(len(self.element_sets) + 1)
+        for i, ids in enumerate(self.element_sets):
+            fractions[i] = keep_element[ids].mean()
+        return float(self.constant + (self.dense_terms * fractions[self.factors].prod(axis=1)).sum())
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.terms: list[tuple[float, list[np.ndarray]]] = []
+
+    def add(self, dense: float, sets: list[np.ndarray | None]) -> None:
+        if dense > 0:
+            self.terms.append((float(dense), [np.asarray(s) for s in sets if s is not None and len(s)]))
+
+    def build(self, calibrated_total: float | None) -> CostModel:
+        width = max((len(s) for _, s in self.terms), default=0) or 1
+        sets: list[np.ndarray] = []
+        factors = np.full((len(self.terms), width), -1, dtype=np.int64)
+        for t, (_, term_sets) in enumerate(self.terms):
+            for k, ids in enumerate(term_sets):
+                factors[t, k] = len(sets)
+                sets.append(ids)
+        dense = np.array([d for d, _ in self.terms], dtype=np.float64)
+        constant = max(0.0, (calibrated_total or 0.0) - float(dense.sum()))
+        return CostModel(dense, factors, sets, constant)
+
+
+def param_model(state: CompileState) -> CostModel:
+    """Exact: a tensor's kept numel is its numel times the kept fraction of every member dim."""
+    members = state.analysis.table.members
+    b = _Builder()
+    for fqn, p in state.gm.named_parameters():
+        b.add(p.numel(), [members[(fqn, d)].ids if (fqn, d) in members else None for d in range(p.ndim)])
+    return b.build(None)
+
+
+def _weight_fqn(node: fx.Node, gm: fx.GraphModule) -> tuple[str, torch.Tensor, bool] | None:
+    """The weight a conv/linear node multiplies with: (fqn, tensor, transposed)."""
+    if node.op == "call_module":
+        module = gm.get_submodule(str(node.target))
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+            return f"{node.target}.weight", module.weight, bool(getattr(module, "transposed", False))
+    if node.op == "call_function" and node.target in LINEAR_OPS and len(node.args) > 1:
+        w = node.args[1]
+        if isinstance(w, fx.Node) and w.op == "get_attr":
+            return str(w.target), _attr(gm, str(w.target)), "transpose" in node.target.__name__
+    return None
+
+
+def _attr(gm: fx.GraphModule, fqn: str) -> torch.Tensor:
+    obj: object = gm
+    for part in fqn.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[return-value]
+
+
+def _numel(info: TensorInfo) -> int:
+    return math.prod(info.shape)
+
+
+def _ids(layout: object, dims: object) -> list[np.ndarray | None]:
+    return [layout.get(d) for d in dims] if isinstance(layout, Layout) else []
+
+
+def mac_model(state: CompileState) -> CostModel:
+    members, layouts, values = state.analysis.table.members, state.analysis.layouts, state.values
+    b = _Builder()
+    for node in state.gm.graph.nodes:
+        out = values.get(node.name)
+        if not isinstance(out, TensorInfo):
+            continue
+        weight = _weight_fqn(node, state.gm)
+        if weight is not None:  # MACs = positions x weight numel / weight.shape[0]
+            fqn, w, transposed = weight
+            x = values.get(node.args[0].name) if isinstance(node.args[0], fx.Node) else None
+            positions = _numel(x) if transposed and isinstance(x, TensorInfo) else _numel(out)
+            b.add(positions / max(w.shape[0], 1) * w.numel(),
+                  [members[(fqn, d)].ids if (fqn, d) in members else None for d in range(w.ndim)])
+            continue
+        target = node.target if node.op in ("call_function", "call_method") else None
+        args = [values.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
+        lay = [layouts.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
+        here = layouts.get(node.name)
+        if target in MATMUL_OPS and len(args) >= 2 and isinstance(args[0], TensorInfo) and args[0].shape:
+            a = args[0]  # (..., n, k) @ (..., k, m): out numel x k
+            b.add(_numel(out) * a.shape[-1], _ids(here, range(out.ndim)) + _ids(lay[0], [a.ndim - 1]))
+        elif target is F.scaled_dot_product_attention and all(isinstance(i, TensorInfo) for i in args):
+            q, k, _ = args  # q @ k^T (L x S x E) and attn @ v (L x S x Ev)
+            b.add(_numel(q) * k.shape[-2], _ids(lay[0], range(q.ndim)) + _ids(lay[1], [k.ndim - 2]))
+            b.add(_numel(out) * k.shape[-2], _ids(here, range(out.ndim)) + _ids(lay[2], [k.ndim - 2]))
+    return b.build(float(state.macs.get("dense") or 0))
+
+
+def cost_model(state: CompileState, metric: str) -> CostModel:
+    return mac_model(state) if metric == "macs" else param_model(state)

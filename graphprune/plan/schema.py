@@ -1,0 +1,302 @@
+"""The plan's typed form and its validation.
+
+A plan is read into frozen dataclasses up front; every problem is a ``PlanError`` whose message starts
+with ``file:line: key.path`` and says what was expected and what was found. Keys are checked against the
+tables below (one row per key), so adding an option is adding a row.
+
+Precedence of overlapping ``[[prune]]`` rules: the **most specific selector wins** (see
+``graphprune.plan.selectors``); two rules of equal specificity claiming one group is an error."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from graphprune.errors import InputError, PlanError
+from graphprune.plan.source import PlanSource
+
+REMOVABLE_STRUCTURES = ("channel", "filter")
+MASK_STRUCTURES = ("irregular", "shape")
+NM_PATTERN = re.compile(r"^(\d+):(\d+)$")
+SCOPES = ("local", "global")
+EMIT_FORMATS = ("pt2", "onnx", "graphmodule")
+BUDGET_METRICS = ("macs", "params")
+
+Check = Callable[[Any], str | None]  # None when the value is fine, else what was expected
+
+
+def _number(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Check:
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+
+    def check(v: Any) -> str | None:
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+              and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi))
+        return None if ok else f"a number in {left}{lo}, {hi}{right}"
+    return check
+
+
+def _positive_int(v: Any) -> str | None:
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "a positive integer"
+
+
+def _boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+
+def _structure(v: Any) -> str | None:
+    if v in REMOVABLE_STRUCTURES or v in MASK_STRUCTURES:
+        return None
+    nm = NM_PATTERN.match(v) if isinstance(v, str) else None
+    if nm and 0 < int(nm.group(1)) < int(nm.group(2)):
+        return None
+    return ("one of 'channel', 'filter', 'irregular', 'shape' or 'N:M' with 0 < N < M (e.g. '2:4'); "
+            "'heads' is not supported yet: 'channel' prunes head_dim uniformly across heads")
+
+
+def _selector(v: Any) -> str | None:
+    items = v if isinstance(v, list) else [v]
+    ok = items and all(isinstance(s, str) and s.strip() for s in items)
+    return None if ok else "a non-empty selector string (glob, 're:REGEX' or 'type:ClassName') or a list of them"
+
+
+def _shape(v: Any) -> str | None:
+    ok = isinstance(v, list) and v and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v)
+    return None if ok else "a list of positive integers such as [1, 3, 224, 224]"
+
+
+def _names(v: Any) -> str | None:
+    ok = isinstance(v, list) and v and all(isinstance(s, str) for s in v)
+    return None if ok else "a non-empty list of pass names"
+
+
+RULE_KEYS: dict[str, Check] = {
+    "select": _selector,
+    "structure": _structure,
+    "sparsity": _number(0, 1, hi_open=True),
+    "budget": lambda v: None if isinstance(v, dict) else "a table such as { macs = 0.5 } or { params = 0.3 }",
+    "score": lambda v: None if isinstance(v, str) and v else "a criterion name such as 'l2'",
+    "scope": _one_of(*SCOPES),
+}
+ALLOCATE_KEYS: dict[str, Check] = {
+    "scope": _one_of(*SCOPES),
+    "round_to": _positive_int,
+    "max_per_group": _number(0, 1, lo_open=True),
+    "min_channels": _positive_int,
+    "exact": _boolean,
+}
+EMIT_KEYS: dict[str, Check] = {"format": _one_of(*EMIT_FORMATS), "fuse": _boolean}
+MODEL_KEYS: dict[str, Check] = {"input_shape": _shape}
+DATA_KEYS: dict[str, Check] = {
+    "name": lambda v: None if isinstance(v, str) and v else "a dataset name such as 'digits'",
+    "batch_size": _positive_int,
+    "image_size": _positive_int,
+}
+SHORTHAND = {"sparsity": "prune", "score": "prune", "round_to": "allocate", "min_channels": "allocate",
+             "exact": "allocate", "scope": "allocate", "max_per_group": "allocate"}
+PASS_SECTIONS = ("admm", "purify")  # [admm] is sugar for [passes.admm]
+TOP_KEYS = ("model", "prune", "allocate", "emit", "data", "passes", "pipeline", *PASS_SECTIONS, *SHORTHAND)
+
+
+@dataclass(frozen=True)
+class Budget:
+    metric: str  # "macs" or "params"
+    ratio: float  # the fraction of the dense model's count the pruned model may keep
+
+
+@dataclass(frozen=True)
+class PruneRule:
+    path: str  # "prune[0]": where the rule came from, for messages
+    select: tuple[str, ...] = ("*",)
+    structure: str = "channel"
+    sparsity: float | None = None
+    budget: Budget | None = None
+    score: str = "l2"
+    scope: str | None = None  # overrides [allocate].scope for this rule
+
+    @property
+    def removes_channels(self) -> bool:
+        return self.structure in REMOVABLE_STRUCTURES
+
+
+@dataclass(frozen=True)
+class AllocateSpec:
+    scope: str = "local"
+    round_to: int = 1
+    max_per_group: float = 1.0  # a group never loses more than this fraction of its channels
+    min_channels: int = 1
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class EmitSpec:
+    format: str | None = None
+    fuse: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    rules: tuple[PruneRule, ...]
+    allocate: AllocateSpec = AllocateSpec()
+    emit: EmitSpec = EmitSpec()
+    input_shape: tuple[int, ...] | None = None
+    data: Mapping[str, Any] | None = None
+    pass_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pipeline: tuple[str, ...] | None = None
+    source: PlanSource = field(default_factory=lambda: PlanSource({}), compare=False, repr=False)
+
+    def error(self, path: str, message: str) -> PlanError:
+        return PlanError(f"{self.source.where(path)}: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(obj: Any) -> Any:
+            if hasattr(obj, "__dataclass_fields__"):
+                return {f.name: plain(getattr(obj, f.name)) for f in fields(obj) if f.name != "source"}
+            if isinstance(obj, (tuple, list)):
+                return [plain(v) for v in obj]
+            if isinstance(obj, Mapping):
+                return {k: plain(v) for k, v in obj.items()}
+            return obj
+        return plain(self)
+
+
+class _Reader:
+    """Validates one plan source, raising at the first problem with its location."""
+
+    def __init__(self, source: PlanSource):
+        self.source = source
+
+    def fail(self, path: str, message: str) -> PlanError:
+        return PlanError(f"{self.source.where(path)}: {message}")
+
+    def table(self, value: Any, path: str, keys: Mapping[str, Check]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a table, got {type(value).__name__} {value!r}")
+        for key, v in value.items():
+            check = keys.get(key)
+            if check is None:
+                raise self.unknown(f"{path}.{key}" if path else key, key, keys)
+            expected = check(v)
+            if expected:
+                raise self.fail(f"{path}.{key}" if path else key, f"expected {expected}, got {v!r}")
+        return dict(value)
+
+    def unknown(self, path: str, key: str, known: Any) -> PlanError:
+        close = difflib.get_close_matches(str(key), list(known), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return self.fail(path, f"unknown key '{key}' (expected one of {', '.join(sorted(known))}){hint}")
+
+    def budget(self, value: dict[str, Any], path: str) -> Budget:
+        if len(value) != 1:
+            raise self.fail(path, f"expected exactly one of {', '.join(BUDGET_METRICS)}, got {value!r}")
+        (metric, ratio), = value.items()
+        if metric not in BUDGET_METRICS:
+            raise self.unknown(f"{path}.{metric}", metric, BUDGET_METRICS)
+        expected = _number(0, 1, lo_open=True)(ratio)
+        if expected:
+            raise self.fail(f"{path}.{metric}", f"expected {expected} (the fraction of the dense model's "
+                                                f"{metric} to keep), got {ratio!r}")
+        return Budget(metric, float(ratio))
+
+    def rule(self, value: Any, path: str) -> PruneRule:
+        raw = self.table(value, path, RULE_KEYS)
+        has_sparsity, has_budget = "sparsity" in raw, "budget" in raw
+        if has_sparsity == has_budget:
+            found = "both" if has_sparsity else "neither"
+            raise self.fail(path, f"expected exactly one of 'sparsity' or 'budget', found {found}")
+        select = raw.get("select", "*")
+        return PruneRule(
+            path=path,
+            select=tuple(select) if isinstance(select, list) else (select,),
+            structure=raw.get("structure", "channel"),
+            sparsity=float(raw["sparsity"]) if has_sparsity else None,
+            budget=self.budget(raw["budget"], f"{path}.budget") if has_budget else None,
+            score=raw.get("score", "l2"),
+            scope=raw.get("scope"),
+        )
+
+    def read(self) -> Plan:
+        data = self.source.data
+        if not isinstance(data, dict):
+            raise self.fail("", f"expected a table of plan sections, got {type(data).__name__}")
+        for key in data:
+            if key not in TOP_KEYS:
+                raise self.unknown(key, key, TOP_KEYS)
+        shorthand = {k: data[k] for k in SHORTHAND if k in data}
+        self.table(shorthand, "", {k: (RULE_KEYS | ALLOCATE_KEYS)[k] for k in SHORTHAND})
+        prune = data.get("prune", [])
+        if isinstance(prune, dict):
+            prune = [prune]
+        if not isinstance(prune, list):
+            raise self.fail("prune", f"expected a list of [[prune]] tables, got {type(prune).__name__}")
+        rules = [self.rule(r, f"prune[{i}]") for i, r in enumerate(prune)]
+        if not rules:
+            rules = [PruneRule(path="sparsity" if "sparsity" in shorthand else "default",
+                               sparsity=float(shorthand.get("sparsity", 0.5)), score=shorthand.get("score", "l2"))]
+        elif "sparsity" in shorthand or "score" in shorthand:
+            raise self.fail("sparsity" if "sparsity" in shorthand else "score",
+                            "top-level sparsity/score is shorthand for a single [[prune]] rule; "
+                            "move it into the [[prune]] tables")
+        allocate = self.table(data.get("allocate", {}), "allocate", ALLOCATE_KEYS)
+        for key in ("round_to", "min_channels", "exact", "scope", "max_per_group"):
+            if key in shorthand:
+                allocate.setdefault(key, shorthand[key])
+        pipeline = data.get("pipeline")
+        if pipeline is not None and (expected := _names(pipeline)):
+            raise self.fail("pipeline", f"expected {expected}, got {pipeline!r}")
+        return Plan(
+            rules=tuple(rules),
+            allocate=AllocateSpec(**allocate),
+            emit=EmitSpec(**self.table(data.get("emit", {}), "emit", EMIT_KEYS)),
+            input_shape=tuple(self.table(data.get("model", {}), "model", MODEL_KEYS).get("input_shape", ())) or None,
+            data=self.table(data["data"], "data", DATA_KEYS) if "data" in data else None,
+            pass_options=self.pass_options(data),
+            pipeline=tuple(pipeline) if pipeline is not None else None,
+            source=self.source,
+        )
+
+    def pass_options(self, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        options: dict[str, dict[str, Any]] = {}
+        passes = data.get("passes", {})
+        if not isinstance(passes, dict):
+            raise self.fail("passes", f"expected a table of [passes.NAME] tables, got {type(passes).__name__}")
+        for name, table in passes.items():
+            if not isinstance(table, dict):
+                raise self.fail(f"passes.{name}", f"expected a table of options, got {table!r}")
+            options[name] = dict(table)
+        for name in PASS_SECTIONS:
+            if name in data:
+                if not isinstance(data[name], dict):
+                    raise self.fail(name, f"expected a table of options, got {data[name]!r}")
+                options[name] = {**options.get(name, {}), **data[name]}
+        return options
+
+
+def read_plan(source: PlanSource) -> Plan:
+    return _Reader(source).read()
+
+
+def with_overrides(plan: Plan, overrides: Mapping[str, Any]) -> Plan:
+    """Apply ``compile(..., sparsity=..., round_to=...)`` / CLI flags on top of a plan: ``sparsity`` and
+    ``score`` replace the value of every rule that has one; the rest replace ``[allocate]`` keys."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return plan
+    reader = _Reader(PlanSource({}, "overrides"))
+    try:
+        reader.table(overrides, "", {k: (RULE_KEYS | ALLOCATE_KEYS)[k] for k in SHORTHAND})
+    except PlanError as exc:  # keyword arguments and CLI flags are inputs, not plan keys
+        raise InputError(str(exc).removeprefix("overrides: ")) from None
+    rules = tuple(replace(r, **{k: overrides[k] for k in ("score",) if k in overrides},
+                          **({"sparsity": float(overrides["sparsity"])}
+                             if "sparsity" in overrides and r.sparsity is not None else {}))
+                  for r in plan.rules)
+    allocate = replace(plan.allocate, **{k: v for k, v in overrides.items() if k in ALLOCATE_KEYS})
+    return replace(plan, rules=rules, allocate=allocate)
