@@ -28,6 +28,7 @@ from graphprune.export_py import python_source, weights_path
 from graphprune.io import atomic_write, atomic_write_text
 
 FORMATS = {".pt2": "pt2", ".onnx": "onnx", ".py": "py"}
+_EXPORTER = {"pt2": "torch.export", "onnx": "torch.onnx export", "py": "Python export"}
 
 
 class ExportError(GraphpruneError):
@@ -136,8 +137,10 @@ def emit(module: nn.Module, example_inputs: tuple[Any, ...], path: str | Path, *
             notes = save_python(module, path)
     except GraphpruneError:
         raise
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     except Exception as exc:
-        raise ExportError(f"{path}: {fmt} export failed ({_first_line(exc)})") from exc
+        raise ExportError(f"{path}: {_EXPORTER[fmt]} failed ({_first_line(exc)})") from exc
     error = None
     if check:
         with torch.no_grad():
