@@ -30,3 +30,10 @@ from passes.score_weight_magnitude import ScoreWeightMagnitude  # noqa: E402
 
 __all__ += ["ApplyMasks", "ScoreBnScale", "ScoreFpgm", "ScoreGrasp", "ScorePx", "ScoreRandom", "ScoreSnip",
             "ScoreSynflow", "ScoreTaylor", "ScoreWeightMagnitude"]
+
+# fuse, emit and measured latency
+from passes.emit import Emit  # noqa: E402
+from passes.fuse import Fuse  # noqa: E402
+from passes.measure_latency import MeasureLatency  # noqa: E402
+
+__all__ += ["Emit", "Fuse", "MeasureLatency"]
