@@ -31,6 +31,12 @@ from passes.score_weight_magnitude import ScoreWeightMagnitude  # noqa: E402
 __all__ += ["ApplyMasks", "ScoreBnScale", "ScoreFpgm", "ScoreGrasp", "ScorePx", "ScoreRandom", "ScoreSnip",
             "ScoreSynflow", "ScoreTaylor", "ScoreWeightMagnitude"]
 
+# unused-path removal and purification (P-RM)
+from passes.purify import Purify  # noqa: E402
+from passes.unused_paths import RemoveUnusedPaths  # noqa: E402
+
+__all__ += ["Purify", "RemoveUnusedPaths"]
+
 # fuse, emit and measured latency
 from passes.emit import Emit  # noqa: E402
 from passes.fuse import Fuse  # noqa: E402

@@ -1,0 +1,247 @@
+"""The liveness walk: zero channels forward, read channels backward, dead labels where they meet.
+
+Why it is exact: removing a set D of channel labels zeroes every parameter slice carrying them. By
+induction over the graph, every value that is read keeps its value: a read channel in D was proved
+zero, and zero stays zero once its producers' slices are zeroed (a conv row with its bias, a norm
+with its affine and running mean); a read channel outside D only ever meets D through zero values.
+Preconditions: ``groups`` (analysis and channel graph of the current GraphModule) and ``shapes``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from graphprune.channels.layout import Layout, iter_layouts
+from graphprune.liveness.layers import LinearView, NormView, linear_view, norm_view
+from graphprune.liveness.ops import GENERIC, Kind, kind_of
+from graphprune.state import CompileState
+from graphprune.values import TensorInfo
+
+
+@dataclass
+class Liveness:
+    carried: dict[str, set[int]]  # node -> channel labels its value carries
+    zero: dict[str, set[int]]  # node -> labels that are zero in it for every model input
+    read: dict[str, set[int]] = field(default_factory=dict)  # node -> labels whose values matter
+    modelled: set[str] = field(default_factory=set)  # parameter fqns whose effect the walk models
+
+
+def _labels(lay: object, labels: np.ndarray) -> set[int]:
+    return {int(x) for one in iter_layouts(lay) for ids in one.all_ids() for x in np.unique(labels[ids])}
+
+
+def _dim_labels(lay: object, dim: int, labels: np.ndarray, size: int) -> np.ndarray | None:
+    ids = lay.get(dim) if isinstance(lay, Layout) else None
+    return labels[ids] if ids is not None and len(ids) == size else None
+
+
+def _all_true(labs: np.ndarray, flags: np.ndarray) -> set[int]:
+    """Labels every one of whose indices is flagged."""
+    return {int(x) for x in np.unique(labs)} - {int(x) for x in np.unique(labs[~flags])}
+
+
+class _Walk:
+    def __init__(self, state: CompileState, transitive: bool) -> None:
+        self.gm, self.values, self.layouts = state.gm, state.values, state.analysis.layouts
+        self.labels, self.masks, self.transitive = state.channels.labels, state.masks, transitive
+        self.kinds: dict[str, Kind] = {}
+        self.views: dict[str, LinearView | NormView] = {}
+        self.live = Liveness({}, {})
+
+    def run(self) -> Liveness:
+        nodes = list(self.gm.graph.nodes)
+        for node in nodes:
+            self.live.carried[node.name] = _labels(self.layouts.get(node.name), self.labels)
+            self.live.zero[node.name] = self._zero(node)
+        self.live.read = {node.name: set() for node in nodes}
+        for node in reversed(nodes):
+            self._read(node)
+        return self.live
+
+    # -- forward: zero channels --------------------------------------------------------------------
+    def _zero(self, node: fx.Node) -> set[int]:
+        if node.op == "get_attr":
+            self.live.modelled.add(str(node.target))
+            return self._zero_attr(node)
+        if node.op in ("placeholder", "output"):
+            return set()
+        kind = kind_of(node, self.gm)
+        view = None
+        if kind.read in ("linear", "norm"):
+            view = linear_view(node, self.gm, self.values, self.masks) if kind.read == "linear" else \
+                norm_view(node, self.gm, self.values)
+            kind = kind if view is not None else GENERIC
+        if kind.read == "per-channel" and not isinstance(self.values.get(node.name), TensorInfo):
+            kind = Kind("none", kind.read)  # (values, indices) pairs: indices of zeros are not zero
+        self.kinds[node.name] = kind
+        if view is not None:
+            self.views[node.name] = view
+        if node.op == "call_module" and kind.read != "all":
+            m = self.gm.get_submodule(str(node.target))
+            names = [n for n, _ in m.named_parameters(recurse=False)] + [n for n, _ in m.named_buffers(recurse=False)]
+            self.live.modelled.update(f"{node.target}.{n}" for n in names)
+        out = self.live.carried[node.name]
+        if kind.zero == "linear":
+            return self._zero_linear(node, view)
+        if kind.zero == "norm":
+            return self._zero_norm(node, view)
+        operands = self._operands(node)
+        zero = self.live.zero
+        if kind.zero == "copy":
+            carriers = [a for a in operands if isinstance(a, fx.Node)]
+            return {c for c in out if any(c in self.live.carried[a.name] for a in carriers)
+                    and all(c in zero[a.name] for a in carriers if c in self.live.carried[a.name])}
+        if kind.zero == "add":
+            if any(not isinstance(a, fx.Node) and a != 0 for a in operands):
+                return set()
+            return set.intersection(out, *(zero[a.name] for a in operands if isinstance(a, fx.Node)))
+        if kind.zero == "mul":
+            if any(not isinstance(a, fx.Node) and a == 0 for a in operands):
+                return set(out)
+            return out & set().union(*(zero[a.name] for a in operands if isinstance(a, fx.Node)))
+        if kind.zero == "div" and operands and isinstance(operands[0], fx.Node) and all(
+                not isinstance(a, fx.Node) and a != 0 for a in operands[1:]):
+            return out & zero[operands[0].name]
+        return set()
+
+    def _operands(self, node: fx.Node) -> list:
+        """Float tensor operands (nodes) and number literals; integer/bool tensors (indices, masks,
+        where-conditions) carry no channel values. A number computed in the graph is unknown: None."""
+        found: list = []
+        for a in (*node.args, *node.kwargs.values()):
+            for x in (a if isinstance(a, (tuple, list)) else [a]):
+                if isinstance(x, fx.Node):
+                    v = self.values.get(x.name)
+                    if isinstance(v, TensorInfo):
+                        if v.dtype.is_floating_point:
+                            found.append(x)
+                    elif isinstance(v, (tuple, list)):
+                        found.append(x)
+                    else:
+                        found.append(None)
+                elif isinstance(x, (int, float)) and not isinstance(x, bool):
+                    found.append(x)
+        return found
+
+    def _zero_attr(self, node: fx.Node) -> set[int]:
+        lay = self.layouts.get(node.name)
+        if not isinstance(lay, Layout) or not lay.dims:
+            return set()
+        t = self.gm
+        for part in str(node.target).split("."):
+            t = getattr(t, part)
+        mask = self.masks.get(str(node.target))
+        t = t.detach() * mask if isinstance(mask, torch.Tensor) and mask.shape == t.shape else t.detach()
+        nonzero: set[int] = set()
+        for d, ids in lay.dims.items():
+            live = (t != 0).transpose(0, d).reshape(t.shape[d], -1).any(1).numpy()
+            nonzero |= {int(x) for x in np.unique(self.labels[ids][live])}
+        return self.live.carried[node.name] - nonzero
+
+    def _zero_linear(self, node: fx.Node, v: LinearView) -> set[int]:
+        out_labels = _dim_labels(self.layouts.get(node.name), v.out_dim, self.labels, v.nz.shape[0])
+        if out_labels is None:
+            return set()
+        in_zero = self._in_zero(v.x, v.in_dim, v.nz.shape[1]) if self.transitive else np.zeros(v.nz.shape[1], bool)
+        reads_live = (v.nz & torch.from_numpy(~in_zero)[None, :]).any(1).numpy()
+        return _all_true(out_labels, ~v.bias & ~reads_live)
+
+    def _zero_norm(self, node: fx.Node, v: NormView) -> set[int]:
+        labs = _dim_labels(self.layouts.get(node.name), v.dim, self.labels, len(v.always_zero))
+        if labs is None:
+            return set()
+        in_zero = self._in_zero(v.x, v.dim, len(labs))
+        return _all_true(labs, v.always_zero | (in_zero & v.keeps_zero))
+
+    def _in_zero(self, x: fx.Node, dim: int, size: int) -> np.ndarray:
+        labs = _dim_labels(self.layouts.get(x.name), dim, self.labels, size)
+        zero = self.live.zero.get(x.name, set())
+        return np.isin(labs, list(zero)) if labs is not None and zero else np.zeros(size, dtype=bool)
+
+    # -- backward: read channels -------------------------------------------------------------------
+    def _read(self, node: fx.Node) -> None:
+        carried, read = self.live.carried, self.live.read
+        if node.op == "output":
+            for a in node.all_input_nodes:
+                read[a.name] |= carried[a.name]
+            return
+        if node.op in ("placeholder", "get_attr") or not node.users:
+            return
+        kind = self.kinds[node.name]
+        if kind.read == "all":
+            for a in node.all_input_nodes:
+                read[a.name] |= carried[a.name]
+        elif kind.read in ("copy", "per-channel"):
+            self._read_per_channel(node, kind)
+        elif kind.read == "linear":
+            self._read_linear(node, self.views[node.name])
+        elif kind.read == "norm":
+            self._read_norm(node, self.views[node.name])
+
+    def _read_per_channel(self, node: fx.Node, kind: Kind) -> None:
+        carried, read, zero = self.live.carried, self.live.read, self.live.zero
+        wanted = read[node.name] & carried[node.name]
+        operands = [a for a in self._operands(node) if isinstance(a, fx.Node)]
+        if kind.zero == "mul" and any(not isinstance(a, fx.Node) and a == 0 for a in self._operands(node)):
+            wanted = set()
+        first_zero: dict[int, str] = {}
+        if kind.zero == "mul":  # one zero factor decides; only it must stay zero
+            for a in operands:
+                for c in zero[a.name] & wanted:
+                    first_zero.setdefault(c, a.name)
+        for a in node.all_input_nodes:
+            take = {c for c in carried[a.name] & wanted if first_zero.get(c, a.name) == a.name}
+            if kind.read == "per-channel" and a in operands:
+                take |= carried[a.name] - carried[node.name]
+            read[a.name] |= take
+
+    def _read_linear(self, node: fx.Node, v: LinearView) -> None:
+        read = self.live.read
+        out_labels = _dim_labels(self.layouts.get(node.name), v.out_dim, self.labels, v.nz.shape[0])
+        in_labels = _dim_labels(self.layouts.get(v.x.name), v.in_dim, self.labels, v.nz.shape[1])
+        other = self.live.carried[v.x.name] - (set(in_labels.tolist()) if in_labels is not None else set())
+        read[v.x.name] |= other
+        if in_labels is None:
+            return
+        out_read = np.ones(v.nz.shape[0], dtype=bool)
+        if self.transitive and out_labels is not None:
+            out_read = np.isin(out_labels, list(read[node.name]))
+        in_read = (v.nz & torch.from_numpy(out_read)[:, None]).any(0).numpy()
+        read[v.x.name] |= {int(c) for c in np.unique(in_labels[in_read])}
+
+    def _read_norm(self, node: fx.Node, v: NormView) -> None:
+        read = self.live.read
+        labs = _dim_labels(self.layouts.get(node.name), v.dim, self.labels, len(v.always_zero))
+        if labs is None:
+            read[v.x.name] |= self.live.carried[v.x.name]
+            return
+        in_read = np.isin(labs, list(read[node.name])) & ~v.always_zero
+        read[v.x.name] |= {int(c) for c in np.unique(labs[in_read])}
+        read[v.x.name] |= self.live.carried[v.x.name] - set(labs.tolist())
+
+
+def liveness(state: CompileState, transitive: bool = True) -> Liveness:
+    """Zero and read channel labels of every node. ``transitive=False`` keeps to one hop (a conv reads
+    a column whenever it is non-zero; its rows ignore zero inputs), as unused-path removal is usually
+    stated; repeated rounds then reach the same fixed point."""
+    return _Walk(state, transitive).run()
+
+
+def dead_labels(state: CompileState, transitive: bool = True) -> np.ndarray:
+    """Bool per channel label: removable without changing the model's function. Frozen and inexact
+    channels, and channels of parameters whose effect the walk does not model, are never dead."""
+    live = liveness(state, transitive)
+    labels = state.channels.labels
+    dead = np.zeros(int(labels.max()) + 1 if len(labels) else 0, dtype=bool)
+    for group in state.channels.groups:
+        ok = group.prunable & ~group.inexact
+        for m in group.members:
+            if m.fqn not in live.modelled:
+                ok[np.unique(m.channel)] = False
+        dead[group.labels] = ok
+    blocked = set().union(*((live.read[n] & c) - live.zero[n] for n, c in live.carried.items()))
+    dead[list(blocked)] = False
+    return dead

@@ -1,0 +1,132 @@
+"""Per-layer facts the liveness analysis needs, read from the current weights (and masks).
+
+A conv / linear is summarised by its connectivity: ``nz[j, i]`` says whether output channel j reads
+input channel i at all (some kernel tap non-zero and not masked), plus which output channels have a
+non-zero bias. Grouped convs get the block-diagonal matrix. A per-channel norm is summarised by the
+channels it zeroes whatever its input (weight and bias both 0) and those it maps a zero input to zero
+(``bias - running_mean * weight / sqrt(running_var + eps)`` is 0 up to float rounding)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+from graphprune.channels.rules.conv import _F_CONV
+
+ROUNDING = 1e-6  # |norm(0)| below this fraction of its terms' magnitude is float rounding, i.e. zero
+
+
+@dataclass(frozen=True)
+class LinearView:
+    x: fx.Node  # the input whose channels are mixed
+    in_dim: int  # its channel dim
+    out_dim: int  # the result's channel dim
+    nz: torch.Tensor  # bool (out, in)
+    bias: np.ndarray  # bool per output channel: non-zero bias
+
+
+@dataclass(frozen=True)
+class NormView:
+    x: fx.Node
+    dim: int
+    always_zero: np.ndarray  # bool per channel: output 0 whatever the input
+    keeps_zero: np.ndarray  # bool per channel: a zero input channel gives a zero output channel
+
+
+def _effective(t: torch.Tensor | None, fqn: str, masks: dict) -> torch.Tensor | None:
+    if t is None:
+        return None
+    t = t.detach()
+    mask = masks.get(fqn)
+    return t * mask.to(t.dtype) if isinstance(mask, torch.Tensor) and mask.shape == t.shape else t
+
+
+def _connectivity(w: torch.Tensor, groups: int, transposed: bool) -> torch.Tensor | None:
+    nz = (w != 0).reshape(w.shape[0], w.shape[1], -1).any(-1) if w.ndim > 2 else w != 0
+    if transposed:
+        return nz.T if groups == 1 else None
+    if groups == 1:
+        return nz
+    out, per_in = nz.shape
+    per_out = out // groups
+    full = torch.zeros(out, per_in * groups, dtype=torch.bool)
+    for g in range(groups):
+        full[g * per_out:(g + 1) * per_out, g * per_in:(g + 1) * per_in] = nz[g * per_out:(g + 1) * per_out]
+    return full
+
+
+def linear_view(node: fx.Node, gm: fx.GraphModule, values: dict, masks: dict) -> LinearView | None:
+    """Connectivity of a conv/linear node; None when its weights are not plain tensors we can read."""
+    x = node.args[0] if node.args else node.kwargs.get("input")
+    info = values.get(x.name) if isinstance(x, fx.Node) else None
+    if info is None or not hasattr(info, "ndim"):
+        return None
+    if node.op == "call_module":
+        m = gm.get_submodule(str(node.target))
+        w = _effective(m.weight, f"{node.target}.weight", masks)
+        b = _effective(getattr(m, "bias", None), f"{node.target}.bias", masks)
+        groups, transposed = getattr(m, "groups", 1), isinstance(m, nn.modules.conv._ConvTransposeNd)
+        spatial = None if isinstance(m, nn.Linear) else w.ndim - 2
+    else:
+        w, b = (_attr_tensor(a, gm, masks) for a in (_arg(node, 1, "weight"), _arg(node, 2, "bias")))
+        if w is None or (_arg(node, 2, "bias") is not None and b is None):
+            return None
+        nd, transposed = _F_CONV.get(node.target, (None, False))
+        groups = _arg(node, 7 if transposed else 6, "groups") or 1
+        spatial = nd
+    nz = _connectivity(w, groups, transposed) if isinstance(groups, int) else None
+    if nz is None:
+        return None
+    cdim = info.ndim - 1 if spatial is None else (1 if info.ndim == spatial + 2 else 0)
+    bias = (b != 0).numpy() if b is not None else np.zeros(nz.shape[0], dtype=bool)
+    return LinearView(x, cdim, cdim, nz, bias)
+
+
+def norm_view(node: fx.Node, gm: fx.GraphModule, values: dict) -> NormView:
+    m = gm.get_submodule(str(node.target))
+    x = node.args[0] if node.args else node.kwargs["input"]
+    n = int(m.num_channels if isinstance(m, nn.GroupNorm) else _num_features(m))
+    ones = torch.ones(n, dtype=torch.float64)
+    w = m.weight.detach().double() if getattr(m, "weight", None) is not None else ones
+    b = m.bias.detach().double() if getattr(m, "bias", None) is not None else ones * 0
+    mean, var = getattr(m, "running_mean", None), getattr(m, "running_var", None)
+    running = mean is not None and (not isinstance(m, nn.modules.instancenorm._InstanceNorm) or m.track_running_stats)
+    if isinstance(m, nn.GroupNorm) or not running:  # batch statistics of an all-zero channel: (0 - 0) * w + b
+        at_zero, scale = b, b.abs()
+    else:
+        shift = mean.double() * w / torch.sqrt(var.double() + m.eps)
+        at_zero, scale = b - shift, b.abs() + shift.abs()
+    keeps = (at_zero.abs() <= ROUNDING * scale).numpy()
+    info = values[x.name]
+    dim = 1 if info.ndim >= 2 and not _unbatched(m, info.ndim) else 0
+    return NormView(x, dim, ((w == 0) & (b == 0)).numpy(), keeps)
+
+
+def _num_features(m: nn.Module) -> int:
+    for attr in ("weight", "running_mean"):
+        t = getattr(m, attr, None)
+        if isinstance(t, torch.Tensor):
+            return t.shape[0]
+    return m.num_features
+
+
+def _unbatched(m: nn.Module, ndim: int) -> bool:
+    expected = {nn.InstanceNorm1d: 2, nn.InstanceNorm2d: 3, nn.InstanceNorm3d: 4}.get(type(m))
+    return expected == ndim
+
+
+def _attr_tensor(arg: object, gm: fx.GraphModule, masks: dict) -> torch.Tensor | None:
+    if not isinstance(arg, fx.Node) or arg.op != "get_attr":
+        return None
+    t = gm
+    for part in str(arg.target).split("."):
+        t = getattr(t, part)
+    return _effective(t, str(arg.target), masks) if isinstance(t, torch.Tensor) else None
+
+
+def _arg(node: fx.Node, index: int, name: str) -> object:
+    return node.args[index] if index < len(node.args) else node.kwargs.get(name)
