@@ -81,10 +81,10 @@ class Purify(Pass):
                 continue
             fqn = f"{node.target}.weight"
             w, mask = m.weight.detach(), masks.get(fqn)
-            rows = torch.flatnonzero(weak_slices(w, mask, 0, eta, sigma))
+            rows = torch.nonzero(weak_slices(w, mask, 0, eta, sigma)).flatten()
             cols = torch.tensor([], dtype=torch.long)
             if getattr(m, "groups", 1) == 1:
-                cols = torch.flatnonzero(weak_slices(w, mask, 1, eta, sigma))
+                cols = torch.nonzero(weak_slices(w, mask, 1, eta, sigma)).flatten()
             if len(rows):
                 _replace(m, "weight", lambda t, r=rows: _zero_rows(t, r))
                 _replace(m, "bias", lambda t, r=rows: _zero_rows(t, r))
