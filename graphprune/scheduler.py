@@ -193,6 +193,7 @@ def schedule(plan: Plan, context: Mapping[str, Mapping[str, Any]] | None = None)
     """The pipeline for ``plan``; ``context`` adds per-pass fields the plan cannot spell (the API's
     ``leaf_modules`` classes for ``trace``)."""
     b = _Builder(plan, context or {})
+    _check_criteria(plan)
     if plan.pipeline is not None:
         return _pinned(b, plan)
     goals = goals_of(plan)
@@ -212,6 +213,29 @@ def schedule(plan: Plan, context: Mapping[str, Mapping[str, Any]] | None = None)
     order = list(nx.lexicographical_topological_sort(g, key=lambda n: _stage(g.nodes[n]["pass_"])))
     steps: list[Step | FixedPoint] = [Step(g.nodes[n]["pass_"], b.why[n]) for n in order]
     return Schedule(_with_fixed_point(b, plan, steps), goals, g)
+
+
+def _check_criteria(plan: Plan) -> None:
+    """Every rule's score names a criterion some registered pass provides."""
+    known = sorted({f.removeprefix("scores:") for cls in PASSES.values() for f in _offered(cls)})
+    for rule in plan.rules:
+        if not any(cls.for_fact(f"scores:{rule.score}") is not None for cls in PASSES.values()):
+            close = difflib.get_close_matches(rule.score, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise plan.error(f"{rule.path}.score", f"unknown criterion '{rule.score}' (registered: "
+                                                   f"{', '.join(known)}){hint}")
+
+
+def _offered(cls: type[Pass]) -> frozenset[str]:
+    facts = set()
+    for fact in ("scores:l1", "scores:l2"):
+        if cls.for_fact(fact) is not None:
+            facts.add(fact)
+    try:
+        facts |= {f for f in cls().provides if f.startswith("scores:")}
+    except TypeError:
+        pass
+    return frozenset(facts)
 
 
 def _with_fixed_point(b: _Builder, plan: Plan, steps: list[Step | FixedPoint]) -> list[Step | FixedPoint]:

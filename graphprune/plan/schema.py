@@ -237,6 +237,10 @@ class _Reader:
         if not isinstance(prune, list):
             raise self.fail("prune", f"expected a list of [[prune]] tables, got {type(prune).__name__}")
         rules = [self.rule(r, f"prune[{i}]") for i, r in enumerate(prune)]
+        budgets = [r for r in rules if r.budget is not None]
+        if len(budgets) > 1:
+            raise self.fail(f"{budgets[1].path}.budget", f"only one rule may carry a budget ({budgets[0].path} "
+                                                        f"already does): a budget is one global target")
         if not rules:
             rules = [PruneRule(path="sparsity" if "sparsity" in shorthand else "default",
                                sparsity=float(shorthand.get("sparsity", 0.5)), score=shorthand.get("score", "l2"))]
