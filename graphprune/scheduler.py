@@ -260,6 +260,7 @@ def _pinned(b: _Builder, plan: Plan) -> Schedule:
     for i, name in enumerate(plan.pipeline):
         where = f"pipeline[{i}]"
         p = b.configured.get(name) or b.instantiate(name, where)
+        facts |= _rerunnable(p.requires - facts, facts)
         missing = sorted(p.requires - facts)
         if missing:
             providers = sorted(n for n, cls in PASSES.items() if cls.for_fact(missing[0]) is not None)
@@ -273,6 +274,21 @@ def _pinned(b: _Builder, plan: Plan) -> Schedule:
         if fact not in facts:
             raise plan.error("pipeline", f"does not reach goal '{fact}' asked by {why}")
     return Schedule(steps, goals, b.graph())
+
+
+def _rerunnable(missing: frozenset[str], facts: set[str]) -> set[str]:
+    """Facts the run-time re-run of invalidated analyses will provide (what ``ensure`` will do)."""
+    gained: set[str] = set()
+    for fact in sorted(missing):
+        name = RERUN_PROVIDERS.get(fact)
+        if name is None or name not in PASSES or "traced" not in facts:
+            continue
+        provider = PASSES[name]()
+        have = facts | gained
+        have |= _rerunnable(provider.requires - have, have)
+        if provider.requires <= have:
+            gained |= (have - facts) | set(provider.provides)
+    return gained
 
 
 def ensure(state: CompileState, facts: frozenset[str], reader: str) -> CompileState:
