@@ -7,9 +7,10 @@ seed/epoch/position for humans).
 
 Sources: a map-style ``DataLoader`` (its dataset, batch size, collate function, workers and shuffle
 flag are reused; the order comes from here), a map-style ``Dataset`` plus a batch size, a sized
-sequence of ready batches (their order is shuffled per epoch), or any sized iterable of batches
-(iterated in its own order; resuming skips the consumed batches, which is bit-for-bit only when the
-iterable repeats itself).
+sequence of ready batches (their order is shuffled per epoch), a sized source with an ``epoch(e)``
+method yielding epoch e's batches (``models_zoo.data.Batches``: the source owns the order), or any
+sized iterable of batches (iterated in its own order). Resuming skips the consumed batches of the
+epoch, which is bit-for-bit when the source repeats itself for the same epoch.
 
 Distributed: the source's batch size is the *global* batch. Each rank takes its contiguous share of
 every global batch, so N ranks see exactly the batches one process sees (and DDP's gradient average
@@ -78,6 +79,8 @@ class BatchStream:
             self.kind, self.dataset, self.batch_size = "dataset", source, batch_size
             self.drop_last, self.shuffle = world > 1, True if shuffle is None else shuffle
             self.loader_kwargs = {"collate_fn": default_collate}
+        elif callable(getattr(source, "epoch", None)) and hasattr(source, "__len__"):
+            self.kind, self.iterable, self.shuffle = "epochs", source, False
         elif isinstance(source, Sequence):
             self.kind, self.batches, self.shuffle = "batches", source, True if shuffle is None else shuffle
         elif hasattr(source, "__len__") and hasattr(source, "__iter__"):
@@ -117,6 +120,7 @@ class BatchStream:
             for i in epoch_order(len(self.batches), self.seed, epoch, self.shuffle)[start:].tolist():
                 yield rank_share(self.batches[i], self.rank, self.world)
         else:
-            for i, batch in enumerate(self.iterable):
+            batches = self.iterable.epoch(epoch) if self.kind == "epochs" else self.iterable
+            for i, batch in enumerate(batches):
                 if i >= start:
                     yield rank_share(batch, self.rank, self.world)
