@@ -15,6 +15,7 @@ shuffled order of epoch ``e`` for training.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -144,16 +145,16 @@ def _shape_mask(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _render(label: int, rng: np.random.Generator, size: int, channels: int) -> np.ndarray:
     """One image: shape in a random colour over a random background colour, a linear gradient, a
-    distractor blob and Gaussian noise; the colour difference has a random sign and magnitude >= 0.35."""
+    distractor blob and Gaussian noise; the colour difference has a random sign and magnitude >= 0.5 per channel."""
     mask = _shape_mask(label, rng, size)
     background = rng.uniform(0, 1, channels)
-    delta = rng.uniform(0.35, 0.8, channels) * rng.choice([-1, 1], channels)
+    delta = rng.uniform(0.5, 1.0, channels) * rng.choice([-1, 1], channels)
     yy, xx = np.mgrid[0:size, 0:size] / size
     gradient = rng.normal(0, 0.25) * (xx - 0.5) + rng.normal(0, 0.25) * (yy - 0.5)
     blob = np.exp(-(((xx - rng.uniform()) ** 2 + (yy - rng.uniform()) ** 2) / (2 * rng.uniform(0.03, 0.08) ** 2)))
     image = (background[:, None, None] + delta[:, None, None] * mask + gradient
-             + rng.normal(0, 0.4, channels)[:, None, None] * blob)
-    return (image + rng.normal(0, rng.uniform(0.1, 0.3), image.shape)).astype(np.float32)
+             + rng.normal(0, 0.3, channels)[:, None, None] * blob)
+    return (image + rng.normal(0, rng.uniform(0.05, 0.2), image.shape)).astype(np.float32)
 
 
 def shapes_task(size: int = 16, channels: int = 3, train: int = 3000, test: int = 1000, batch_size: int = 64,
@@ -168,3 +169,14 @@ def shapes_task(size: int = 16, channels: int = 3, train: int = 3000, test: int 
 
 
 TASKS = {"digits": digits_task, "shapes": shapes_task}
+
+
+def load_dataset(name: str = "digits", batch_size: int = 64, image_size: int = 16, split: str = "train",
+                 seed: int = 0) -> Batches:
+    """The ``split`` batches of task ``name`` (a plan's ``[data]`` table: name, batch_size, image_size)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown dataset '{name}' (known: {', '.join(sorted(TASKS))})")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    task = TASKS[name](size=image_size, seed=seed)
+    return dataclasses.replace(getattr(task, split), batch_size=batch_size)

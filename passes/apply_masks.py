@@ -7,7 +7,7 @@ conv/linear of ``state.gm`` becomes its masked twin (``graphprune.scoring.masked
 where masked, a ``weight_mask`` buffer, forward multiplying by it, so the masks survive training
 (masked gradients are zero) and ``torch.export``. ``remove-channels`` slices per-weight scores and
 masks with their parameters, so masks can be chosen before or after removal. Preconditions:
-``traced`` and ``weight_scores[criterion]`` (checked at run time: the criterion is configuration).
+``traced`` and ``weight-scores:<criterion>`` (the requirement follows the configured criterion).
 Effects: ``masks``; an artifact with the achieved and per-layer densities."""
 
 from __future__ import annotations
@@ -40,11 +40,15 @@ def _current(scores: Scores, state: CompileState) -> Scores:
 @dataclass(frozen=True)
 class ApplyMasks(Pass):
     name = "apply-masks"
-    requires = frozenset({"traced"})
     provides = frozenset({"masks"})
     criterion: str = "px"
     density: float | None = None
     scope: str = "global"
+
+    @property
+    def requires(self) -> frozenset[str]:  # type: ignore[override]
+        """Depends on the configured criterion, so the scheduler adds ``score-<criterion>``."""
+        return frozenset({"traced", f"weight-scores:{self.criterion}"})
 
     def run(self, state: CompileState) -> CompileState:
         if self.criterion not in state.weight_scores:

@@ -4,8 +4,8 @@ paths carrying the NTK's trace. One round records the masked model's gates on a 
 the squared-weight path-kernel copy on ones, and scores ``|dR/d(theta**2)| * theta**2`` with
 ``R = sum z1 * z2``; ``rounds`` rounds follow the exponential schedule to ``density`` (default
 ``1 - options.sparsity``) with a global threshold. BatchNorm, biases and non-ReLU gates: see
-``graphprune.scoring.copies``. Preconditions: ``groups``, ``data``. Effects: ``scores:px``,
-``weight-scores:px`` (last round's scores)."""
+``graphprune.scoring.copies``. Preconditions: ``groups`` and ``state.data`` (checked at run time).
+Effects: ``scores:px``, ``weight-scores:px`` (last round's scores)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 from graphprune.passes import Pass
 from graphprune.scoring import PathScorer, class_balanced_batch, iterate
-from graphprune.scoring.store import density_for, record, state_masks
+from graphprune.scoring.store import density_for, need_data, record, state_masks
 from graphprune.state import CompileState
 
 
 @dataclass(frozen=True)
 class ScorePx(Pass):
     name = "score-px"
-    requires = frozenset({"groups", "data"})
+    requires = frozenset({"groups"})
     provides = frozenset({"scores:px", "weight-scores:px"})
     rounds: int = 100
     per_class: int = 10
@@ -28,6 +28,7 @@ class ScorePx(Pass):
     density: float | None = None
 
     def run(self, state: CompileState) -> CompileState:
+        need_data(state, self.name)
         x, y = class_balanced_batch(state.data, self.per_class, self.num_classes)
 
         def compute():

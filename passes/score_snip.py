@@ -1,7 +1,7 @@
 """score-snip: SNIP's connection sensitivity ``|theta * dL/dtheta|`` on ``state.data``; with
 ``rounds > 1`` iterative SNIP (re-scored on the masked model, exponential schedule to ``density``,
-default ``1 - options.sparsity``). Preconditions: ``groups``, ``data``. Effects: ``scores:snip``,
-``weight-scores:snip``."""
+default ``1 - options.sparsity``). Preconditions: ``groups`` and ``state.data`` (checked at run
+time). Effects: ``scores:snip``, ``weight-scores:snip``."""
 
 from __future__ import annotations
 
@@ -9,20 +9,21 @@ from dataclasses import dataclass
 
 from graphprune.passes import Pass
 from graphprune.scoring import iterate, snip_scores
-from graphprune.scoring.store import density_for, record, state_masks
+from graphprune.scoring.store import density_for, need_data, record, state_masks
 from graphprune.state import CompileState
 
 
 @dataclass(frozen=True)
 class ScoreSnip(Pass):
     name = "score-snip"
-    requires = frozenset({"groups", "data"})
+    requires = frozenset({"groups"})
     provides = frozenset({"scores:snip", "weight-scores:snip"})
     batches: int = 1
     rounds: int = 1
     density: float | None = None
 
     def run(self, state: CompileState) -> CompileState:
+        need_data(state, self.name)
         def score(masks):
             return snip_scores(state.gm, state.data, masks, batches=self.batches)
 

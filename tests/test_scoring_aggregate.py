@@ -12,7 +12,7 @@ from graphprune.passes import run_pipeline
 from graphprune.scoring import channel_scores, fpgm_scores, random_scores
 from graphprune.scoring.targets import output_dims
 from graphprune.state import CompileState
-from passes import AnalyzeChannels, Trace
+from passes import AnalyzeChannels, Canonicalize, Trace
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 @pytest.fixture(scope="module")
 def analysed():
     model, x = models_zoo.load("zoo:resnet20", input_size=8)
-    return run_pipeline(CompileState("resnet20", model, x), [Trace(), AnalyzeChannels()])
+    return run_pipeline(CompileState("resnet20", model, x), [Trace(), Canonicalize(), AnalyzeChannels()])
 
 
 def brute_force(group, scores, only_outputs=None, mean=False) -> np.ndarray:

@@ -15,7 +15,16 @@ from graphprune.scoring import exponential_schedule, global_masks, local_masks, 
 from graphprune.scoring.masked import MaskedConv2d, MaskedLinear
 from graphprune.state import CompileState, Options
 from graphprune.testing import masked_model
-from passes import Allocate, AnalyzeChannels, ApplyMasks, RemoveChannels, ScoreRandom, ScoreWeightMagnitude, Trace
+from passes import (
+    Allocate,
+    AnalyzeChannels,
+    ApplyMasks,
+    Canonicalize,
+    RemoveChannels,
+    ScoreRandom,
+    ScoreWeightMagnitude,
+    Trace,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -46,7 +55,7 @@ def small_cnn() -> nn.Module:
 
 def masked_state(model: nn.Module, x: torch.Tensor, density: float = 0.3) -> CompileState:
     state = CompileState("m", model, (x,), Options(sparsity=0.5, score="magnitude"))
-    return run_pipeline(state, [Trace(), AnalyzeChannels(), ScoreRandom(seed=1),
+    return run_pipeline(state, [Trace(), Canonicalize(), AnalyzeChannels(), ScoreRandom(seed=1),
                                 ApplyMasks(criterion="random", density=density)])
 
 

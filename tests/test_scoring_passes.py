@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import models_zoo
+from graphprune.errors import GraphpruneError
 from graphprune.passes import PASSES, PipelineError, run_pipeline
 from graphprune.scoring import (
     channel_scores,
@@ -20,6 +21,7 @@ from graphprune.state import CompileState, Options
 from passes import (
     AnalyzeChannels,
     ApplyMasks,
+    Canonicalize,
     ScoreBnScale,
     ScoreFpgm,
     ScoreGrasp,
@@ -46,8 +48,9 @@ def data() -> list[tuple[torch.Tensor, torch.Tensor]]:
 @pytest.fixture(scope="module")
 def base():
     model, inputs = models_zoo.load("zoo:resnet20", input_size=8)
-    state = run_pipeline(CompileState("resnet20", model, inputs, Options(sparsity=0.8)), [Trace(), AnalyzeChannels()])
-    return model, state.with_(data=data(), facts=state.facts | {"data"})
+    state = CompileState("resnet20", model, inputs, Options(sparsity=0.8))
+    state = run_pipeline(state, [Trace(), Canonicalize(), AnalyzeChannels()])
+    return model, state.with_(data=data())
 
 
 def test_every_pass_is_registered_and_provides_both_granularities(base):
@@ -92,11 +95,12 @@ def test_iterative_weight_scores_reproduce_the_iterative_masks(base):
     assert min(layers.values()) > 0 and out.artifacts["apply-masks"]["density"] == pytest.approx(0.05, abs=1e-4)
 
 
-def test_data_driven_passes_need_data(base):
+def test_data_driven_passes_need_data_and_apply_masks_needs_its_criterion(base):
     _, state = base
-    bare = state.with_(data=None, facts=state.facts - {"data"})
+    bare = state.with_(data=None)
     for p in (ScoreSnip(), ScoreGrasp(), ScoreTaylor(), ScorePx()):
-        with pytest.raises(PipelineError, match="requires \\['data'\\]"):
+        with pytest.raises(GraphpruneError, match=f"{p.name} needs data"):
             run_pipeline(bare, [p])
-    with pytest.raises(Exception, match="no weight scores named 'px'"):
+    assert ApplyMasks(criterion="snip").requires == {"traced", "weight-scores:snip"}
+    with pytest.raises(PipelineError, match="weight-scores:px"):
         run_pipeline(state, [ApplyMasks(criterion="px")])

@@ -9,8 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from graphprune.scoring import PathScorer, global_masks, iterate, magnitude_scores, px_scores, synflow_scores
-from graphprune.scoring.copies import GateStore, linear_copy, run
+from graphprune.scoring import (
+    PathScorer,
+    global_masks,
+    iterate,
+    magnitude_scores,
+    path_count,
+    px_scores,
+    synflow_scores,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -158,15 +165,18 @@ def test_smooth_gates_are_treated_as_relu_gates():
 
 
 def paths_exist(net: nn.Module, masks: dict[str, torch.Tensor], shape: tuple[int, ...]) -> bool:
-    """Whether any input->output path survives: the linearised masked network with binary weights
-    (every kept weight 1) maps an all-ones input to a non-zero output."""
-    store = GateStore()
-    copy = linear_copy(net, store)
-    ones = {n: m.double() for n, m in masks.items()}
-    scales = {f"{name}.scale": torch.ones_like(mod.scale) for name, mod in copy.named_modules()
-              if hasattr(mod, "scale")}
-    out = run(copy, {**ones, **scales}, torch.ones(shape, dtype=torch.float64))
-    return bool(sum(o.sum() for o in out) > 0)
+    """Whether any input->output path survives the masks (``path_count`` > 0)."""
+    return path_count(net, masks, shape) > 0
+
+
+def test_path_count_counts_paths_of_a_tiny_mlp():
+    net = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2))
+    masks = {"0.weight": torch.tensor([[1, 1, 0], [0, 0, 1]], dtype=torch.bool),
+             "2.weight": torch.tensor([[1, 0], [1, 1]], dtype=torch.bool)}
+    assert path_count(net, masks, (1, 3)) == 2 + (2 + 1)  # output 0 via hidden 0; output 1 via both
+    masks["2.weight"][:, 0] = False
+    masks["0.weight"][1] = False
+    assert path_count(net, masks, (1, 3)) == 0
 
 
 def wide_then_narrow(seed: int = 0) -> nn.Sequential:

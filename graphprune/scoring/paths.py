@@ -83,6 +83,20 @@ class PathScorer:
         return _times_grad(r, squared)
 
 
+def path_count(model: nn.Module, masks: Masks, input_shape: tuple[int, ...]) -> float:
+    """How many input->output paths the masked network keeps (summed over input positions and
+    outputs): the linearised copy with every kept weight 1, every pruned weight 0 and unit norm
+    scales, fed ones. Zero means pruning disconnected the output from the input (layer collapse)."""
+    store = GateStore()
+    copy = linear_copy(model, store)
+    weights = {n: masks[n].double() if n in masks else torch.ones_like(t)
+               for n, t in masked_values(copy, None).items()}
+    unit = {n: torch.ones_like(s) for n, s in norm_scales(copy).items()}
+    with torch.no_grad():
+        out = run(copy, {**weights, **unit}, torch.ones((1, *input_shape[1:]), dtype=torch.float64))
+    return float(sum(o.sum() for o in out))
+
+
 def _times_grad(r: torch.Tensor, leaves: Scores) -> Scores:
     """``|dr/dw| * |w|`` per leaf (zeros where ``r`` does not depend on it)."""
     if not torch.isfinite(r):

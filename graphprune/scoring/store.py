@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from graphprune.errors import GraphpruneError
 from graphprune.scoring.aggregate import channel_scores
 from graphprune.scoring.targets import Masks, Scores, output_dims
 from graphprune.state import CompileState
@@ -16,6 +17,13 @@ from graphprune.state import CompileState
 def state_masks(state: CompileState) -> Masks | None:
     """Masks already in the state (restricted to scored weights), so criteria re-score the masked model."""
     return dict(state.masks) or None
+
+
+def need_data(state: CompileState, pass_name: str) -> None:
+    """Data-driven criteria read ``state.data``; it is configuration, not a fact a pass provides."""
+    if state.data is None:
+        raise GraphpruneError(f"{pass_name} needs data: pass graphprune.compile(..., data=batches) or a "
+                              f"[data] table in the plan (an iterable of (input, target) batches)")
 
 
 def density_for(state: CompileState, density: float | None) -> float:
