@@ -63,8 +63,16 @@ class Admm(Pass):
         hooks = {"loss_fn", "optimizer", "scheduler", "eval_fn", "on_step", "batch_size"}
         values = {k: v for k, v in asdict(self).items() if k not in hooks}
         if values["sparsity"] is None:
-            values["sparsity"] = state.options.sparsity
+            rules = _rule_sparsities(state)
+            values["sparsity"] = max(rules.values(), default=0.0) if rules else state.options.sparsity
         return AdmmConfig(**values)
+
+    def group_scale(self, state: CompileState, final: float) -> dict[int, float] | None:
+        """Per group: its plan rule's sparsity relative to the run's target (None: one target for all)."""
+        if self.sparsity is not None or not final:
+            return None
+        rules = _rule_sparsities(state)
+        return None if rules is None else {g: s / final for g, s in rules.items()}
 
     def run(self, state: CompileState) -> CompileState:
         from graphprune.admm import build_constraint, run_admm
@@ -77,7 +85,8 @@ class Admm(Pass):
         cg, opts = state.channels, state.options
         num_labels = int(cg.labels.max()) + 1 if len(cg.labels) else 0
         constraint = build_constraint(config.structure, state.gm, cg.groups, num_labels, round_to=opts.round_to,
-                                      min_channels=opts.min_channels, exact=opts.exact)
+                                      min_channels=opts.min_channels, exact=opts.exact,
+                                      scale=self.group_scale(state, config.sparsity))
         spec = TrainSpec(state.data, self.loss_fn, self.optimizer, self.scheduler, self.eval_fn, self.on_step,
                          self.batch_size)
         result = run_admm(state.gm, constraint, spec, config)
@@ -89,3 +98,23 @@ class Admm(Pass):
                               for r in result.metrics if r["event"] == "update"]}
         return state.with_(keep=keep, masks={**state.masks, **result.masks},
                            artifacts={**state.artifacts, "admm": record})
+
+
+def _rule_sparsities(state: CompileState) -> dict[int, float] | None:
+    """Group index -> the sparsity of the plan rule governing it (groups no channel rule selects are
+    absent); None without a plan. ADMM needs a target per group, so budget rules are refused."""
+    plan = getattr(state, "plan", None)
+    if plan is None or not getattr(plan, "rules", None):
+        return None
+    from graphprune.plan.selectors import assign_rules
+
+    out: dict[int, float] = {}
+    for group, rule in zip(state.channels.groups, assign_rules(plan, state.channels.groups,
+                                                               dict(state.gm.named_modules()))):
+        if rule is None or not rule.removes_channels:
+            continue
+        if rule.sparsity is None:
+            raise InputError(f"{rule.path}: admm needs a sparsity target for the groups it selects "
+                             f"(budget rules are met by allocate, not by ADMM)")
+        out[group.index] = float(rule.sparsity)
+    return out

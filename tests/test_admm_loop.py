@@ -159,3 +159,18 @@ def test_admm_pass_without_data_says_so():
     model, inputs = models_zoo.load("zoo:resnet20", input_size=8)
     with pytest.raises(InputError, match="no training data"):
         Admm().run(analysed(model, inputs))
+
+
+def test_admm_pass_takes_per_group_targets_from_the_plan_rules():
+    from graphprune.plan import load_plan
+
+    plan = load_plan({"prune": [{"select": "*", "sparsity": 0.25}, {"select": "layers.8.*", "sparsity": 0.75}]})
+    model, _ = models_zoo.load("zoo:resnet20", input_size=8)
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g)) for _ in range(2)]
+    state = analysed(model, (data[0][0][:1],)).with_(plan=plan, data=data)
+    state = run_pipeline(state, [Admm(iterations=1, retrain_epochs=0, progress=False)])
+    kept = {g.describe().split(",")[0]: int(state.keep[g.labels].sum()) for g in state.channels.groups}
+    assert kept["layers.8.conv1.0.weight"] == 16  # 75 % of 64 removed by the more specific rule
+    assert kept["layers.7.conv1.0.weight"] == 48 and kept["layers.0.conv1.0.weight"] == 12  # 25 % elsewhere
+    assert state.artifacts["admm"]["targets"] == [0.75]

@@ -50,10 +50,13 @@ class GroupConstraint:
     round_to: int = 1
     min_channels: int = 1
     exact: bool = False
-    selected: frozenset[int] | None = None  # group indices to constrain; None = every prunable group
+    # group index -> its target as a fraction of the run's (a plan's rules may ask different sparsities;
+    # 0 leaves the group alone); None: every prunable group at the run's target
+    scale: Mapping[int, float] | None = None
 
     def project(self, tensors: Mapping[str, Tensor], sparsity: float) -> Projection:
-        per_group = [sparsity if self.selected is None or g.index in self.selected else None for g in self.groups]
+        factor = (lambda g: 1.0) if self.scale is None else (lambda g: self.scale.get(g.index, 0.0))
+        per_group = [min(sparsity * factor(g), 0.999) or None for g in self.groups]
         proj = P.project_groups(tensors, self.groups, self.num_labels, per_group, round_to=self.round_to,
                                 min_channels=self.min_channels, exact=self.exact)
         return Projection(proj.masks, proj.keep)
@@ -126,20 +129,20 @@ def weight_names(module: nn.Module) -> tuple[str, ...]:
 
 
 def build_constraint(structure: str, module: nn.Module, groups: Sequence[PruningGroup] | None = None,
-                     num_labels: int = 0, *, round_to: int = 1, min_channels: int = 1,
-                     exact: bool = False) -> Constraint:
+                     num_labels: int = 0, *, round_to: int = 1, min_channels: int = 1, exact: bool = False,
+                     scale: Mapping[int, float] | None = None) -> Constraint:
     """The constraint for a plan's ``structure``; ``+`` combines several sequentially
-    (e.g. ``"channel+irregular"``)."""
+    (e.g. ``"channel+irregular"``). ``scale``: per-group targets relative to the run's (``GroupConstraint``)."""
     parts = structure.split("+")
     if len(parts) > 1:
         return SequentialConstraint(tuple(build_constraint(p, module, groups, num_labels, round_to=round_to,
-                                                           min_channels=min_channels, exact=exact)
+                                                           min_channels=min_channels, exact=exact, scale=scale)
                                           for p in parts))
     if structure in GROUP_STRUCTURES:
         if groups is None:
             raise InputError(f"structure {structure!r} needs the channel analysis (pruning groups)")
         return GroupConstraint(groups, num_labels, group_parameter_names(module, groups), round_to,
-                               min_channels, exact)
+                               min_channels, exact, scale)
     if structure not in WEIGHT_STRUCTURES:
         parse_n_m(structure)
     return WeightConstraint(structure, weight_names(module))
