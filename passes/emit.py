@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.export import emit
+from graphprune.export import ExportError, emit
 from graphprune.passes import Pass
 from graphprune.state import CompileState
 
@@ -25,6 +25,9 @@ class Emit(Pass):
     opset: int | None = None  # ONNX opset (None: the exporter's default)
 
     def run(self, state: CompileState) -> CompileState:
+        if not self.paths:
+            raise ExportError("emit: no output paths (set [passes.emit] paths = [\"model.onnx\", ...] in the plan, "
+                              "or --out on the command line)")
         records = [emit(state.gm, state.example_inputs, path, check=self.check, opset=self.opset).to_dict()
                    for path in self.paths]
         return state.with_(artifacts={**state.artifacts, "emit": {"files": records}})

@@ -151,6 +151,8 @@ def test_emit_pass_records_every_file(tmp_path: Path) -> None:
     records = state.artifacts["emit"]["files"]
     assert "exported" in state.facts and [r["file"] for r in records] == list(paths)
     assert all(r["parity_max_abs"] == 0 and r["size_bytes"] > 0 for r in records)
+    with pytest.raises(ExportError, match="no output paths"):
+        run_pipeline(state, [Emit()])
 
 
 @pytest.mark.slow

@@ -1,0 +1,177 @@
+"""Measured CPU latency of graphprune's output versus the dense model and versus Torch-Pruning's.
+
+For each model (torchvision, random weights, 224x224, 50 % of every prunable channel group):
+
+* graphprune: ``graphprune.compile(model, (x,), sparsity=0.5)``, then the fuse pass on the result
+  (BatchNorm folded into the adjacent conv/linear, eval-mode dropout and identities dropped).
+* Torch-Pruning (``torch_pruning`` 1.6): ``BasePruner`` (``MagnitudePruner`` where absent) with
+  ``GroupMagnitudeImportance(p=2)``, ``pruning_ratio=0.5``, the final classifier ignored, multi-head
+  attention heads as channel groups; exactly the setting of ``benchmarks/compile_speed.py``. For
+  fairness its output is also fused with the same fuse pass (traced by graphprune's tracer with
+  ``nn.MultiheadAttention`` kept a leaf, so TP's ViT keeps torch's fused attention kernel).
+* dense+fused: the dense model through the same fuse pass, to separate fusion's gain from pruning's.
+
+Timing (``graphprune.latency``): fixed intra-op threads (default 1: the runner has 2 cores shared with
+other jobs), ``torch.inference_mode``, denormals flushed, warm-up, then rounds in which every variant
+runs once in turn; medians are reported. Batch 1 and batch 32 (fewer rounds at 32).
+
+Run:  python benchmarks/latency.py [--models resnet50 ...] [--threads 1] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MODELS = ["resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "regnet_y_800mf", "convnext_tiny",
+          "vit_b_16"]
+CNNS = set(MODELS) - {"vit_b_16"}
+SPARSITY = 0.5
+VARIANTS = ["dense", "dense+fused", "gp", "gp+fused", "tp", "tp+fused"]
+
+
+def final_classifier(model: Any) -> Any:
+    """The output layer kept unpruned: the last nn.Linear in module order (as compile_speed.py)."""
+    from torch import nn
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)
+               and not isinstance(m, nn.modules.linear.NonDynamicallyQuantizableLinear)]
+    return linears[-1]
+
+
+def torch_pruning(model: Any, x: Any) -> Any:
+    """Torch-Pruning's output at the same setting (the model is pruned in place: pass a copy)."""
+    import torch_pruning as tp
+    from torch import nn
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    pruner_cls = getattr(tp.pruner, "BasePruner", None) or tp.pruner.MagnitudePruner
+    heads = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    pruner = pruner_cls(model, example_inputs=x, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                        pruning_ratio=SPARSITY, ignored_layers=[final_classifier(model)],
+                        in_channel_groups={}, out_channel_groups=dict(heads), num_heads={})
+    pruner.step()
+    if isinstance(model, VisionTransformer):
+        model.hidden_dim = model.conv_proj.out_channels  # torchvision's ViT reshapes with hidden_dim
+    return model.eval()
+
+
+def fused(module: Any, x: Any) -> Any:
+    import torch.fx as fx
+    from torch import nn
+
+    from graphprune.trace import trace
+    from passes.fuse import fuse
+
+    gm = module if isinstance(module, fx.GraphModule) else trace(module, extra_leaves=(nn.MultiheadAttention,))
+    return fuse(gm, (x,))[0]
+
+
+def count_macs(module: Any, x: Any) -> int:
+    """MACs of the graph graphprune traces (nn.MultiheadAttention decomposed into its matmuls: torch's
+    fused attention kernel is invisible to FlopCounterMode, which would undercount ViT by a third)."""
+    import torch.fx as fx
+
+    from graphprune.trace import trace
+    from graphprune.values import propagate_counting
+
+    gm = module if isinstance(module, fx.GraphModule) else trace(module)
+    return propagate_counting(gm, (x,))[1]
+
+
+def build(name: str, x: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    import torch
+    import torchvision
+
+    import graphprune
+
+    torch.manual_seed(0)
+    dense = torchvision.models.get_model(name, weights=None).eval()
+    start = time.perf_counter()
+    gp = graphprune.compile(dense, (x,), sparsity=SPARSITY).module
+    gp_s = time.perf_counter() - start
+    tp = torch_pruning(copy.deepcopy(dense), x)
+    variants = {"dense": dense, "dense+fused": fused(dense, x), "gp": gp, "gp+fused": fused(gp, x), "tp": tp,
+                "tp+fused": fused(tp, x)}
+    macs = {k: count_macs(variants[k], x) for k in ("dense", "gp", "tp")}
+    with torch.no_grad():  # every variant of one model computes on the same input shape
+        shapes = {k: tuple(v(x).shape) for k, v in variants.items()}
+    assert len(set(shapes.values())) == 1, shapes
+    info = {"macs_dense": macs["dense"], "macs_gp": macs["gp"], "macs_tp": macs["tp"],
+            "macs_reduction_gp": macs["dense"] / macs["gp"], "macs_reduction_tp": macs["dense"] / macs["tp"],
+            "compile_s": gp_s}
+    return variants, info
+
+
+def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from graphprune.latency import latency_record
+
+    x = torch.randn(1, 3, 224, 224)
+    variants, info = build(name, x)
+    record = latency_record(variants, (x,), batches=(1, args.batch),
+                            repeats={1: args.repeats, args.batch: args.repeats_large},
+                            warmup={1: 3, args.batch: 1}, num_threads=args.threads)
+    return {"model": name, **info, "latency": record}
+
+
+def _cell(row: dict[str, Any], batch: int, variant: str) -> str:
+    t = row["latency"]["batches"][str(batch)][variant]
+    return f"{t['median_ms']:.1f} ({t['speedup']:.2f}x)"
+
+
+def table(rows: list[dict[str, Any]], batch: int) -> str:
+    head = ["model", "MACs red. gp", "MACs red. TP", "dense ms", "dense+fused", "gp", "gp+fused", "TP",
+            "TP+fused", "gp x / MACs x", "gp+fused x / MACs x", "gp+fused vs TP", "gp+fused vs TP+fused"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        t = row["latency"]["batches"][str(batch)]
+        red = row["macs_reduction_gp"]
+        cells = [row["model"], f"{red:.2f}x", f"{row['macs_reduction_tp']:.2f}x", f"{t['dense']['median_ms']:.1f}",
+                 *(_cell(row, batch, v) for v in VARIANTS[1:]),
+                 f"{t['gp']['speedup'] / red:.2f}", f"{t['gp+fused']['speedup'] / red:.2f}",
+                 f"{t['tp']['median_ms'] / t['gp+fused']['median_ms']:.2f}x",
+                 f"{t['tp+fused']['median_ms'] / t['gp+fused']['median_ms']:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=32, help="the larger batch size (besides 1)")
+    parser.add_argument("--repeats", type=int, default=20, help="rounds at batch 1")
+    parser.add_argument("--repeats-large", type=int, default=5, dest="repeats_large", help="rounds at --batch")
+    parser.add_argument("--json", type=Path, help="append one JSON line per model to this file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_flush_denormal(True)
+    rows = []
+    for name in args.models:
+        row = measure(name, args)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.json:
+            with open(args.json, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+    print(f"\nmedian ms (speedup over dense), {args.threads} thread(s), torch {torch.__version__}")
+    for batch in (1, args.batch):
+        print(f"\nbatch {batch}\n{table(rows, batch)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
