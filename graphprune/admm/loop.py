@@ -197,6 +197,11 @@ class _Run:
                          eval=self._evaluate() if updated or epoch_end else None)
         if self.step % self.ckpt_period == 0:
             self._save()
+        if self.bar.enabled:  # every step: this rank's loss, the current rho and ||W - Z||
+            self.bar.show(stage=phase.stage, phase=phase.kind, loss=loss_value, acc=self.window[-1][1] if self.window
+                          else self.last.get("acc"), rho=self.rho if phase.kind == "admm" else None,
+                          **{"|W-Z|": self._primal() if phase.kind == "admm" else None},
+                          val=self.last.get("eval", {}).get("acc"))
         self.bar.advance()
         if self.spec.on_step:
             self.spec.on_step(StepInfo(self.step, phase.stage, phase.kind, loss_value))

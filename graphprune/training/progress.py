@@ -50,6 +50,7 @@ class Progress:
     """A progress bar over the run's total steps; silent when disabled (tests, non-main ranks)."""
 
     def __init__(self, total: int, initial: int, enabled: bool, desc: str = "admm") -> None:
+        self.enabled = enabled
         self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
                         file=sys.stderr, leave=True)
 
