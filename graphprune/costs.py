@@ -75,24 +75,24 @@ def param_model(state: CompileState) -> CostModel:
     return b.build(None)
 
 
-def _weight_fqn(node: fx.Node, gm: fx.GraphModule) -> tuple[str, torch.Tensor, bool] | None:
-    """The weight a conv/linear node multiplies with: (fqn, tensor, transposed)."""
+def _weight(node: fx.Node, state: CompileState) -> tuple[tuple[int, ...], list, bool] | None:
+    """The weight a conv/linear node multiplies with: (shape, element ids per dim, transposed). For
+    functional calls the weight node's layout is used, so a slice of a packed parameter (the q/k/v
+    thirds of an attention in_proj_weight) counts with the slice's own channels."""
     if node.op == "call_module":
-        module = gm.get_submodule(str(node.target))
+        module = state.gm.get_submodule(str(node.target))
         if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
-            return f"{node.target}.weight", module.weight, bool(getattr(module, "transposed", False))
+            members = state.analysis.table.members
+            fqn, w = f"{node.target}.weight", module.weight
+            ids = [members[(fqn, d)].ids if (fqn, d) in members else None for d in range(w.ndim)]
+            return tuple(w.shape), ids, bool(getattr(module, "transposed", False))
     if node.op == "call_function" and node.target in LINEAR_OPS and len(node.args) > 1:
         w = node.args[1]
-        if isinstance(w, fx.Node) and w.op == "get_attr":
-            return str(w.target), _attr(gm, str(w.target)), "transpose" in node.target.__name__
+        info = state.values.get(w.name) if isinstance(w, fx.Node) else None
+        if isinstance(info, TensorInfo):
+            ids = _ids(state.analysis.layouts.get(w.name), range(info.ndim))
+            return info.shape, ids, "transpose" in node.target.__name__
     return None
-
-
-def _attr(gm: fx.GraphModule, fqn: str) -> torch.Tensor:
-    obj: object = gm
-    for part in fqn.split("."):
-        obj = getattr(obj, part)
-    return obj  # type: ignore[return-value]
 
 
 def _numel(info: TensorInfo) -> int:
@@ -104,19 +104,18 @@ def _ids(layout: object, dims: object) -> list[np.ndarray | None]:
 
 
 def mac_model(state: CompileState) -> CostModel:
-    members, layouts, values = state.analysis.table.members, state.analysis.layouts, state.values
+    layouts, values = state.analysis.layouts, state.values
     b = _Builder()
     for node in state.gm.graph.nodes:
         out = values.get(node.name)
         if not isinstance(out, TensorInfo):
             continue
-        weight = _weight_fqn(node, state.gm)
+        weight = _weight(node, state)
         if weight is not None:  # MACs = positions x weight numel / weight.shape[0]
-            fqn, w, transposed = weight
+            shape, ids, transposed = weight
             x = values.get(node.args[0].name) if isinstance(node.args[0], fx.Node) else None
             positions = _numel(x) if transposed and isinstance(x, TensorInfo) else _numel(out)
-            b.add(positions / max(w.shape[0], 1) * w.numel(),
-                  [members[(fqn, d)].ids if (fqn, d) in members else None for d in range(w.ndim)])
+            b.add(positions / max(shape[0], 1) * math.prod(shape), ids)
             continue
         target = node.target if node.op in ("call_function", "call_method") else None
         args = [values.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
