@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import graphprune
 import models_zoo
 from graphprune.passes import run_pipeline
 from graphprune.scoring import exponential_schedule, global_masks, local_masks, prunable_weights
 from graphprune.scoring.masked import MaskedConv2d, MaskedLinear
 from graphprune.state import CompileState, Options
-from graphprune.testing import masked_model
+from graphprune.testing import masked_equivalence_error, masked_model
 from passes import (
     Allocate,
     AnalyzeChannels,
@@ -131,3 +132,17 @@ def test_channel_removal_after_masks_slices_them():
     with torch.no_grad():
         torch.testing.assert_close(gm(x), want(x), rtol=1e-4, atol=1e-5)
     torch.export.export(gm, (x,))
+
+
+def test_a_masked_graph_module_compiles_again():
+    """A fresh analysis of the masked GraphModule ties each mask to its weight (the masked modules'
+    channel rules), so a second compile slices the masks with the weights."""
+    model, (x,) = models_zoo.load("zoo:resnet20", input_size=8)
+    masked = masked_state(model, x, density=0.3).gm
+    result = graphprune.compile(masked, (x,), sparsity=0.5)
+    gm = result.module
+    for fqn in prunable_weights(gm):
+        assert gm.get_buffer(f"{fqn}_mask").shape == gm.get_parameter(fqn).shape
+    assert result.report.params_after < result.report.params_before
+    kept = {k: v for k, v in result.report.kept.items() if not k.endswith("_mask")}
+    assert masked_equivalence_error(masked, gm, kept, (x,)) < 1e-4

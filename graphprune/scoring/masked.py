@@ -105,7 +105,10 @@ def with_mask_members(analysis: ChannelAnalysis | None, weights: list[str]) -> C
 
 
 def _tie_mask(ctx: RuleContext) -> None:
+    """The mask's dims carry the weight's channels (only the dims the base rule made members)."""
     for dim in range(ctx.module.weight.ndim):
+        if (f"{ctx.node.target}.weight", dim) not in ctx.table.members:
+            continue
         w, m = ctx.param("weight", dim), ctx.param("weight_mask", dim)
         if w is not None and m is not None:
             ctx.table.unify(w, m)
