@@ -255,3 +255,30 @@ def test_user_model_untouched_and_frozen_only_consumer_dead_kept():
     state = purify_to_fixed_point(analysed(model, (x,)))
     assert state.kept == {} and state.artifacts["unused-paths"]["rounds"] == [0]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class Attention(nn.Module):
+    def __init__(self, need_weights: bool) -> None:
+        super().__init__()
+        self.need_weights = need_weights
+        self.inp, self.out = nn.Linear(8, 16), nn.Linear(16, 3)
+        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        return self.out(self.mha(h, h, h, need_weights=self.need_weights)[0].mean(1))
+
+
+@pytest.mark.parametrize("need_weights", [False, True])  # scaled_dot_product_attention / matmul-softmax-matmul
+def test_attention_head_dims(need_weights):
+    """Head dim j is one channel in both heads (rows j, j + 8 of q, k; v's own). q.k contracts it: a
+    zero q channel makes k's unread. q rows 1, 9, 3, 11 and v rows 33, 41, 37, 45 are zeroed, and
+    q row 2 alone (its twin 10 in the other head is live)."""
+    torch.manual_seed(0)
+    model, x = Attention(need_weights).eval(), torch.randn(2, 5, 8)
+    with torch.no_grad():
+        for r in (1, 9, 3, 11, 33, 41, 37, 45, 2):
+            model.mha.in_proj_weight[r], model.mha.in_proj_bias[r] = 0, 0
+    state = prune(model, (x,))
+    assert removed(state, "mha.in_proj_weight") == {1, 9, 17, 25, 3, 11, 19, 27, 33, 41, 37, 45}
+    assert removed(state, "mha.out_proj.weight", 1) == {1, 9, 5, 13}

@@ -70,8 +70,8 @@ class _Walk:
             return set()
         kind = kind_of(node, self.gm)
         view = None
-        if kind.read in ("linear", "norm"):
-            view = linear_view(node, self.gm, self.values, self.masks) if kind.read == "linear" else \
+        if kind.zero in ("linear", "norm"):
+            view = linear_view(node, self.gm, self.values, self.masks) if kind.zero == "linear" else \
                 norm_view(node, self.gm, self.values)
             kind = kind if view is not None else GENERIC
         if kind.read == "per-channel" and not isinstance(self.values.get(node.name), TensorInfo):
@@ -102,14 +102,17 @@ class _Walk:
             if any(not isinstance(a, fx.Node) and a == 0 for a in operands):
                 return set(out)
             return out & set().union(*(zero[a.name] for a in operands if isinstance(a, fx.Node)))
+        if kind.zero == "attention":
+            v = _arg(node, 2, "value")
+            return out & zero[v.name] if isinstance(v, fx.Node) else set()
         if kind.zero == "div" and operands and isinstance(operands[0], fx.Node) and all(
                 not isinstance(a, fx.Node) and a != 0 for a in operands[1:]):
             return out & zero[operands[0].name]
         return set()
 
     def _operands(self, node: fx.Node) -> list:
-        """Float tensor operands (nodes) and number literals; integer/bool tensors (indices, masks,
-        where-conditions) carry no channel values. A number computed in the graph is unknown: None."""
+        """Float tensor operands (nodes) and number literals; bool tensors (masks, where-conditions)
+        carry no channel values. Integer tensors and numbers computed in the graph are unknown: None."""
         found: list = []
         for a in (*node.args, *node.kwargs.values()):
             for x in (a if isinstance(a, (tuple, list)) else [a]):
@@ -118,6 +121,8 @@ class _Walk:
                     if isinstance(v, TensorInfo):
                         if v.dtype.is_floating_point:
                             found.append(x)
+                        elif v.dtype != torch.bool:  # integer tensors carry values we do not track
+                            found.append(None)
                     elif isinstance(v, (tuple, list)):
                         found.append(x)
                     else:
@@ -180,6 +185,8 @@ class _Walk:
             self._read_linear(node, self.views[node.name])
         elif kind.read == "norm":
             self._read_norm(node, self.views[node.name])
+        elif kind.read == "attention":
+            self._read_attention(node)
 
     def _read_per_channel(self, node: fx.Node, kind: Kind) -> None:
         carried, read, zero = self.live.carried, self.live.read, self.live.zero
@@ -188,15 +195,30 @@ class _Walk:
         if kind.zero == "mul" and any(not isinstance(a, fx.Node) and a == 0 for a in self._operands(node)):
             wanted = set()
         first_zero: dict[int, str] = {}
-        if kind.zero == "mul":  # one zero factor decides; only it must stay zero
+        if kind.zero == "mul":  # one zero factor decides (also in a contraction); only it must stay zero
             for a in operands:
-                for c in zero[a.name] & wanted:
+                for c in zero[a.name]:
                     first_zero.setdefault(c, a.name)
         for a in node.all_input_nodes:
-            take = {c for c in carried[a.name] & wanted if first_zero.get(c, a.name) == a.name}
+            take = carried[a.name] & wanted
             if kind.read == "per-channel" and a in operands:
                 take |= carried[a.name] - carried[node.name]
-            read[a.name] |= take
+            read[a.name] |= {c for c in take if first_zero.get(c, a.name) == a.name}
+
+    def _read_attention(self, node: fx.Node) -> None:
+        """Output channels come from v (per channel); q and k are read on every channel they carry,
+        except a contracted channel that is zero in the other one of the two."""
+        carried, read, zero = self.live.carried, self.live.read, self.live.zero
+        q, k, v = (_arg(node, i, n) for i, n in enumerate(("query", "key", "value")))
+        wanted = read[node.name] & carried[node.name]
+        for a in node.all_input_nodes:
+            if a is v:
+                read[a.name] |= (carried[a.name] & wanted) | (carried[a.name] - carried[node.name])
+            elif a in (q, k) and q is not k:
+                skip = zero[k.name] if a is q else zero[q.name] - zero[k.name]  # the zero one reads
+                read[a.name] |= carried[a.name] - (skip - carried[node.name])
+            else:
+                read[a.name] |= carried[a.name]
 
     def _read_linear(self, node: fx.Node, v: LinearView) -> None:
         read = self.live.read
@@ -245,3 +267,7 @@ def dead_labels(state: CompileState, transitive: bool = True) -> np.ndarray:
     blocked = set().union(*((live.read[n] & c) - live.zero[n] for n, c in live.carried.items()))
     dead[list(blocked)] = False
     return dead
+
+
+def _arg(node: fx.Node, index: int, name: str) -> object:
+    return node.args[index] if index < len(node.args) else node.kwargs.get(name)

@@ -15,7 +15,9 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from graphprune.channels.registry import lookup, node_key
 from graphprune.channels.rules.conv import _F_CONV
+from graphprune.liveness.ops import MOVEMENT
 
 ROUNDING = 1e-6  # |norm(0)| below this fraction of its terms' magnitude is float rounding, i.e. zero
 
@@ -73,7 +75,7 @@ def linear_view(node: fx.Node, gm: fx.GraphModule, values: dict, masks: dict) ->
         spatial = None if isinstance(m, nn.Linear) else w.ndim - 2
     else:
         w, b = (_attr_tensor(a, gm, masks) for a in (_arg(node, 1, "weight"), _arg(node, 2, "bias")))
-        if w is None or (_arg(node, 2, "bias") is not None and b is None):
+        if not isinstance(w, torch.Tensor) or (_arg(node, 2, "bias") is not None and not isinstance(b, torch.Tensor)):
             return None
         nd, transposed = _F_CONV.get(node.target, (None, False))
         groups = _arg(node, 7 if transposed else 6, "groups") or 1
@@ -95,7 +97,9 @@ def norm_view(node: fx.Node, gm: fx.GraphModule, values: dict) -> NormView:
     b = m.bias.detach().double() if getattr(m, "bias", None) is not None else ones * 0
     mean, var = getattr(m, "running_mean", None), getattr(m, "running_var", None)
     running = mean is not None and (not isinstance(m, nn.modules.instancenorm._InstanceNorm) or m.track_running_stats)
-    if isinstance(m, nn.GroupNorm) or not running:  # batch statistics of an all-zero channel: (0 - 0) * w + b
+    if isinstance(m, nn.GroupNorm) and m.num_groups == 1:  # statistics over all channels: never
+        at_zero, scale = ones, ones * 0
+    elif isinstance(m, nn.GroupNorm) or not running:  # stats of an all-zero channel (group): (0 - 0) * w + b
         at_zero, scale = b, b.abs()
     else:
         shift = mean.double() * w / torch.sqrt(var.double() + m.eps)
@@ -119,13 +123,26 @@ def _unbatched(m: nn.Module, ndim: int) -> bool:
     return expected == ndim
 
 
-def _attr_tensor(arg: object, gm: fx.GraphModule, masks: dict) -> torch.Tensor | None:
-    if not isinstance(arg, fx.Node) or arg.op != "get_attr":
+def _attr_tensor(arg: object, gm: fx.GraphModule, masks: dict) -> object:
+    """The value of a parameter, or of pure movement of parameters (``in_proj_weight.chunk(3)[0]``):
+    masking a parameter slice masks the same channel's slice of such a value. None otherwise."""
+    if not isinstance(arg, fx.Node):
         return None
-    t = gm
-    for part in str(arg.target).split("."):
-        t = getattr(t, part)
-    return _effective(t, str(arg.target), masks) if isinstance(t, torch.Tensor) else None
+    if arg.op == "get_attr":
+        t = gm
+        for part in str(arg.target).split("."):
+            t = getattr(t, part)
+        return _effective(t, str(arg.target), masks) if isinstance(t, torch.Tensor) else None
+    rule = lookup(node_key(arg, gm)) if arg.op in ("call_function", "call_method") else None
+    if rule is None or rule.name not in MOVEMENT:
+        return None
+    inputs = {n: _attr_tensor(n, gm, masks) for n in arg.all_input_nodes}
+    if any(v is None for v in inputs.values()):
+        return None
+    args, kwargs = fx.node.map_arg((arg.args, arg.kwargs), lambda n: inputs[n])
+    if arg.op == "call_method":
+        return getattr(args[0], str(arg.target))(*args[1:], **kwargs)
+    return arg.target(*args, **kwargs)
 
 
 def _arg(node: fx.Node, index: int, name: str) -> object:

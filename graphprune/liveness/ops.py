@@ -15,7 +15,9 @@ its result is never known to be zero. Zero kinds say when output channel c is ze
 Read kinds: ``none`` (shape queries read no values), ``copy`` (channel c of the result depends on
 channel c of the operands only, and channels the result drops are never looked at), ``per-channel``
 (as copy, but channels the result does not carry are read: reductions over channels) and ``all``.
-Conv/linear (``linear``) and per-channel norms (``norm``) have their own exact treatment."""
+Conv/linear (``linear``), per-channel norms (``norm``) and scaled dot-product ``attention`` have
+their own exact treatment. In a contraction (matmul, q.k) a channel contributes a product: when one
+factor is zero there, the other is not read."""
 
 from __future__ import annotations
 
@@ -35,8 +37,8 @@ from graphprune.channels.registry import Method, lookup, methods, node_key
 
 @dataclass(frozen=True)
 class Kind:
-    zero: str  # copy | add | mul | div | none | linear | norm
-    read: str  # none | copy | per-channel | all | linear | norm
+    zero: str  # copy | add | mul | div | none | linear | norm | attention
+    read: str  # none | copy | per-channel | all | linear | norm | attention
 
 
 GENERIC = Kind("none", "all")
@@ -94,6 +96,8 @@ def kind_of(node: fx.Node, gm: fx.GraphModule) -> Kind:
         return Kind(_elementwise_zero(node, gm, key, name), "per-channel")
     if name == "matmul":  # a zero column of b (row of a, batch/head) gives a zero output column (row, head)
         return Kind("mul", "per-channel")
+    if name == "scaled_dot_product_attention":  # softmax(q k^T) v: zero where v is; q, k contract
+        return Kind("attention", "attention")
     return GENERIC
 
 
