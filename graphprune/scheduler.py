@@ -12,6 +12,7 @@ fixed point. Every run records the pass, why it ran and how long it took."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -184,8 +185,6 @@ def _options_path(plan: Plan, name: str) -> str:
 
 
 def _replace(p: Pass, extra: Mapping[str, Any]) -> Pass:
-    import dataclasses
-
     return dataclasses.replace(p, **extra)
 
 
@@ -199,6 +198,9 @@ def schedule(plan: Plan, context: Mapping[str, Mapping[str, Any]] | None = None)
     goals = goals_of(plan)
     for name, p in b.configured.items():
         b.add(p, f"configured by [{_options_path(plan, name)}]")
+    for rule in plan.rules:
+        if not rule.removes_channels:
+            b.add(_mask_pass(b, rule), f"goal 'masks' ({rule.path}: structure '{rule.structure}')")
     for fact, why in goals:
         if not any(fact in p.provides for p in b.chosen.values()):
             b.add(b.provider(fact, why), f"goal '{fact}' ({why})")
@@ -213,6 +215,23 @@ def schedule(plan: Plan, context: Mapping[str, Mapping[str, Any]] | None = None)
     order = list(nx.lexicographical_topological_sort(g, key=lambda n: _stage(g.nodes[n]["pass_"])))
     steps: list[Step | FixedPoint] = [Step(g.nodes[n]["pass_"], b.why[n]) for n in order]
     return Schedule(_with_fixed_point(b, plan, steps), goals, g)
+
+
+def _mask_pass(b: _Builder, rule: Any) -> Pass:
+    """The mask pass configured by a mask-level rule: its criterion, density and scope."""
+    name = DEFAULT_PROVIDERS["masks"]
+    if name not in PASSES:
+        raise b.plan.error(f"{rule.path}.structure", f"'{rule.structure}' needs a pass providing 'masks'; "
+                                                     f"none is registered")
+    base = b.instantiate(name, f"{rule.path}.structure")
+    options = {"criterion": rule.score, "density": round(1.0 - rule.sparsity, 12),
+               "scope": rule.scope or "global", "structure": rule.structure}
+    fields = {f.name for f in dataclasses.fields(base)}
+    unsupported = {k: v for k, v in options.items() if k not in fields}
+    if "structure" in unsupported and rule.structure != "irregular":
+        raise b.plan.error(f"{rule.path}.structure", f"'{rule.structure}' masks are not supported yet by pass "
+                                                     f"'{name}' (it makes irregular masks)")
+    return dataclasses.replace(base, **{k: v for k, v in options.items() if k in fields})
 
 
 def _check_criteria(plan: Plan) -> None:
@@ -248,7 +267,8 @@ def _with_fixed_point(b: _Builder, plan: Plan, steps: list[Step | FixedPoint]) -
                        default=None)
     loop = FixedPoint(b.instantiate(detect_name, detect_name), b.instantiate(apply_name, apply_name),
                       "sparsity left by training or masks may leave whole channels dead (lossless)")
-    at = len(steps) if last_removal is None else last_removal + 1
+    purify = max((i for i, s in enumerate(steps) if isinstance(s, Step) and s.pass_.name == "purify"), default=-1)
+    at = len(steps) if last_removal is None else max(last_removal, purify) + 1
     before_fuse = next((i for i, s in enumerate(steps) if isinstance(s, Step) and s.pass_.name in ("fuse", "emit")),
                        len(steps))
     return [*steps[:min(at, before_fuse)], loop, *steps[min(at, before_fuse):]]

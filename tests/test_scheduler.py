@@ -153,9 +153,20 @@ def test_fixed_point_of_unused_path_removal_is_scheduled_after_removal() -> None
     plan = load_plan({"prune": [{"sparsity": 0.5}], "purify": {}})
     s = schedule(plan)
     names = _names(s)
-    assert names.index("fixed-point") == names.index("remove-channels") + 1
+    assert names.index("fixed-point") == names.index("purify") + 1  # purify zeroes, the loop removes
+    assert names.index("purify") > names.index("remove-channels")
     loop = s.steps[names.index("fixed-point")]
     assert (loop.detect.name, loop.apply.name) == ("remove-unused-paths", "remove-channels")
+
+
+def test_mask_rule_configures_the_mask_pass_from_the_rule() -> None:
+    plan = load_plan({"prune": [{"select": "*", "structure": "irregular", "sparsity": 0.8, "score": "snip"}]})
+    mask = next(st.pass_ for st in schedule(plan).steps if not isinstance(st, FixedPoint)
+                and st.pass_.name == "apply-masks")
+    assert (mask.criterion, mask.density, mask.scope) == ("snip", pytest.approx(0.2), "global")
+    assert "weight-scores:snip" in mask.requires
+    with pytest.raises(PlanError, match=r"prune\[0\]\.structure: '2:4' masks are not supported yet"):
+        schedule(load_plan({"prune": [{"select": "*", "structure": "2:4", "sparsity": 0.5}]}))
 
 
 def test_fixed_point_removes_channels_left_dead_by_the_model(tmp_path) -> None:

@@ -212,6 +212,9 @@ class _Reader:
             found = "both" if has_sparsity else "neither"
             raise self.fail(path, f"expected exactly one of 'sparsity' or 'budget', found {found}")
         select = raw.get("select", "*")
+        if has_budget and raw.get("structure", "channel") not in REMOVABLE_STRUCTURES:
+            raise self.fail(f"{path}.budget", f"a budget needs a removable structure (channel, filter); structure "
+                                              f"'{raw['structure']}' only masks weights: give sparsity")
         return PruneRule(
             path=path,
             select=tuple(select) if isinstance(select, list) else (select,),
