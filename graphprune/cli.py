@@ -8,6 +8,7 @@ is 2. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -66,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     # Option defaults are None so that a --plan file's values are not overridden by argparse defaults.
     p.add_argument("--sparsity", type=float, default=None,
                    help="fraction of every group's channels to remove, in [0, 1) (default 0.5)")
-    p.add_argument("--score", choices=("l1", "l2"), default=None, help="magnitude criterion (default l2)")
+    p.add_argument("--score", default=None, metavar="CRITERION",
+                   help="channel criterion for every rule: l1, l2 (default), bn-scale, taylor, fpgm, snip, grasp, "
+                        "synflow, px, random")
+    p.add_argument("--data", metavar="NAME", default=None,
+                   help="dataset for data-driven passes (scoring, ADMM): digits or shapes (built in, no download)")
     p.add_argument("--round-to", type=_positive_int, default=None, dest="round_to",
                    help="keep a multiple of this many channels per group (default 1)")
     p.add_argument("--exact", action="store_const", const=True, default=None,
@@ -222,14 +227,23 @@ def _save_report(report: Any, path: Path) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     import graphprune
     from graphprune.plan import load_plan, with_overrides
+    from graphprune.plan.schema import EMIT_FORMATS
     from graphprune.scheduler import schedule
 
     overrides = {"sparsity": args.sparsity, "score": args.score, "round_to": args.round_to,
                  "exact": args.exact}
     # Validate everything cheap (the plan, its pipeline, the output path) before building large models.
     plan = with_overrides(load_plan(args.plan), overrides)
-    schedule(plan)
     out = _check_out(args.out)
+    if out is not None:  # --out replaces the plan's emit.path; this command writes it
+        expected = EMIT_FORMATS.get(plan.emit.format or "")
+        if expected and out.suffix != expected:
+            raise InputError(f"--out {out}: suffix does not match the plan's emit.format = '{plan.emit.format}' "
+                             f"(expected {expected})")
+        plan = dataclasses.replace(plan, emit=dataclasses.replace(plan.emit, path=None))
+    if args.data:
+        plan = dataclasses.replace(plan, data={**(plan.data or {}), "name": args.data})
+    schedule(plan)
     report_path = Path(args.report) if args.report else None
 
     start = time.perf_counter()

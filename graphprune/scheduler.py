@@ -96,8 +96,8 @@ def goals_of(plan: Plan) -> list[tuple[str, str]]:
         goals.append((fact, f"{rule.path}: structure '{rule.structure}'"))
     if plan.emit.fuse:
         goals.append(("fused", "emit.fuse = true"))
-    if plan.emit.format:
-        goals.append(("exported", f"emit.format = '{plan.emit.format}'"))
+    if plan.emit.path:
+        goals.append(("exported", f"emit.path = '{plan.emit.path}'"))
     return goals
 
 
@@ -203,7 +203,10 @@ def schedule(plan: Plan, context: Mapping[str, Mapping[str, Any]] | None = None)
             b.add(_mask_pass(b, rule), f"goal 'masks' ({rule.path}: structure '{rule.structure}')")
     for fact, why in goals:
         if not any(fact in p.provides for p in b.chosen.values()):
-            b.add(b.provider(fact, why), f"goal '{fact}' ({why})")
+            provider = b.provider(fact, why)
+            if fact == "exported" and "paths" in {f.name for f in dataclasses.fields(provider)}:
+                provider = dataclasses.replace(provider, paths=plan.emit.resolved())
+            b.add(provider, f"goal '{fact}' ({why})")
     g = b.graph()
     try:
         cycle = nx.find_cycle(g)

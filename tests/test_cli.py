@@ -157,7 +157,7 @@ def test_zoo_lists_catalog_and_namespaces(capsys: pytest.CaptureFixture[str]) ->
         (["compile", SPEC, "--sparsity", "1.5"], "sparsity: expected a number in [0, 1), got 1.5"),
         (["compile", SPEC, "--plan", "no/such/plan.toml"], "plan file no/such/plan.toml does not exist"),
         (["compile", SPEC, "--out", "model.tflite"], "unsupported suffix '.tflite'"),
-        (["compile", SPEC, "--score", "l3"], "invalid choice: 'l3'"),
+        (["compile", SPEC, "--score", "l3"], "unknown criterion 'l3'"),
         (["compile", SPEC, "--input-size", "0"], "expected a positive integer"),
         (["compile"], "required: SPEC"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -23,7 +23,7 @@ REMOVABLE_STRUCTURES = ("channel", "filter")
 MASK_STRUCTURES = ("irregular", "shape")
 NM_PATTERN = re.compile(r"^(\d+):(\d+)$")
 SCOPES = ("local", "global")
-EMIT_FORMATS = ("pt2", "onnx", "graphmodule")
+EMIT_FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "graphmodule": ".py"}  # format -> file suffix
 BUDGET_METRICS = ("macs", "params")
 
 Check = Callable[[Any], str | None]  # None when the value is fine, else what was expected
@@ -92,7 +92,11 @@ ALLOCATE_KEYS: dict[str, Check] = {
     "min_channels": _positive_int,
     "exact": _boolean,
 }
-EMIT_KEYS: dict[str, Check] = {"format": _one_of(*EMIT_FORMATS), "fuse": _boolean}
+EMIT_KEYS: dict[str, Check] = {
+    "format": _one_of(*EMIT_FORMATS),
+    "fuse": _boolean,
+    "path": lambda v: None if isinstance(v, str) and v else "an output file path",
+}
 MODEL_KEYS: dict[str, Check] = {"input_shape": _shape}
 DATA_KEYS: dict[str, Check] = {
     "name": lambda v: None if isinstance(v, str) and v else "a dataset name such as 'digits'",
@@ -137,8 +141,16 @@ class AllocateSpec:
 
 @dataclass(frozen=True)
 class EmitSpec:
-    format: str | None = None
+    format: str | None = None  # pt2 | onnx | graphmodule (a .py file of code plus weights)
     fuse: bool = False
+    path: str | None = None  # where to write; the CLI's --out replaces it
+
+    def resolved(self) -> tuple[str, ...]:
+        """The output path with the format's suffix (a path without suffix gets it)."""
+        if self.path is None:
+            return ()
+        has_suffix = "." in self.path.rsplit("/", 1)[-1]
+        return (self.path if has_suffix or not self.format else self.path + EMIT_FORMATS[self.format],)
 
 
 @dataclass(frozen=True)
@@ -255,19 +267,31 @@ class _Reader:
         for key in ("round_to", "min_channels", "exact", "scope", "max_per_group"):
             if key in shorthand:
                 allocate.setdefault(key, shorthand[key])
+        emit = self.table(data.get("emit", {}), "emit", EMIT_KEYS)
+        self.check_emit(emit)
         pipeline = data.get("pipeline")
         if pipeline is not None and (expected := _names(pipeline)):
             raise self.fail("pipeline", f"expected {expected}, got {pipeline!r}")
         return Plan(
             rules=tuple(rules),
             allocate=AllocateSpec(**allocate),
-            emit=EmitSpec(**self.table(data.get("emit", {}), "emit", EMIT_KEYS)),
+            emit=EmitSpec(**emit),
             input_shape=tuple(self.table(data.get("model", {}), "model", MODEL_KEYS).get("input_shape", ())) or None,
             data=self.table(data["data"], "data", DATA_KEYS) if "data" in data else None,
             pass_options=self.pass_options(data),
             pipeline=tuple(pipeline) if pipeline is not None else None,
             source=self.source,
         )
+
+    def check_emit(self, emit: dict[str, Any]) -> None:
+        fmt, path = emit.get("format"), emit.get("path")
+        if fmt and path and "." in path.rsplit("/", 1)[-1] and not path.endswith(EMIT_FORMATS[fmt]):
+            raise self.fail("emit.path", f"suffix of {path!r} does not match emit.format = '{fmt}' "
+                                         f"(expected {EMIT_FORMATS[fmt]})")
+        suffixes = tuple(EMIT_FORMATS.values())
+        if path and not fmt and not path.endswith(suffixes):
+            raise self.fail("emit.path", f"expected a file ending in {', '.join(suffixes)} (or set emit.format), "
+                                         f"got {path!r}")
 
     def pass_options(self, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         options: dict[str, dict[str, Any]] = {}
