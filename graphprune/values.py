@@ -1,7 +1,9 @@
-"""Value propagation: run the traced graph once on fake tensors and keep, for every node, what the
-channel analysis needs to know about its result — tensor shapes and plain Python values (sizes,
-slices, dims). Fake tensors carry no storage, so the cost is the graph's, not the weights'. A graph
-that fake tensors cannot run (data-dependent ops) falls back to one real forward under no_grad.
+"""Value propagation: run the traced graph once without real compute and keep, for every node, what
+the channel analysis needs to know about its result — tensor shapes and plain Python values (sizes,
+slices, dims). Common ops get their result shape (and MACs) from a formula (``graphprune.shapes``,
+microseconds a node); every other node runs its own code on fake tensors (no storage, ~0.2 ms a
+node). A graph that fake tensors cannot run (data-dependent ops) falls back to one real forward
+under no_grad.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from typing import Any
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from graphprune.channels.registry import Method
 from graphprune.errors import InputError
+from graphprune.shapes import FORMULAS, Call, Meta, spec
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class TensorInfo:
 
 def summarize(value: Any) -> Any:
     """Replace tensors (fake or real) by TensorInfo, recursively through tuples, lists and dicts."""
+    if isinstance(value, Meta):
+        return TensorInfo(value.shape, value.dtype)
     if isinstance(value, torch.Tensor):
         return TensorInfo(tuple(int(s) for s in value.shape), value.dtype)
     if isinstance(value, (tuple, list)):
@@ -45,49 +50,110 @@ def summarize(value: Any) -> Any:
     return value
 
 
-# Leaf modules whose output has the input's shape and dtype. Under fake tensors their kernels are
-# decomposed op by op (BatchNorm costs ~30 ms a call), yet all we need is the shape.
-_SHAPE_PRESERVING = (
-    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU,
-    nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.Mish,
-    nn.Identity, nn.Dropout, nn.Dropout2d,
-)
-
-
 class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule, shortcut: bool) -> None:
+    """Real-tensor run (the fallback for graphs fake tensors cannot run): records every node's value."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
         super().__init__(gm, garbage_collect_values=True)
         self.values: dict[str, Any] = {}
-        self.shortcut = shortcut
-        self.extra_macs = 0
 
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
         self.values[n.name] = summarize(result)
         return result
 
-    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
-        module = self.fetch_attr(target)
-        plain = self.shortcut and type(module).__module__.startswith("torch.nn") and len(args) == 1 \
-            and not kwargs and isinstance(args[0], torch.Tensor)
-        if plain and isinstance(module, _SHAPE_PRESERVING):
-            return torch.empty_like(args[0])
-        if plain and type(module) is nn.Linear:
-            return self._linear(args[0], module.weight)
-        return super().call_module(target, args, kwargs)
 
-    def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
-        if self.shortcut and target is F.linear and len(args) >= 2 and not kwargs and all(
-                isinstance(a, torch.Tensor) for a in args[:2]):
-            return self._linear(args[0], args[1])
-        return super().call_function(target, args, kwargs)
+class _ShapeRun:
+    """One pass over the graph: a shape formula (``graphprune.shapes``) where one applies, else the
+    node's own code on fake tensors. Formula results are ``Meta``s, turned into fake tensors only when
+    a fake-run node consumes them; the FLOP counter sees the fake runs, formulas count their own MACs."""
 
-    def _linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Fake linear by its shape (the fake kernel decomposes it, ~5 ms a call); MACs counted here."""
-        if x.shape[-1] != weight.shape[1]:
-            raise RuntimeError(f"linear: input has {x.shape[-1]} features, weight expects {weight.shape[1]}")
-        self.extra_macs += (x.numel() // max(x.shape[-1], 1)) * weight.shape[0] * weight.shape[1]
-        return x.new_empty((*x.shape[:-1], weight.shape[0]))
+    def __init__(self, gm: fx.GraphModule, formulas: bool = True) -> None:
+        self.gm = gm
+        self.formulas = formulas
+        self.modules = dict(gm.named_modules())
+        self.values: dict[str, Any] = {}
+        self.macs = 0
+        self._fakes: dict[int, torch.Tensor] = {}
+
+    def run(self, inputs: tuple[Any, ...]) -> None:
+        env: dict[fx.Node, Any] = {}
+        pending = iter(inputs)
+        for n in self.gm.graph.nodes:
+            if n.op == "placeholder":
+                result = _placeholder(n, pending)
+            elif n.op == "get_attr":
+                result = _fetch(self.gm, str(n.target))
+            else:
+                args = fx.node.map_arg(n.args, env.__getitem__)
+                kwargs = fx.node.map_arg(n.kwargs, env.__getitem__)
+                result = args[0] if n.op == "output" else self._call(n, args, kwargs)
+            env[n] = result
+            self.values[n.name] = summarize(result)
+
+    def _call(self, n: fx.Node, args: tuple, kwargs: dict) -> Any:
+        module = self.modules[n.target] if n.op == "call_module" else None
+        formula = _formula_for(n, module) if self.formulas else None
+        if formula is not None:
+            call = Call(args, kwargs, module)
+            try:
+                result = formula(call)
+            except Exception:  # a formula never decides failure: the real kernel below does
+                result = None
+            if result is not None:
+                self.macs += call.macs
+                return result
+        args, kwargs = self._materialize(args), self._materialize(kwargs)
+        if module is not None:
+            return module(*args, **kwargs)
+        if n.op == "call_method":
+            return getattr(args[0], n.target)(*args[1:], **kwargs)
+        return n.target(*args, **kwargs)
+
+    def _materialize(self, value: Any) -> Any:
+        """Meta -> an empty fake tensor (one per Meta, shared by its consumers)."""
+        if isinstance(value, Meta):
+            fake = self._fakes.get(id(value))
+            if fake is None:
+                fake = self._fakes[id(value)] = torch.empty(value.shape, dtype=value.dtype, device=value.device)
+            return fake
+        if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
+            return type(value)(self._materialize(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._materialize(v) for k, v in value.items()}
+        return value
+
+
+def _formula_for(n: fx.Node, module: nn.Module | None) -> Any:
+    if module is not None:
+        if module._forward_hooks or module._forward_pre_hooks:
+            return None  # a hook may change what the call returns
+        return FORMULAS.get(type(module))
+    key = Method(n.target) if n.op == "call_method" else n.target
+    try:
+        return FORMULAS.get(key)
+    except TypeError:  # unhashable callable
+        return None
+
+
+def _placeholder(n: fx.Node, pending: Any) -> Any:
+    """fx.Interpreter's placeholder semantics, with tensor inputs as Meta."""
+    if str(n.target).startswith("*"):
+        return [spec(x) or x for x in pending]
+    try:
+        x = next(pending)
+    except StopIteration as exc:
+        if n.args:
+            return n.args[0]
+        raise RuntimeError(f"expected an input for placeholder {n.target}") from exc
+    return spec(x) or x
+
+
+def _fetch(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for atom in target.split("."):
+        obj = getattr(obj, atom)
+    return obj
 
 
 def propagate(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> dict[str, Any]:
@@ -95,32 +161,33 @@ def propagate(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> dict[str, 
     return propagate_counting(gm, example_inputs)[0]
 
 
-def propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> tuple[dict[str, Any], int]:
+def propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...], *,
+                       formulas: bool = True) -> tuple[dict[str, Any], int]:
     """``propagate`` plus the graph's multiply-accumulates (FLOPs / 2 of conv, linear, matmul, attention),
-    counted in the same run."""
+    counted in the same run. ``formulas=False`` runs every node on fake tensors (the reference the
+    shape formulas are tested against)."""
     fake_log = logging.getLogger("torch._subclasses.fake_tensor")
     level = fake_log.level
     fake_log.setLevel(logging.CRITICAL)  # a failing op is our error to report, not torch's log spew
     try:
-        return _propagate_counting(gm, example_inputs)
+        return _propagate_counting(gm, example_inputs, formulas)
     finally:
         fake_log.setLevel(level)
 
 
-def _propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...]) -> tuple[dict[str, Any], int]:
+def _propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...],
+                        formulas: bool) -> tuple[dict[str, Any], int]:
     was_training = gm.training
     gm.eval()
     try:
         try:
-            mode = FakeTensorMode(allow_non_fake_inputs=True, shape_env=None)
-            fake_inputs = tuple(mode.from_tensor(x) if isinstance(x, torch.Tensor) else x for x in example_inputs)
-            counter = FlopCounterMode(display=False)
-            with mode, counter, torch.no_grad():
-                recorder = _Recorder(gm, shortcut=True)
-                recorder.run(*fake_inputs)
-            return recorder.values, int(counter.get_total_flops() // 2) + recorder.extra_macs
+            run = _ShapeRun(gm, formulas)
+            with FakeTensorMode(allow_non_fake_inputs=True, shape_env=None), \
+                    FlopCounterMode(display=False) as counter, torch.no_grad():
+                run.run(example_inputs)
+            return run.values, int(counter.get_total_flops() // 2) + run.macs
         except Exception:
-            recorder = _Recorder(gm, shortcut=False)
+            recorder = _Recorder(gm)
             counter = FlopCounterMode(display=False)
             with counter, torch.no_grad():
                 recorder.run(*example_inputs)

@@ -61,15 +61,27 @@ class ChannelGraph:
     inexact: dict[str, list[str]]
 
 
-def _reasons(notes, labels: np.ndarray, mask_size: int) -> tuple[np.ndarray, dict[int, dict[str, set[str]]]]:
-    hit = np.zeros(mask_size, dtype=bool)
-    per_label: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+def _hit(notes, labels: np.ndarray, n_labels: int) -> np.ndarray:
+    hit = np.zeros(n_labels, dtype=bool)
     for note in notes:
+        hit[labels[note.ids]] = True
+    return hit
+
+
+def _group_reasons(notes, labels: np.ndarray, label_group: np.ndarray, n_groups: int) -> list[dict[str, list[str]]]:
+    """Per group: reason -> sorted nodes of every note touching one of its channels. Reasons are
+    ordered as a walk over the group's channels in label order meets them (notes in order)."""
+    found: list[dict[str, list]] = [{} for _ in range(n_groups)]  # reason -> [(first label, note), nodes]
+    for k, note in enumerate(notes):
         labs = np.unique(labels[note.ids])
-        hit[labs] = True
-        for lab in labs:
-            per_label[int(lab)][note.reason].add(note.node)
-    return hit, per_label
+        groups, first = np.unique(label_group[labs], return_index=True)
+        for g, lab in zip(groups.tolist(), labs[first].tolist()):
+            if g < 0:
+                continue
+            entry = found[g].setdefault(note.reason, [(lab, k), set()])
+            entry[0] = min(entry[0], (lab, k))
+            entry[1].add(note.node)
+    return [{r: sorted(e[1]) for r, e in sorted(per.items(), key=lambda item: item[1][0])} for per in found]
 
 
 def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
@@ -78,8 +90,8 @@ def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
     n_labels = int(labels.max()) + 1 if len(labels) else 0
     anchored = np.zeros(n_labels, dtype=bool)
     anchored[labels[table.anchored()]] = True
-    frozen, frozen_why = _reasons(table.frozen, labels, n_labels)
-    inexact, inexact_why = _reasons(table.inexact, labels, n_labels)
+    frozen = _hit(table.frozen, labels, n_labels)
+    inexact = _hit(table.inexact, labels, n_labels)
 
     members = list(table.members.values())
     member_labels = [labels[m.ids] for m in members]
@@ -91,17 +103,22 @@ def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
     by_group: dict[int, list[int]] = defaultdict(list)
     for i, ml in enumerate(member_labels):
         by_group[int(group_of[ml[0]])].append(i)
+    order = sorted(by_group)
+    component_index = np.full(len(group_of) + 1, -1, dtype=np.int64)
+    component_index[order] = np.arange(len(order))
+    label_group = component_index[group_of] if n_labels else np.zeros(0, np.int64)
+    frozen_why = _group_reasons(table.frozen, labels, label_group, len(order))
+    inexact_why = _group_reasons(table.inexact, labels, label_group, len(order))
     groups = []
-    for _, member_ids in sorted(by_group.items()):
+    for component in order:
+        member_ids = by_group[component]
         labs = np.unique(np.concatenate([member_labels[i] for i in member_ids]))
-        position = {int(lab): k for k, lab in enumerate(labs)}
-        gmembers = [GroupMember(members[i].fqn, members[i].dim,
-                                np.array([position[int(x)] for x in member_labels[i]], dtype=np.int64))
+        gmembers = [GroupMember(members[i].fqn, members[i].dim, np.searchsorted(labs, member_labels[i]))
                     for i in member_ids]
         prunable = anchored[labs] & ~frozen[labs]
         groups.append(PruningGroup(
             index=len(groups), labels=labs, members=gmembers, prunable=prunable, inexact=inexact[labs],
-            frozen_reasons=_merge(frozen_why, labs), inexact_reasons=_merge(inexact_why, labs),
+            frozen_reasons=frozen_why[len(groups)], inexact_reasons=inexact_why[len(groups)],
         ))
     all_frozen: dict[str, set[str]] = defaultdict(set)
     for note in table.frozen:
@@ -115,11 +132,3 @@ def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
         unknown_ops=[(u.node, u.op) for u in analysis.unknown],
         inexact={r: sorted(n) for r, n in all_inexact.items()},
     )
-
-
-def _merge(why: dict[int, dict[str, set[str]]], labs: np.ndarray) -> dict[str, list[str]]:
-    merged: dict[str, set[str]] = defaultdict(set)
-    for lab in labs:
-        for reason, nodes in why.get(int(lab), {}).items():
-            merged[reason] |= nodes
-    return {r: sorted(n) for r, n in merged.items()}
