@@ -121,8 +121,9 @@ def thresholds(candidates: Sequence[Candidate]) -> np.ndarray:
 
 def search(candidates: Sequence[Candidate], limits: Limits, scope: str, measure: Apply, target: float
            ) -> tuple[list[np.ndarray], float]:
-    """The decision whose measure (non-increasing as pruning grows) is closest to ``target`` without
-    exceeding it where possible; returns (keep arrays, measured value)."""
+    """The decision whose measure (non-increasing as pruning grows) is closest to ``target``, never
+    above it by more than the tolerance; returns (keep arrays, measured value). When even the most
+    pruning allowed stays above the target, that decision is returned and the caller reports it."""
     grid = thresholds(candidates) if scope == "global" else np.linspace(0.0, 0.999999, 4097)
     lo, hi = 0, len(grid) - 1
     cache: dict[int, tuple[list[np.ndarray], float]] = {}
@@ -144,4 +145,6 @@ def search(candidates: Sequence[Candidate], limits: Limits, scope: str, measure:
         else:
             hi = mid
     below, above = at(hi), at(lo)
+    if above[1] > target * (1 + BUDGET_TOLERANCE):
+        return below  # a budget is a ceiling: never exceed it by more than the tolerance
     return below if target - below[1] <= above[1] - target else above

@@ -243,6 +243,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, emit=dataclasses.replace(plan.emit, path=None))
     if args.data:
         plan = dataclasses.replace(plan, data={**(plan.data or {}), "name": args.data})
+    if args.input_size is not None:  # the flag wins over the plan's [model] input_shape
+        plan = dataclasses.replace(plan, input_shape=None)
     schedule(plan)
     report_path = Path(args.report) if args.report else None
 
@@ -265,12 +267,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def _print_compile(report: Any, inputs: tuple[Any, ...], out: Path | None, report_path: Path | None,
                    extra_seconds: dict[str, float]) -> None:
     console = _console()
-    opts = report.options
     shapes = ", ".join("x".join(map(str, getattr(x, "shape", ()))) for x in inputs)
-    console.print(_text(f"graphprune compile {report.model}  input {shapes}  sparsity {opts.get('sparsity')}  "
-                        f"score {opts.get('score')}  round_to {opts.get('round_to')}"
-                        + ("  exact" if opts.get("exact") else "")))
-
+    console.print(_text(f"graphprune compile {report.model}  input {shapes}  plan: {_plan_summary(report.plan)}"))
     size = _table(None, "", "before", "after", "reduction")
     size.add_row("params", f"{report.params_before:,}", f"{report.params_after:,}",
                  f"{report.params_reduction:.2f}x ({1 - report.params_after / max(report.params_before, 1):.1%})")
@@ -295,6 +293,13 @@ def _print_compile(report: Any, inputs: tuple[Any, ...], out: Path | None, repor
             seconds.add_row(name, f"{value:.3f}")
     console.print(seconds)
 
+    if report.budget:
+        b = report.budget
+        console.print(_text(f"budget: {b['metric']} asked {b['asked']:.3f} of dense, achieved {b.get('achieved', '?')} "
+                            f"({'within' if b.get('within_tolerance') else 'OUTSIDE'} 2 %)"))
+    for record in report.artifacts.get("emit", {}).get("files", []):
+        console.print(_text(f"emitted {record['format']}: {record['file']} ({_human_bytes(record['size_bytes'])}, "
+                            f"parity max-abs {record['parity_max_abs']:.2e})"))
     for label, path in (("wrote model", out), ("wrote report", report_path)):
         if path is not None:
             nbytes = path.stat().st_size
@@ -329,6 +334,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         + ": valid; the scheduler would run (nothing run):"))
     console.print(_text(pipeline.explain()))
     return 0
+
+
+def _plan_summary(plan: dict[str, Any]) -> str:
+    rules = []
+    for rule in plan.get("rules", []):
+        amount = (f"{rule['sparsity']:.0%}" if rule.get("sparsity") is not None
+                  else f"budget {rule['budget']['metric']} {rule['budget']['ratio']}")
+        rules.append(f"{'|'.join(rule['select'])} {rule['structure']} {amount} by {rule['score']}")
+    spec = plan.get("allocate", {})
+    extras = [f"{k} {spec[k]}" for k, default in (("scope", "local"), ("round_to", 1), ("exact", False))
+              if spec.get(k, default) != default]
+    return "; ".join(rules) + ("  (" + ", ".join(extras) + ")" if extras else "")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
