@@ -73,7 +73,7 @@ class _Walk:
         if kind.zero in ("linear", "norm"):
             view = linear_view(node, self.gm, self.values, self.masks) if kind.zero == "linear" else \
                 norm_view(node, self.gm, self.values)
-            kind = kind if view is not None else GENERIC
+            kind = kind if view is not None else GENERIC if kind.zero == "linear" else Kind("none", "per-channel")
         if kind.read == "per-channel" and not isinstance(self.values.get(node.name), TensorInfo):
             kind = Kind("none", kind.read)  # (values, indices) pairs: indices of zeros are not zero
         self.kinds[node.name] = kind

@@ -88,34 +88,43 @@ def linear_view(node: fx.Node, gm: fx.GraphModule, values: dict, masks: dict) ->
     return LinearView(x, cdim, cdim, nz, bias)
 
 
-def norm_view(node: fx.Node, gm: fx.GraphModule, values: dict) -> NormView:
-    m = gm.get_submodule(str(node.target))
+def norm_view(node: fx.Node, gm: fx.GraphModule, values: dict) -> NormView | None:
+    """A norm module, or ``F.batch_norm`` whose statistics and affine are (movement of) parameters."""
     x = node.args[0] if node.args else node.kwargs["input"]
-    n = int(m.num_channels if isinstance(m, nn.GroupNorm) else _num_features(m))
-    ones = torch.ones(n, dtype=torch.float64)
-    w = m.weight.detach().double() if getattr(m, "weight", None) is not None else ones
-    b = m.bias.detach().double() if getattr(m, "bias", None) is not None else ones * 0
-    mean, var = getattr(m, "running_mean", None), getattr(m, "running_var", None)
-    running = mean is not None and (not isinstance(m, nn.modules.instancenorm._InstanceNorm) or m.track_running_stats)
-    if isinstance(m, nn.GroupNorm) and m.num_groups == 1:  # statistics over all channels: never
-        at_zero, scale = ones, ones * 0
-    elif isinstance(m, nn.GroupNorm) or not running:  # stats of an all-zero channel (group): (0 - 0) * w + b
+    info = values[x.name]
+    if node.op == "call_function":
+        args = [_arg(node, i, n) for i, n in enumerate(_BN_ARGS, start=1)]
+        stats = [None if a is None else _attr_tensor(a, gm, {}) for a in args]
+        training, eps = _arg(node, 5, "training") or False, _arg(node, 7, "eps") or 1e-5
+        if any(a is not None and not isinstance(t, torch.Tensor) for a, t in zip(args, stats)) or \
+                not isinstance(training, bool) or not isinstance(eps, float):
+            return None
+        mean, var, w, b = stats
+        running = mean is not None and not training
+        groups, dim = None, 1 if info.ndim >= 2 else 0
+    else:
+        m = gm.get_submodule(str(node.target))
+        w, b = getattr(m, "weight", None), getattr(m, "bias", None)
+        mean, var, eps = getattr(m, "running_mean", None), getattr(m, "running_var", None), getattr(m, "eps", 1e-5)
+        instance = isinstance(m, nn.modules.instancenorm._InstanceNorm)
+        running = mean is not None and (not instance or m.track_running_stats)
+        groups = m.num_groups if isinstance(m, nn.GroupNorm) else None
+        dim = 1 if info.ndim >= 2 and not _unbatched(m, info.ndim) else 0
+    n = info.shape[dim]
+    w = w.detach().double() if w is not None else torch.ones(n, dtype=torch.float64)
+    b = b.detach().double() if b is not None else torch.zeros(n, dtype=torch.float64)
+    if groups == 1:  # statistics over all channels: a zero channel is not normalised to zero
+        at_zero, scale = torch.ones_like(b), torch.zeros_like(b)
+    elif groups is not None or not running:  # stats of an all-zero channel (group): (0 - 0) * w + b
         at_zero, scale = b, b.abs()
     else:
-        shift = mean.double() * w / torch.sqrt(var.double() + m.eps)
+        shift = mean.detach().double() * w / torch.sqrt(var.detach().double() + eps)
         at_zero, scale = b - shift, b.abs() + shift.abs()
     keeps = (at_zero.abs() <= ROUNDING * scale).numpy()
-    info = values[x.name]
-    dim = 1 if info.ndim >= 2 and not _unbatched(m, info.ndim) else 0
     return NormView(x, dim, ((w == 0) & (b == 0)).numpy(), keeps)
 
 
-def _num_features(m: nn.Module) -> int:
-    for attr in ("weight", "running_mean"):
-        t = getattr(m, attr, None)
-        if isinstance(t, torch.Tensor):
-            return t.shape[0]
-    return m.num_features
+_BN_ARGS = ("running_mean", "running_var", "weight", "bias")
 
 
 def _unbatched(m: nn.Module, ndim: int) -> bool:

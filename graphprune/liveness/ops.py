@@ -46,7 +46,7 @@ GENERIC = Kind("none", "all")
 MOVEMENT = {"reshape_sized", "reshape", "permute", "transpose", "matrix_transpose", "movedim", "cat", "stack",
             "split", "unbind", "getitem", "expand", "expand_as", "repeat", "pixel_shuffle", "pixel_unshuffle",
             "channel_shuffle", "index_select", "roll"}
-PER_CHANNEL = {"unary", "spatial", "elementwise", "reduction", "softmax", "prelu", "glu", "batch_norm_functional"}
+PER_CHANNEL = {"unary", "spatial", "elementwise", "reduction", "softmax", "prelu", "glu"}
 LINEAR = {"conv_module", "conv_functional", "linear_module", "linear_functional"}
 
 ZERO_PRESERVING = {
@@ -88,27 +88,43 @@ def kind_of(node: fx.Node, gm: fx.GraphModule) -> Kind:
         return Kind("linear", "linear")
     if name in ("batch_norm_module", "group_norm_module"):
         return _norm_kind(gm.get_submodule(str(node.target)))
+    if name == "batch_norm_functional":
+        return Kind("norm", "norm") if node.target is F.batch_norm else Kind("none", "per-channel")
     if name in MOVEMENT:
         return Kind("copy", "copy")
     if name in ("pad", "pad_module"):
         return Kind("copy" if _zero_padding(node, gm) else "none", "copy")
     if name in PER_CHANNEL:
         return Kind(_elementwise_zero(node, gm, key, name), "per-channel")
-    if name == "matmul":  # a zero column of b (row of a, batch/head) gives a zero output column (row, head)
+    if name in ("matmul", "einsum"):  # sums of products: zero where a factor is zero on a kept (free/batch) channel
         return Kind("mul", "per-channel")
     if name == "scaled_dot_product_attention":  # softmax(q k^T) v: zero where v is; q, k contract
         return Kind("attention", "attention")
     return GENERIC
 
 
+_BN_NAMES = {"FrozenBatchNorm2d"}  # torchvision: batch norm with frozen statistics
+_BN_ACT_NAMES = {"BatchNormAct2d", "SyncBatchNormAct", "FrozenBatchNormAct2d"}  # timm: batch norm, drop, act
+
+
 def _norm_kind(m: nn.Module) -> Kind:
-    """Exact zero analysis for torch's own per-channel norms; other norm-like leaves (with a fused
-    activation, say) still act per channel but are never known to output zero."""
+    """Exact zero analysis for torch's own per-channel norms and for batch norms with a fused
+    zero-preserving activation; other norm-like leaves still act per channel but are never known to
+    output zero."""
     exact = type(m).forward in (nn.modules.batchnorm._BatchNorm.forward, nn.modules.instancenorm._InstanceNorm.forward,
-                                nn.GroupNorm.forward) or type(m).__name__ == "FrozenBatchNorm2d"
+                                nn.GroupNorm.forward) or type(m).__name__ in _BN_NAMES
+    if type(m).__name__ in _BN_ACT_NAMES:
+        exact = all(_keeps_zero(getattr(m, part, None)) for part in ("drop", "act"))
     if isinstance(m, nn.GroupNorm) and m.num_groups == 1:
         return Kind("norm", "all")  # statistics over every channel
     return Kind("norm" if exact else "none", "norm" if exact else "per-channel")
+
+
+def _keeps_zero(m: nn.Module | None) -> bool:
+    """A zero-preserving activation / dropout / identity module (or none)."""
+    if m is None or type(m) in ZERO_PRESERVING or type(m).__name__ in _IDENTITY_NAMES:
+        return True
+    return isinstance(m, nn.Hardtanh) and m.min_val <= 0 <= m.max_val
 
 
 def _elementwise_zero(node: fx.Node, gm: fx.GraphModule, key: Any, rule: str) -> str:
