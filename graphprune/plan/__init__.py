@@ -27,8 +27,10 @@ def load_plan(plan: Any = None) -> Plan:
     if isinstance(plan, (str, Path)):
         path = Path(plan)
         if not path.exists() and isinstance(plan, str) and plan in RECIPES:
-            path = recipe_path(plan)
-        elif not path.exists() and path.suffix == "":
+            source = read_plan_file(recipe_path(plan))
+            source.name = f"recipe {plan}.toml"
+            return read_plan(source)
+        if not path.exists() and path.suffix == "":
             raise PlanError(f"plan '{plan}' is neither a file nor a recipe (recipes: {', '.join(sorted(RECIPES))})")
         return read_plan(read_plan_file(path))
     raise PlanError(f"plan must be a dict, a recipe name or a path to a .toml/.yaml/.json file, "
