@@ -282,3 +282,29 @@ def test_attention_head_dims(need_weights):
     state = prune(model, (x,))
     assert removed(state, "mha.in_proj_weight") == {1, 9, 17, 25, 3, 11, 19, 27, 33, 41, 37, 45}
     assert removed(state, "mha.out_proj.weight", 1) == {1, 9, 5, 13}
+
+
+def test_functional_batch_norm_and_einsum():
+    """Norm as ``F.batch_norm`` over parameters (how timm's BatchNormAct traces), then an einsum
+    projection: a zero filter whose norm maps zero to zero is dead through both."""
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 6, 3, padding=1)
+            self.w, self.b = nn.Parameter(torch.rand(6) + 0.5), nn.Parameter(torch.randn(6))
+            self.register_buffer("mean", torch.randn(6))
+            self.register_buffer("var", torch.rand(6) + 0.5)
+            self.proj = nn.Parameter(torch.randn(4, 6))
+
+        def forward(self, x):
+            h = torch.nn.functional.batch_norm(self.conv(x), self.mean, self.var, self.w, self.b, False, 0.1, 1e-5)
+            return torch.einsum("bchw,dc->bdhw", torch.relu(h), self.proj).mean((2, 3))
+
+    torch.manual_seed(0)
+    model, x = Functional().eval(), torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        model.conv.weight[[1, 4]], model.conv.bias[[1, 4]] = 0, 0
+        model.b[1] = model.mean[1] * model.w[1] / torch.sqrt(model.var[1] + 1e-5)  # BN(0) = 0 for channel 1 only
+    state = prune(model, (x,))
+    assert removed(state, "conv.weight") == {1} and removed(state, "proj", 1) == {1}
