@@ -13,6 +13,7 @@ from graphprune.state import CompileState
 from graphprune.testing import masked_model, relative_error
 from passes import AnalyzeChannels, Canonicalize, Trace
 from passes.unused_paths import purify_to_fixed_point
+from tests.conftest import sweep_mode
 from tests.helpers import calibrate, make_nontrivial
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -59,9 +60,10 @@ def role(model: nn.Module, fqn: str, dim: int) -> str:
     return "producer"
 
 
-def check_lossless(model: nn.Module, inputs: tuple, seed: int, part: str) -> None:
+def check_lossless(model: nn.Module, inputs: tuple, seed: int, part: str, only: set[str] | None = None) -> None:
     """Zero random channels (every member slice, or only the producers' / only the consumers'), run
-    unused-path removal to a fixed point: output unchanged, exactly those channels gone."""
+    unused-path removal to a fixed point: output unchanged, exactly those channels gone. ``only``:
+    the user model's tensors (canonicalisation may add constants of its own that carry channels)."""
     model = calibrate(make_nontrivial(model.eval()), inputs)
     state = analysed(model, inputs)
     rng = np.random.default_rng(seed)
@@ -71,7 +73,7 @@ def check_lossless(model: nn.Module, inputs: tuple, seed: int, part: str) -> Non
     zeroing = members_without(state, np.concatenate([dead, frozen]))
     zeroing = {f: {d: ix for d, ix in dims.items() if part == "all" or role(model, f, d) == part}
                for f, dims in zeroing.items()}
-    zeroed = masked_model(model, {f: dims for f, dims in zeroing.items() if dims})
+    zeroed = masked_model(model, {f: dims for f, dims in zeroing.items() if dims and (only is None or f in only)})
     pruned = purify_to_fixed_point(analysed(zeroed, inputs))
     with torch.no_grad():
         want, got = zeroed(*inputs), pruned.gm(*inputs)
@@ -87,6 +89,29 @@ def check_lossless(model: nn.Module, inputs: tuple, seed: int, part: str) -> Non
 def test_zoo_zeroed_channels_are_removed_exactly(name, part):
     model, inputs = models_zoo.load(f"zoo:{name}")
     check_lossless(model, inputs, seed=len(name), part=part)
+
+
+SWEEP = ["torchvision:resnet50", "torchvision:mobilenet_v3_large", "torchvision:efficientnet_b0",
+         "torchvision:regnet_y_400mf", "torchvision:convnext_tiny", "torchvision:swin_t", "torchvision:vit_b_16",
+         "torchvision:densenet121", "torchvision:inception_v3", "torchvision:googlenet",
+         "torchvision:resnext50_32x4d", "torchvision:mnasnet1_0", "torchvision:shufflenet_v2_x1_0",
+         "torchvision:squeezenet1_1", "torchvision:alexnet", "torchvision:vgg11_bn", "torchvision:maxvit_t",
+         "timm:efficientnet_b0", "timm:convnext_atto", "timm:mobilevitv2_050", "timm:resnest14d",
+         "timm:regnetz_b16", "timm:cspresnet50", "timm:dla34", "timm:ghostnet_100", "timm:repvgg_a0",
+         "timm:hrnet_w18_small", "timm:poolformer_s12"]
+SIZES = {"torchvision:vit_b_16": 224, "torchvision:maxvit_t": 224, "torchvision:inception_v3": 96}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SWEEP if sweep_mode() == "full" else ["torchvision:mobilenet_v3_small"])
+@pytest.mark.parametrize("part", ["all", "producer"])
+def test_sweep_zeroed_channels_are_removed_exactly(spec, part):
+    """Transformers too: with every member zeroed (or only the producers) the head dims, MLP widths
+    and embedding channels are found dead through attention, einsum and LayerNorm-free paths."""
+    pytest.importorskip(spec.partition(":")[0])
+    model, inputs = models_zoo.load(spec, input_size=SIZES.get(spec, 64))
+    names = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    check_lossless(model, inputs, seed=5, part=part, only=names)
 
 
 @pytest.mark.parametrize("name,part", [("squeezenet1_0", "all"), ("shufflenet_v2_x0_5", "producer"),
