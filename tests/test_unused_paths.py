@@ -333,3 +333,28 @@ def test_functional_batch_norm_and_einsum():
         model.b[1] = model.mean[1] * model.w[1] / torch.sqrt(model.var[1] + 1e-5)  # BN(0) = 0 for channel 1 only
     state = prune(model, (x,))
     assert removed(state, "conv.weight") == {1} and removed(state, "proj", 1) == {1}
+
+
+def test_masks_installed_by_apply_masks_kill_channels():
+    """Irregular masks from ``apply-masks`` (masked conv twins) whose scores make a whole input column
+    and a whole filter lose: both channels die and are removed; the mask buffers are sliced."""
+    from passes import ApplyMasks
+
+    model, x = chain()
+    state = analysed(model, x)
+    scores = {n: torch.rand_like(p) + 1 for n, p in model.named_parameters() if n.endswith("weight") and p.ndim > 1}
+    scores["body.3.weight"][:, 2] = 0  # column 2 of conv2
+    scores["body.6.weight"][5] = 0  # filter 5 of conv3 (its BN then maps zero to beta: not dead by itself)
+    scores["head.weight"][:, 5] = 0  # ... but the head ignores channel 5 too
+    state = state.with_(weight_scores={"test": scores}, facts=state.facts | {"weight-scores:test"})
+    state = run_pipeline(state, [ApplyMasks(criterion="test", density=0.8, scope="local")])
+    masks = dict(state.masks)
+    state = purify_to_fixed_point(state)
+    assert removed(state, "body.0.weight") == {2} and removed(state, "body.6.weight") == {5}
+    conv2 = state.gm.get_submodule("body.3")
+    assert conv2.weight_mask.shape == conv2.weight.shape == state.masks["body.3.weight"].shape
+    masked = masked_model(model, {})
+    with torch.no_grad():
+        for name, mask in masks.items():
+            masked.get_parameter(name).mul_(mask)
+        assert relative_error(state.gm(*x), masked(*x)) <= 1e-5

@@ -70,6 +70,8 @@ def linear_view(node: fx.Node, gm: fx.GraphModule, values: dict, masks: dict) ->
     if node.op == "call_module":
         m = gm.get_submodule(str(node.target))
         w = _effective(m.weight, f"{node.target}.weight", masks)
+        if isinstance(getattr(m, "weight_mask", None), torch.Tensor):  # a masked twin multiplies by its mask
+            w = w * m.weight_mask
         b = _effective(getattr(m, "bias", None), f"{node.target}.bias", masks)
         groups, transposed = getattr(m, "groups", 1), isinstance(m, nn.modules.conv._ConvTransposeNd)
         spatial = None if isinstance(m, nn.Linear) else w.ndim - 2

@@ -47,7 +47,8 @@ MOVEMENT = {"reshape_sized", "reshape", "permute", "transpose", "matrix_transpos
             "split", "unbind", "getitem", "expand", "expand_as", "repeat", "pixel_shuffle", "pixel_unshuffle",
             "channel_shuffle", "index_select", "roll"}
 PER_CHANNEL = {"unary", "spatial", "elementwise", "reduction", "softmax", "prelu", "glu"}
-LINEAR = {"conv_module", "conv_functional", "linear_module", "linear_functional"}
+LINEAR = {"conv_module", "conv_functional", "linear_module", "linear_functional",
+          "masked_conv_module", "masked_linear_module"}  # the last two: apply-masks' twins (weight * weight_mask)
 
 ZERO_PRESERVING = {
     operator.neg, operator.abs, torch.relu, torch.relu_, torch.tanh, torch.sqrt, torch.abs, torch.neg, torch.sin,
