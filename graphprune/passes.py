@@ -175,10 +175,15 @@ def run_pass(state: CompileState, p: Pass, why: str = "") -> CompileState:
     except Exception as exc:
         raise PipelineError(f"pass '{p.name}' failed after {ran}: {type(exc).__name__}: {exc}") from exc
     seconds = time.perf_counter() - start
-    facts = (state.facts - p.invalidates) | p.provides
+    facts = {f for f in state.facts if not invalidated(f, p.invalidates)} | p.provides
     return new.with_(facts=frozenset(facts), history=(*state.history, (p.name, seconds)),
                      trail=(*state.trail, {"pass": p.label(), "why": why, "seconds": round(seconds, 4),
                                            "fingerprint": p.fingerprint()}))
+
+
+def invalidated(fact: str, patterns: frozenset[str]) -> bool:
+    """``scores:*`` in ``invalidates`` covers every ``scores:<criterion>`` fact."""
+    return fact in patterns or any(p.endswith("*") and fact.startswith(p[:-1]) for p in patterns)
 
 
 def run_pipeline(state: CompileState, passes: Iterable[Pass]) -> CompileState:

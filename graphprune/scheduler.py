@@ -21,7 +21,7 @@ from typing import Any
 import networkx as nx
 
 from graphprune.errors import PlanError
-from graphprune.passes import PASSES, Pass, load_entry_points, run_pass
+from graphprune.passes import PASSES, Pass, invalidated, load_entry_points, run_pass
 from graphprune.plan import Plan
 from graphprune.state import CompileState
 
@@ -175,7 +175,8 @@ class _Builder:
                         g.add_edge(other, label, fact=fact)
         for label, p in self.chosen.items():  # readers of a fact run before the pass that invalidates it
             for other, q in self.chosen.items():
-                if other != label and p.requires & q.invalidates and not nx.has_path(g, other, label):
+                hit = any(invalidated(f, q.invalidates) for f in p.requires)
+                if other != label and hit and not nx.has_path(g, other, label):
                     g.add_edge(label, other, fact="(invalidated)")
         return g
 
@@ -289,7 +290,7 @@ def _pinned(b: _Builder, plan: Plan) -> Schedule:
             providers = sorted(n for n, cls in PASSES.items() if cls.for_fact(missing[0]) is not None)
             hint = f" (provided by: {', '.join(providers)})" if providers else ""
             raise plan.error(where, f"pass '{name}' requires {missing}, which no earlier pass provides{hint}")
-        facts = (facts - set(p.invalidates)) | set(p.provides)
+        facts = {f for f in facts if not invalidated(f, p.invalidates)} | set(p.provides)
         b.chosen[p.label()] = p
         steps.append(Step(p, "pinned by the plan's pipeline"))
     goals = goals_of(plan)

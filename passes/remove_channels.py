@@ -135,7 +135,7 @@ class RemoveChannels(Pass):
     name = "remove-channels"
     requires = frozenset({"groups", "keep"})
     provides = frozenset({"removed"})
-    invalidates = frozenset({"shapes", "groups", "keep"})
+    invalidates = frozenset({"shapes", "groups", "keep", "scores:*"})  # per-group scores are stale
     verify: bool = True
 
     def run(self, state: CompileState) -> CompileState:

@@ -72,6 +72,8 @@ def validate_selectors(plan: Plan, modules: Mapping[str, nn.Module]) -> None:
     """Every selector must match at least one module of the model."""
     for rule in plan.rules:
         for i, text in enumerate(rule.select):
+            if text == "*":
+                continue  # everything, including a model whose only module is the root
             sel = Selector(text)
             if text.startswith("re:"):
                 try:
