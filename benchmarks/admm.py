@@ -23,6 +23,7 @@ is already there, so an interrupted run continues.
 Run:  python benchmarks/admm.py --quick            # a few minutes: resnet20, digits, 10x and 20x, 1 seed
       python benchmarks/admm.py                    # the table in docs/admm.md
       python benchmarks/admm.py --models resnet56 --ratios 10 --seeds 0 1 2
+      python benchmarks/admm.py --validation --ratios 20 --rho 0.01 --rho-growth 1.5   # tune off the test set
 """
 
 from __future__ import annotations
@@ -217,6 +218,18 @@ def latency(module: nn.Module, dense: nn.Module, inputs: tuple) -> dict[str, flo
     return {"latency_ms": t["m"].median_ms, "speedup": round(t["dense"].median_ms / t["m"].median_ms, 2)}
 
 
+def validation_split(task):
+    """Train on 80 % of the training set and report on the other 20 %: for choosing settings without
+    looking at the test set."""
+    from models_zoo.data import Batches, Task
+
+    x, y = task.train.x, task.train.y
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(12345))
+    val, train_ = perm[: len(y) // 5], perm[len(y) // 5:]
+    return Task(task.name + "-val", Batches(x[train_], y[train_], task.train.batch_size, True, task.train.seed),
+                Batches(x[val], y[val], 256, False), task.num_classes, task.input_shape)
+
+
 def run_one(method: str, dense: nn.Module, inputs: tuple, task, s: float, b: Budget, seed: int) -> dict[str, Any]:
     fn = {"admm": method_admm, "magnitude": method_magnitude, "tp": method_tp}[method]
     start = time.perf_counter()
@@ -256,9 +269,11 @@ def run(args: argparse.Namespace, b: Budget) -> list[dict[str, Any]]:
     for task_name in args.tasks:
         for name in args.models:
             task = TASKS[task_name](size=INPUT_SIZE[name], batch_size=b.batch_size)
+            if args.validation:
+                task = validation_split(task)
             for seed in args.seeds:
-                dense, inputs, dense_acc = dense_model(work, task_name, task, name, seed, b)
-                base = {"task": task_name, "model": name, "seed": seed, "budget": asdict(b)}
+                dense, inputs, dense_acc = dense_model(work, task.name, task, name, seed, b)
+                base = {"task": task.name, "model": name, "seed": seed, "budget": asdict(b)}
                 record = {**base, "ratio": 1, "method": "dense"}
                 if key(record) not in done:
                     record.update(acc=dense_acc, conv_ratio=1.0, params=count_params(dense),
@@ -323,14 +338,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default="runs/admm_bench", help="dense checkpoints and results.jsonl")
     p.add_argument("--budget", type=int, default=None, help="epochs per method (default 20, quick 8)")
+    p.add_argument("--validation", action="store_true",
+                   help="hold out 20 %% of the training set and report on it instead of the test set")
+    p.add_argument("--rho", type=float, default=None, help="(a) initial rho")
+    p.add_argument("--rho-growth", type=float, default=None, dest="rho_growth")
+    p.add_argument("--admm-epochs", type=int, default=None, dest="admm_epochs")
     args = p.parse_args(argv)
     b = Budget()
     if args.quick:
         args.models, args.ratios, args.seeds = ["resnet20"], [10, 20], [0]
         args.work = args.work + "_quick"
-        b = Budget(dense_epochs=15, budget=8, admm_epochs=4)
+        b = Budget(dense_epochs=15, budget=8, admm_epochs=3)
     if args.budget:
-        b = Budget(**{**asdict(b), "budget": args.budget, "admm_epochs": args.budget // 2})
+        b = Budget(**{**asdict(b), "budget": args.budget, "admm_epochs": args.budget * 2 // 5})
+    b = Budget(**{**asdict(b), **{k: getattr(args, k) for k in ("rho", "rho_growth", "admm_epochs")
+                                  if getattr(args, k) is not None}})
     args.ratios = [int(r) if float(r).is_integer() else r for r in args.ratios]
     print(table(run(args, b)))
 
