@@ -204,6 +204,21 @@ def test_no_layer_collapse_at_99_percent_sparsity(criterion):
     assert all(torch.equal(again[n], masks[n]) for n in masks)
 
 
+@pytest.mark.parametrize("criterion", ["synflow", "px"])
+def test_residual_network_stays_connected_at_99_percent_sparsity(criterion):
+    """In a ResNet a whole branch may be emptied (the skip path carries the signal: see docs/pai.md),
+    but the output never disconnects from the input."""
+    from models_zoo.small import resnet8
+
+    net, _ = resnet8(8)
+    scorer = PathScorer(net)
+    x = images(20)
+    score = (lambda m: scorer.synflow(m, (1, 3, 8, 8))) if criterion == "synflow" else (lambda m: scorer.px(m, x))
+    _, masks = iterate(score, 0.01, rounds=10)
+    assert paths_exist(net, masks, (1, 3, 8, 8))
+    assert int(masks["fc.weight"].sum()) > 0 and int(masks["stem.0.0.weight"].sum()) > 0
+
+
 def test_the_collapse_check_can_fail():
     """Global magnitude pruning empties the wide middle conv of the same network at 1 %: the
     assertion above is not vacuous."""
