@@ -65,9 +65,10 @@ def batched(inputs: Sequence[Any], batch: int) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def time_variants(variants: Mapping[str, nn.Module], inputs: Sequence[Any], *, repeats: int = 20,
-                  warmup: int = 3, num_threads: int = 1) -> dict[str, Timing]:
-    """Median wall time of one forward per variant in eval mode, measured round-robin."""
+def sample_variants(variants: Mapping[str, nn.Module], inputs: Sequence[Any], *, repeats: int = 20,
+                    warmup: int = 3, num_threads: int = 1) -> dict[str, list[float]]:
+    """Milliseconds of one forward per variant and round, in eval mode, measured round-robin: sample
+    ``i`` of every variant comes from the same round."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
     with threads(num_threads), eval_mode(list(variants.values())), torch.inference_mode():
         for _ in range(warmup):
@@ -78,24 +79,40 @@ def time_variants(variants: Mapping[str, nn.Module], inputs: Sequence[Any], *, r
                 start = time.perf_counter()
                 module(*inputs)
                 samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: Timing(round(statistics.median(s), 4), round(min(s), 4), round(max(s), 4), len(s))
-            for name, s in samples.items()}
+    return samples
+
+
+def time_variants(variants: Mapping[str, nn.Module], inputs: Sequence[Any], *, repeats: int = 20,
+                  warmup: int = 3, num_threads: int = 1) -> dict[str, Timing]:
+    """Median (min, max) wall time of one forward per variant, measured round-robin."""
+    samples = sample_variants(variants, inputs, repeats=repeats, warmup=warmup, num_threads=num_threads)
+    return {name: _timing(s) for name, s in samples.items()}
+
+
+def _timing(s: list[float]) -> Timing:
+    return Timing(round(statistics.median(s), 4), round(min(s), 4), round(max(s), 4), len(s))
 
 
 def latency_record(variants: Mapping[str, nn.Module], example_inputs: Sequence[Any], *,
                    batches: Sequence[int] = (1, 32), repeats: Mapping[int, int] | int = 20,
                    warmup: Mapping[int, int] | int = 3, num_threads: int = 1,
                    baseline: str = "dense") -> dict[str, Any]:
-    """JSON-able record: per batch size, every variant's timing and its speedup over ``baseline``
-    (baseline median / variant median). ``repeats`` and ``warmup`` may differ per batch size
-    (``{1: 30, 32: 5}``)."""
+    """JSON-able record: per batch size, every variant's timing and its speedup over ``baseline``:
+    ``speedup`` = baseline median / variant median, ``paired_speedup`` = median over rounds of the
+    per-round ratio (robust to load that drifts between rounds). ``repeats`` and ``warmup`` may differ
+    per batch size (``{1: 30, 32: 5}``)."""
     record: dict[str, Any] = {"threads": num_threads, "baseline": baseline, "batches": {}}
     for batch in batches:
         n, w = (v[batch] if isinstance(v, Mapping) else v for v in (repeats, warmup))
-        timings = time_variants(variants, batched(example_inputs, batch), repeats=n, warmup=w,
-                                num_threads=num_threads)
-        base = timings.get(baseline)
-        record["batches"][str(batch)] = {
-            name: {**asdict(t), **({"speedup": round(base.median_ms / t.median_ms, 3)} if base else {})}
-            for name, t in timings.items()}
+        samples = sample_variants(variants, batched(example_inputs, batch), repeats=n, warmup=w,
+                                  num_threads=num_threads)
+        base = samples.get(baseline)
+        per_batch = {}
+        for name, s in samples.items():
+            entry = asdict(_timing(s))
+            if base is not None:
+                entry["speedup"] = round(statistics.median(base) / statistics.median(s), 3)
+                entry["paired_speedup"] = round(statistics.median(b / t for b, t in zip(base, s)), 3)
+            per_batch[name] = entry
+        record["batches"][str(batch)] = per_batch
     return record

@@ -27,7 +27,8 @@ def test_latency_record_is_json_and_consistent() -> None:
     assert record["threads"] == 1 and set(record["batches"]) == {"1", "8"}
     for per_batch in record["batches"].values():
         dense, pruned = per_batch["dense"], per_batch["pruned"]
-        assert dense["speedup"] == 1.0
+        assert dense["speedup"] == 1.0 and dense["paired_speedup"] == 1.0
+        assert pruned["paired_speedup"] > 0
         assert pruned["speedup"] == pytest.approx(dense["median_ms"] / pruned["median_ms"], rel=1e-2)
         assert 0 < pruned["min_ms"] <= pruned["median_ms"] <= pruned["max_ms"]
     assert record["batches"]["8"]["dense"]["repeats"] == 5
