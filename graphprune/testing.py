@@ -20,7 +20,9 @@ def masked_model(model: nn.Module, kept: dict[str, dict[Any, list[int]]]) -> nn.
             t = tensors.get(fqn)
             if t is None:
                 path, _, attr = fqn.rpartition(".")
-                t = getattr(masked.get_submodule(path) if path else masked, attr)
+                t = getattr(masked.get_submodule(path) if path else masked, attr, None)
+            if t is None:
+                continue  # a tensor graphprune added (a mask buffer): the dense model has nothing to zero
             for dim, indices in dims.items():
                 dim = int(dim)
                 drop = torch.ones(t.shape[dim], dtype=torch.bool)

@@ -53,6 +53,8 @@ class MaskedLinear(nn.Linear):
 MASKED: dict[type, type] = {nn.Conv1d: MaskedConv1d, nn.Conv2d: MaskedConv2d, nn.Conv3d: MaskedConv3d,
                             nn.Linear: MaskedLinear}
 MASKED_TYPES = tuple(MASKED.values())
+for _masked in MASKED_TYPES:
+    _masked.graphprune_leaf = True  # traced as a leaf (it has a channel rule), never into F.conv2d
 
 
 def masked_module(module: nn.Module, mask: torch.Tensor) -> nn.Module:
