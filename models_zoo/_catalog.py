@@ -20,6 +20,7 @@ from models_zoo.groupnorm import gn_net
 from models_zoo.mobilenet import mobilenet_tiny
 from models_zoo.resnet import resnet20, resnet56
 from models_zoo.shufflenet import shufflenet_tiny
+from models_zoo.small import resnet8, small_cnn
 from models_zoo.vgg import vgg11_bn
 from models_zoo.vit import vit_tiny
 
@@ -67,6 +68,8 @@ _FACTORIES: dict[str, tuple[Factory, str]] = {
         "ConvNeXt-like: dw7x7, channels-last LayerNorm/Linear via permute, loose layer-scale gamma",
     ),
     "gn_net": (gn_net, "Residual CNN with GroupNorm(8) and groups=4 convs"),
+    "small_cnn": (small_cnn, "Plain 4-conv CNN, widths 16/32/32/64: the pruning-at-initialisation benchmark model"),
+    "resnet8": (resnet8, "CIFAR ResNet-8, one BasicBlock per stage: the small ResNet of the PaI benchmark"),
 }
 
 

@@ -27,6 +27,8 @@ EXPECTED_ZOO = {
     "zoo:vit_tiny",
     "zoo:layerscale_net",
     "zoo:gn_net",
+    "zoo:small_cnn",
+    "zoo:resnet8",
 }
 
 
