@@ -281,9 +281,11 @@ def _with_fixed_point(b: _Builder, plan: Plan, steps: list[Step | FixedPoint]) -
 def _pinned(b: _Builder, plan: Plan) -> Schedule:
     steps: list[Step | FixedPoint] = []
     facts: set[str] = set()
+    mask_rules = iter([r for r in plan.rules if not r.removes_channels])
     for i, name in enumerate(plan.pipeline):
         where = f"pipeline[{i}]"
-        p = b.configured.get(name) or b.instantiate(name, where)
+        rule = next(mask_rules, None) if name == DEFAULT_PROVIDERS["masks"] else None
+        p = _mask_pass(b, rule) if rule is not None else b.configured.get(name) or b.instantiate(name, where)
         facts |= _rerunnable(p.requires - facts, facts)
         missing = sorted(p.requires - facts)
         if missing:

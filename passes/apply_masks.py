@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 from graphprune.errors import GraphpruneError
 from graphprune.passes import Pass
+from graphprune.plan.schema import NM_PATTERN
 from graphprune.scoring.masked import install_masks, with_mask_members
 from graphprune.scoring.masks import density_of, global_masks, local_masks
 from graphprune.scoring.store import density_for
+from graphprune.scoring.structured_masks import nm_masks, shape_masks
 from graphprune.scoring.targets import Scores, prunable_weights
 from graphprune.state import CompileState
 
@@ -44,11 +46,22 @@ class ApplyMasks(Pass):
     criterion: str = "px"
     density: float | None = None
     scope: str = "global"
+    structure: str = "irregular"  # irregular | shape (GEMM columns, per layer) | "N:M" (e.g. "2:4")
 
     @property
     def requires(self) -> frozenset[str]:  # type: ignore[override]
         """Depends on the configured criterion, so the scheduler adds ``score-<criterion>``."""
         return frozenset({"traced", f"weight-scores:{self.criterion}"})
+
+    def _choose(self, scores: Scores, density: float) -> tuple[dict, list[str]]:
+        if self.structure == "shape":
+            return shape_masks(scores, density), []
+        nm = NM_PATTERN.match(self.structure)
+        if nm:
+            return nm_masks(scores, int(nm.group(1)), int(nm.group(2)))
+        if self.structure != "irregular":
+            raise GraphpruneError(f"apply-masks: unknown structure '{self.structure}' (irregular, shape or N:M)")
+        return {"global": global_masks, "local": local_masks}[self.scope](scores, density), []
 
     def run(self, state: CompileState) -> CompileState:
         if self.criterion not in state.weight_scores:
@@ -56,11 +69,11 @@ class ApplyMasks(Pass):
                                   f"(have {sorted(state.weight_scores)}); run score-{self.criterion} first")
         scores = _current(state.weight_scores[self.criterion], state)
         density = density_for(state, self.density)
-        choose = {"global": global_masks, "local": local_masks}[self.scope]
-        masks = choose(scores, density)
+        masks, dense_layers = self._choose(scores, density)
         masks = {n: m & state.masks[n] if n in state.masks else m for n, m in masks.items()}
         install_masks(state.gm, masks)
-        artifact = {"criterion": self.criterion, "density": round(density_of(masks), 6), "scope": self.scope,
+        artifact = {"criterion": self.criterion, "structure": self.structure, "left_dense": dense_layers,
+                    "density": round(density_of(masks), 6), "scope": self.scope,
                     "layers": {n: round(float(m.float().mean()), 6) for n, m in masks.items()}}
         return state.with_(masks={**state.masks, **masks}, analysis=with_mask_members(state.analysis, list(masks)),
                            artifacts={**state.artifacts, self.name: artifact})

@@ -224,6 +224,11 @@ class _Reader:
             found = "both" if has_sparsity else "neither"
             raise self.fail(path, f"expected exactly one of 'sparsity' or 'budget', found {found}")
         select = raw.get("select", "*")
+        nm = NM_PATTERN.match(str(raw.get("structure", "")))
+        if nm and has_sparsity and abs(raw["sparsity"] - (1 - int(nm.group(1)) / int(nm.group(2)))) > 1e-9:
+            raise self.fail(f"{path}.sparsity", f"structure '{raw['structure']}' keeps {nm.group(1)} of every "
+                                                f"{nm.group(2)} weights: sparsity must be "
+                                                f"{1 - int(nm.group(1)) / int(nm.group(2)):g}, got {raw['sparsity']!r}")
         if has_budget and raw.get("structure", "channel") not in REMOVABLE_STRUCTURES:
             raise self.fail(f"{path}.budget", f"a budget needs a removable structure (channel, filter); structure "
                                               f"'{raw['structure']}' only masks weights: give sparsity")
