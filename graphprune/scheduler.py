@@ -33,6 +33,7 @@ DEFAULT_PROVIDERS = {  # fact -> the pass that provides it unless the plan confi
 RERUN_PROVIDERS = {"shapes": "propagate-shapes", "groups": "analyze-channels", "canonical": "canonicalize"}
 STAGES = ["trace", "propagate-shapes", "canonicalize", "analyze-channels", "score-*", "admm", "allocate",
           "apply-masks", "remove-channels", "remove-unused-paths", "purify", "fuse", "emit"]
+PER_WEIGHT_ALIASES = {"l1": "magnitude", "l2": "magnitude"}  # a weight's L1 and L2 norm are both |w|
 FIXED_POINT = ("remove-unused-paths", "remove-channels")  # detect dead channels, remove, until none
 PLAN_CONFIGURED = {"allocate"}  # passes built from the whole plan rather than a [passes.NAME] table
 
@@ -148,11 +149,12 @@ class _Builder:
         offers = [(n, p) for n, cls in sorted(PASSES.items()) if (p := cls.for_fact(fact)) is not None]
         if len(offers) == 1:
             return self.instantiate(offers[0][0], needed_by, base=offers[0][1])
+        who = f"{self.plan.source.name}: {needed_by}"
         if not offers:
-            raise self.plan.error(needed_by.split(" ")[0], f"needs fact '{fact}', which no registered pass "
-                                                            f"provides (registered: {', '.join(sorted(PASSES))})")
-        raise self.plan.error(needed_by.split(" ")[0], f"fact '{fact}' is provided by several passes "
-                                                        f"({', '.join(n for n, _ in offers)}); pin one in `pipeline`")
+            raise PlanError(f"{who} needs fact '{fact}', which no registered pass provides "
+                            f"(registered: {', '.join(sorted(PASSES))})")
+        raise PlanError(f"{who} needs fact '{fact}', provided by several passes "
+                        f"({', '.join(n for n, _ in offers)}); pin one in `pipeline`")
 
     def add(self, p: Pass, why: str) -> None:
         if p.label() in self.chosen:
@@ -228,7 +230,8 @@ def _mask_pass(b: _Builder, rule: Any) -> Pass:
         raise b.plan.error(f"{rule.path}.structure", f"'{rule.structure}' needs a pass providing 'masks'; "
                                                      f"none is registered")
     base = b.instantiate(name, f"{rule.path}.structure")
-    options = {"criterion": rule.score, "density": round(1.0 - rule.sparsity, 12),
+    criterion = PER_WEIGHT_ALIASES.get(rule.score, rule.score)
+    options = {"criterion": criterion, "density": round(1.0 - rule.sparsity, 12),
                "scope": rule.scope or "global", "structure": rule.structure}
     fields = {f.name for f in dataclasses.fields(base)}
     unsupported = {k: v for k, v in options.items() if k not in fields}
