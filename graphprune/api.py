@@ -73,7 +73,7 @@ def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: st
     _check_plan_against(plan, model, inputs)
     pipeline = schedule(plan, {"trace": {"leaf_modules": tuple(leaf_modules)}} if leaf_modules else None)
     state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
-                         data=data if data is not None else _plan_data(plan))
+                         data=data if data is not None else _plan_data(plan, inputs))
     state = run_schedule(state, pipeline)
     params_before = count_params(model)
     macs_before = state.macs.get("dense") or count_macs(model, inputs)
@@ -84,12 +84,17 @@ def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: st
     return Result(module, report, state)
 
 
-def _plan_data(plan: Plan) -> Any:
+def _plan_data(plan: Plan, inputs: tuple[Any, ...]) -> Any:
+    """The plan's built-in dataset, at the example input's spatial size unless the plan says otherwise."""
     if plan.data is None:
         return None
     from models_zoo.data import load_dataset
 
-    return load_dataset(**plan.data)
+    size = inputs[0].shape[-1] if inputs[0].ndim == 4 else 16
+    try:
+        return load_dataset(**{"image_size": int(size), **plan.data})
+    except ValueError as exc:
+        raise plan.error("data.name", str(exc)) from None
 
 
 def _report(state: CompileState, params_before: int, macs_before: int) -> Report:

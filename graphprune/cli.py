@@ -252,6 +252,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     model, inputs = _load(args.spec, _input_size(args.input_size, plan))
     load_s = time.perf_counter() - start
     result = graphprune.compile(model, inputs, plan, name=args.spec)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun every rank trains; only rank 0 writes and prints
     extra_seconds = {"load": load_s}
     if out is not None:
         start = time.perf_counter()
