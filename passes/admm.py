@@ -40,6 +40,7 @@ class Admm(Pass):
     update_every: int | str = "1 epoch"
     iterations: int = 10
     retrain_epochs: float = 5
+    recalibrate_bn: int = 20
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4

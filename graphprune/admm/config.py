@@ -29,6 +29,7 @@ class AdmmConfig:
     update_every: Period = "1 epoch"  # W-step length between Z/U updates
     iterations: int = 10  # Z/U updates per progressive step
     retrain_epochs: float = 5  # masked retraining after each hard prune
+    recalibrate_bn: int = 20  # batches to recompute BatchNorm statistics on after each hard prune (0: off)
     lr: float = 0.01  # default optimizer: SGD(lr, momentum, weight_decay)
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -72,7 +73,7 @@ class AdmmConfig:
     def trajectory(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint (everything that changes the numbers)."""
         keep = ("sparsity", "structure", "progressive", "rho", "rho_growth", "rho_max", "update_every",
-                "iterations", "retrain_epochs", "lr", "momentum", "weight_decay", "seed")
+                "iterations", "retrain_epochs", "recalibrate_bn", "lr", "momentum", "weight_decay", "seed")
         d = asdict(self)
         return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in keep}
 

@@ -9,11 +9,12 @@ tied to a phase and a step inside it, so a checkpoint is (phase, step) plus tens
   to the data gradient after backward (after DDP's all-reduce; it is identical on every rank).
   Every ``update_every`` steps: Z <- Proj(W + U), U <- U + W - Z, rho <- min(rho * growth, rho_max).
 - ``retrain`` start (hard prune): masks <- Proj(W) (and the previous step's masks), W <- W * masks,
-  fresh optimizer. Each step multiplies gradients by the masks and re-applies them to the weights
-  after the optimizer step (weight decay or an optimizer's own state would otherwise revive them).
+  BatchNorm running statistics recomputed on ``recalibrate_bn`` fixed batches, fresh optimizer. Each
+  step multiplies gradients by the masks and re-applies them to the weights after the optimizer step
+  (weight decay or an optimizer's own state would otherwise revive them).
 
-Z and U are computed on every rank from the synchronised W (DDP keeps it identical); at every update
-the ranks compare a checksum of W and stop if they ever disagree. Only rank 0 writes.
+Z and U are computed on every rank from W, which is broadcast from rank 0 before every update (DDP
+keeps it in sync; the broadcast makes it bitwise so). Only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from graphprune.training import checkpoint as ckpt
 from graphprune.training import distributed as D
 from graphprune.training.data import BatchStream
 from graphprune.training.progress import MetricsLog, Progress
-from graphprune.training.spec import StepInfo, TrainSpec, batch_accuracy, forward, to_device
+from graphprune.training.spec import StepInfo, TrainSpec, batch_accuracy, forward, recalibrate_batchnorm, to_device
 
 Tensor = torch.Tensor
 
@@ -151,6 +152,9 @@ class _Run:
         with torch.no_grad():
             for n, p in self.params.items():
                 p.mul_(self.masks[n])
+        if recalibrate_batchnorm(self.module, self.stream(0), self.config.recalibrate_bn, self.d.device):
+            D.broadcast_tensors([b for m in self.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                 for b in m.buffers()], self.d)
         self._record("prune", phase, eval_before=before, eval=self._evaluate(),
                      density=sum(int(m.sum()) for m in self.masks.values()) /
                      max(1, sum(m.numel() for m in self.masks.values())))

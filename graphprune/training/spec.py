@@ -80,3 +80,31 @@ def accuracy_eval(batches: Iterable[Any], loss_fn: Callable[[Any, Any], torch.Te
         return {"loss": loss / max(count, 1), "acc": correct / max(count, 1)}
 
     return evaluate
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any], count: int, device: torch.device) -> int:
+    """Recompute every BatchNorm's running statistics as the plain average over ``count`` batches (train-mode
+    forward, no gradient). Why: removing channels changes what every later norm sees, and running statistics
+    of the dense model then mis-normalise the pruned one in eval mode (compounding with depth) until
+    training has replaced them. Returns the number of batches used."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or count <= 0:
+        return 0
+    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    used = 0
+    for batch in batches:
+        inputs, _ = to_device(batch, device)
+        forward(model, inputs)
+        used += 1
+        if used >= count:
+            break
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    return used
