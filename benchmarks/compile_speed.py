@@ -21,8 +21,10 @@ default) and each tool, the wall time and the peak resident memory of going from
   passes neither (runs, but mixes channels across heads).
 
 The timed region is only trace + analysis + prune (for Torch-Pruning: building the dependency graph
-inside ``BasePruner(...)`` plus ``step()``).  Importing the tool and constructing the model happen
-before the clock starts.
+inside ``BasePruner(...)`` plus ``step()``).  Importing the tool (for graphprune: ``graphprune`` and
+its pass registry ``passes``, which ``compile`` would otherwise import on first use) and constructing
+the model happen before the clock starts.  The two tools' runs alternate (gp, TP, gp, TP, ...) so
+that a change in machine load hits both alike; ratios are the ratio of the medians.
 
 Every (tool, model, repeat) runs in a fresh Python process so that memory numbers are per
 measurement:
@@ -107,6 +109,7 @@ def _load_tool(tool: str, tp_mha: str = "groups"):
             sys.path.insert(0, str(REPO))
         try:
             import graphprune
+            import passes  # noqa: F401  - the pass registry compile() imports on first use: part of the tool
 
             compile_fn = graphprune.compile
         except (ImportError, AttributeError) as e:
@@ -396,19 +399,21 @@ def main(argv: list[str] | None = None) -> int:
         if dense.get("status") != "ok":
             _log(f"[{model}]   dense failed: {dense.get('error')}")
         rec = {"dense": dense, "tools": {}}
-        for tool in tools:
-            runs = []
-            for i in range(args.repeats):
+        runs: dict[str, list[dict]] = {tool: [] for tool in tools}
+        for i in range(args.repeats):  # tools alternate, so a load change hits both alike
+            for tool in tools:
+                if runs[tool] and runs[tool][-1].get("status") != "ok":
+                    continue  # a tool that fails (or is missing) fails the same way every time
                 r = run_child(tool, model, args)
-                runs.append(r)
+                runs[tool].append(r)
                 if r.get("status") == "ok":
                     _log(f"[{model}] {tool} run {i + 1}/{args.repeats}: {r['seconds']:.2f}s "
                          f"(cpu {r.get('cpu_seconds', float('nan')):.2f}s), "
                          f"peak RSS {r['peak_rss_mb']:.0f} MB (+{r['delta_rss_mb']:.0f})")
                 else:
                     _log(f"[{model}] {tool} run {i + 1}/{args.repeats}: {r.get('status')}: {r.get('error')}")
-                    break  # a tool that fails (or is missing) fails the same way every time
-            rec["tools"][tool] = summarize(dense, runs)
+        for tool in tools:
+            rec["tools"][tool] = summarize(dense, runs[tool])
         results[model] = rec
 
     print(render_table(results, args))

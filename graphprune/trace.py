@@ -19,9 +19,12 @@ from typing import Any
 
 import torch.fx as fx
 from torch import nn
+from torch.fx.proxy import ParameterProxy
 
+from graphprune import tensor_ops
 from graphprune.decompose import decomposition_for
 from graphprune.errors import InputError, TraceError
+from graphprune.trace_speedups import ParameterNames, cached_unpacking
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
@@ -46,10 +49,27 @@ class GraphpruneTracer(fx.Tracer):
         self.user_leaves = tuple(extra_leaves)
         self.gp_path_stack: list[str] = []
         self.failed_stack: list[str] | None = None
+        self.gp_parameters: ParameterNames | None = None
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        self.gp_parameters = ParameterNames(root) if isinstance(root, nn.Module) else None
+        with cached_unpacking():
+            return super().trace(root, concrete_args)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        """fx's own parameter proxying, with the parameter's name from a map instead of a search."""
+        name = self.gp_parameters.name_of(attr_val) if isinstance(attr_val, nn.Parameter) and \
+            self.gp_parameters is not None else None
+        if name is None:
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+        if name not in parameter_proxy_cache:
+            factory = (lambda node: ParameterProxy(self, node, name, attr_val)) if self.param_shapes_constant else None
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {}, proxy_factory_fn=factory)
+        return parameter_proxy_cache[name]
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, self.leaf_types):
-            return True
+        if isinstance(m, self.leaf_types) or getattr(type(m), "graphprune_leaf", False):
+            return True  # graphprune's own layers (masked conv/linear twins) have channel rules
         is_torch_nn = m.__module__.startswith("torch.nn") or m.__module__.startswith("torch.ao.nn")
         return is_torch_nn and not isinstance(m, _CONTAINERS)
 
@@ -156,5 +176,5 @@ def unshare(module: nn.Module, original: nn.Module) -> None:
         for store in (m._parameters, m._buffers):
             for name, t in store.items():
                 if t is not None and t.numel() and t.data_ptr() in shared:
-                    store[name] = nn.Parameter(t.detach().clone(), t.requires_grad) \
-                        if isinstance(t, nn.Parameter) else t.clone()
+                    store[name] = nn.Parameter(tensor_ops.copy(t), t.requires_grad) \
+                        if isinstance(t, nn.Parameter) else tensor_ops.copy(t)

@@ -178,7 +178,9 @@ def propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...], *,
 def _propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...],
                         formulas: bool) -> tuple[dict[str, Any], int]:
     was_training = gm.training
-    gm.eval()
+    toggle = any(m.training for m in gm.modules())  # eval() then train(False) is a no-op otherwise
+    if toggle:
+        gm.eval()
     try:
         try:
             run = _ShapeRun(gm, formulas)
@@ -199,7 +201,8 @@ def _propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...],
             f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
     finally:
-        gm.train(was_training)
+        if toggle:
+            gm.train(was_training)
 
 
 __all__ = ["TensorInfo", "propagate", "propagate_counting", "summarize"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from graphprune import tensor_ops
 from graphprune.passes import Pass
 from graphprune.state import CompileState
 
@@ -21,12 +22,9 @@ def slice_norms(tensor: torch.Tensor, dim: int, p: int) -> np.ndarray:
 
 
 def member_norms(tensor: torch.Tensor, dims: list[int], p: int) -> dict[int, np.ndarray]:
-    """Slice norms along each of ``dims``, reduced in place over the other dims (measured faster than
-    reducing the kernel once and summing the (out, in) matrix both ways)."""
-    with torch.no_grad():
-        t = tensor.detach().float()
-        return {d: (torch.linalg.vector_norm(t, ord=p, dim=[o for o in range(t.ndim) if o != d])
-                    if t.ndim > 1 else t.abs()).double().numpy() for d in dims}
+    """Slice norms along each of ``dims``, reduced in place over the other dims (in numpy, float64
+    accumulation: see ``graphprune.tensor_ops`` for why not torch)."""
+    return tensor_ops.slice_norms(tensor, dims, p)
 
 
 @dataclass(frozen=True)
