@@ -212,3 +212,10 @@ def test_recalibrate_batchnorm_averages_the_given_batches():
         conv = torch.cat([model[0](x) for x, _ in batches[:3]])
     torch.testing.assert_close(model[1].running_mean, conv.mean((0, 2, 3)))
     assert not model.training and model[1].momentum == 0.1
+
+
+def test_admm_pass_fields_mirror_the_config():
+    from dataclasses import fields
+
+    hooks = {"loss_fn", "optimizer", "scheduler", "eval_fn", "on_step", "batch_size"}
+    assert {f.name for f in fields(Admm)} - hooks == {f.name for f in fields(AdmmConfig)}
