@@ -146,3 +146,19 @@ def test_a_masked_graph_module_compiles_again():
     assert result.report.params_after < result.report.params_before
     kept = {k: v for k, v in result.report.kept.items() if not k.endswith("_mask")}
     assert masked_equivalence_error(masked, gm, kept, (x,)) < 1e-4
+
+
+def test_plain_module_holding_masked_layers_compiles_exactly() -> None:
+    """A user's nn.Module that contains masked twins (not a GraphModule) traces them as leaves."""
+    from graphprune.scoring.masked import masked_module
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 4, 1)).eval()
+    mask = torch.rand_like(model[2].weight) > 0.5
+    model[2] = masked_module(model[2], mask)
+    x = torch.randn(2, 3, 6, 6)
+    result = graphprune.compile(model, x, sparsity=0.5)
+    assert type(result.module.get_submodule("2")).__name__ == "MaskedConv2d"
+    assert result.module.get_submodule("2").out_channels == 4
+    assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5
