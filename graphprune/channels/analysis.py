@@ -47,26 +47,27 @@ def analyze(gm: fx.GraphModule, values: dict[str, Any]) -> ChannelAnalysis:
     table = ElementTable()
     layouts: dict[str, Any] = {}
     unknown: list[UnknownOp] = []
+    modules = dict(gm.named_modules(remove_duplicate=False))
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             layouts[node.name] = empty_like(values.get(node.name))
         elif node.op == "get_attr":
             layouts[node.name] = _get_attr_layout(table, node, values.get(node.name))
         elif node.op == "output":
-            ctx = RuleContext(node, table, gm, layouts, values)
+            ctx = RuleContext(node, table, gm, layouts, values, modules)
             for lay in iter_layouts(ctx.layout(node.args[0])):
                 for ids in lay.all_ids():
                     table.freeze(ids, "reaches the model output", node.name)
         else:
-            layouts[node.name] = _apply_rule(gm, node, table, layouts, values, unknown)
+            layouts[node.name] = _apply_rule(gm, node, table, layouts, values, unknown, modules)
     return ChannelAnalysis(table, layouts, unknown)
 
 
 def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts: dict[str, Any],
-                values: dict[str, Any], unknown: list[UnknownOp]) -> Any:
+                values: dict[str, Any], unknown: list[UnknownOp], modules: dict[str, Any]) -> Any:
     """The node's rule, else a movement probe of an opaque function, else freeze and report."""
-    ctx = RuleContext(node, table, gm, layouts, values)
-    key = node_key(node, gm)
+    ctx = RuleContext(node, table, gm, layouts, values, modules)
+    key = node_key(node, gm, modules)
     rule = lookup(key)
     if rule is not None:
         result = rule.propagate(ctx)

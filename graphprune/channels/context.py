@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ class RuleContext:
     root: nn.Module
     layouts: dict[str, Any]
     values: dict[str, Any]
+    modules: Mapping[str, nn.Module] | None = None  # root.named_modules(remove_duplicate=False), if known
 
     # -- arguments ---------------------------------------------------------------------------------
     def arg(self, index: int, name: str | None = None, default: Any = None) -> Any:
@@ -61,7 +62,10 @@ class RuleContext:
 
     @property
     def module(self) -> nn.Module:
-        return self.root.get_submodule(str(self.node.target))
+        target = str(self.node.target)
+        if self.modules is not None and target in self.modules:
+            return self.modules[target]
+        return self.root.get_submodule(target)
 
     @property
     def name(self) -> str:

@@ -9,7 +9,7 @@ no rule is not guessed at: the analysis freezes every channel it touches and rep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +51,16 @@ def methods(*names: str) -> list[Method]:
     return [Method(n) for n in names]
 
 
-def node_key(node: fx.Node, root: nn.Module) -> Key:
+def node_key(node: fx.Node, root: nn.Module, modules: Mapping[str, nn.Module] | None = None) -> Key:
+    """``modules``: optionally ``dict(root.named_modules(remove_duplicate=False))``, to look up
+    ``call_module`` targets without walking the path each time."""
     if node.op == "call_function":
         return node.target
     if node.op == "call_method":
         return Method(str(node.target))
     if node.op == "call_module":
-        return type(root.get_submodule(str(node.target)))
+        target = str(node.target)
+        return type(modules[target] if modules is not None and target in modules else root.get_submodule(target))
     return None
 
 
