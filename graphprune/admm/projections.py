@@ -37,12 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from graphprune.allocation import choose, keep_count, removable
 from graphprune.channels.groups import PruningGroup
-
-try:  # the shared floors/caps/round_to logic of allocation (moving from passes/allocate.py)
-    from graphprune.allocation import choose, keep_count, removable
-except ImportError:
-    from passes.allocate import choose, keep_count, removable
 
 Tensor = torch.Tensor
 
