@@ -15,7 +15,10 @@ Timing (``graphprune.latency``): fixed intra-op threads (default 1: the runner h
 other jobs), ``torch.inference_mode``, denormals flushed, warm-up, then rounds in which every variant
 runs once in turn; medians are reported. Batch 1 and batch 32 (fewer rounds at 32).
 
-Run:  python benchmarks/latency.py [--models resnet50 ...] [--threads 1] [--json out.json]
+``--ort`` also exports dense and gp+fused to ONNX (graphprune.export) and times them in onnxruntime at
+batch 1 with the same thread count.
+
+Run:  python benchmarks/latency.py [--models resnet50 ...] [--batches 1 32] [--threads 1] [--ort] [--json out.jsonl]
 """
 
 from __future__ import annotations
@@ -119,10 +122,42 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     x = torch.randn(1, 3, 224, 224)
     variants, info = build(name, x)
-    record = latency_record(variants, (x,), batches=(1, args.batch),
-                            repeats={1: args.repeats, args.batch: args.repeats_large},
-                            warmup={1: 3, args.batch: 1}, num_threads=args.threads)
-    return {"model": name, **info, "latency": record}
+    record = latency_record(variants, (x,), batches=args.batches,
+                            repeats={b: args.repeats if b == 1 else args.repeats_large for b in args.batches},
+                            warmup={b: 3 if b == 1 else 1 for b in args.batches}, num_threads=args.threads)
+    row = {"model": name, **info, "latency": record}
+    if args.ort:
+        row["onnxruntime_b1"] = onnxruntime_b1(variants, x, args.threads, args.repeats)
+    return row
+
+
+def onnxruntime_b1(variants: dict[str, Any], x: Any, threads: int, repeats: int) -> dict[str, Any]:
+    """dense and gp+fused exported with graphprune.export (ONNX) and timed in onnxruntime at batch 1."""
+    import statistics
+    import tempfile
+
+    import onnxruntime as ort
+
+    from graphprune.export import emit
+
+    sessions = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in ("dense", "gp+fused"):
+            path = Path(tmp) / f"{key.replace('+', '_')}.onnx"
+            emit(variants[key], (x,), path, check=False)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            sessions[key] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = x.numpy()
+    samples: dict[str, list[float]] = {k: [] for k in sessions}
+    for i in range(repeats + 3):
+        for key, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, {session.get_inputs()[0].name: feed})
+            if i >= 3:
+                samples[key].append((time.perf_counter() - start) * 1e3)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    return {"dense_ms": med["dense"], "gp+fused_ms": med["gp+fused"], "speedup": med["dense"] / med["gp+fused"]}
 
 
 def _cell(row: dict[str, Any], batch: int, variant: str) -> str:
@@ -150,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=32, help="the larger batch size (besides 1)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
     parser.add_argument("--repeats", type=int, default=20, help="rounds at batch 1")
-    parser.add_argument("--repeats-large", type=int, default=5, dest="repeats_large", help="rounds at --batch")
+    parser.add_argument("--repeats-large", type=int, default=5, dest="repeats_large",
+                        help="rounds at the batch sizes above 1")
+    parser.add_argument("--ort", action="store_true", help="also time the ONNX export in onnxruntime (batch 1)")
     parser.add_argument("--json", type=Path, help="append one JSON line per model to this file")
     args = parser.parse_args(argv)
 
@@ -168,8 +205,15 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
     print(f"\nmedian ms (speedup over dense), {args.threads} thread(s), torch {torch.__version__}")
-    for batch in (1, args.batch):
+    for batch in args.batches:
         print(f"\nbatch {batch}\n{table(rows, batch)}")
+    if args.ort:
+        print("\nonnxruntime, batch 1: model | MACs red. | dense ms | gp+fused ms | speedup | speedup / MACs red.")
+        for row in rows:
+            o = row["onnxruntime_b1"]
+            red = row["macs_reduction_gp"]
+            print(f"| {row['model']} | {red:.2f}x | {o['dense_ms']:.2f} | {o['gp+fused_ms']:.2f} | "
+                  f"{o['speedup']:.2f}x | {o['speedup'] / red:.2f} |")
     return 0
 
 
