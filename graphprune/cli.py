@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", default=None, metavar="CRITERION",
                    help="channel criterion for every rule: l1, l2 (default), bn-scale, taylor, fpgm, snip, grasp, "
                         "synflow, px, random")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted [admm] run from its checkpoint_dir (same plan and seed)")
     p.add_argument("--data", metavar="NAME", default=None,
                    help="dataset for data-driven passes (scoring, ADMM): digits or shapes (built in, no download)")
     p.add_argument("--round-to", type=_positive_int, default=None, dest="round_to",
@@ -243,6 +245,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, emit=dataclasses.replace(plan.emit, path=None))
     if args.data:
         plan = dataclasses.replace(plan, data={**(plan.data or {}), "name": args.data})
+    if args.resume:
+        if "admm" not in plan.pass_options:
+            raise InputError("--resume continues ADMM training: the plan has no [admm] section")
+        options = {**plan.pass_options, "admm": {**plan.pass_options["admm"], "resume": True}}
+        plan = dataclasses.replace(plan, pass_options=options)
     if args.input_size is not None:  # the flag wins over the plan's [model] input_shape
         plan = dataclasses.replace(plan, input_shape=None)
     schedule(plan)
