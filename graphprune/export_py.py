@@ -36,7 +36,7 @@ from pathlib import Path
 WEIGHTS = Path(__file__).with_name({weights!r})
 
 
-def _install(root, path, value, parameter=False):
+def _install(root, path, value, parameter=False, persistent=True):
     """Set ``value`` at a dotted path, creating plain container modules on the way."""
     *parents, leaf = path.split(".")
     for name in parents:
@@ -48,7 +48,7 @@ def _install(root, path, value, parameter=False):
     elif parameter:
         root.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=value.is_floating_point()))
     else:
-        root.register_buffer(leaf, value)
+        root.register_buffer(leaf, value, persistent=persistent)
 
 
 class {cls}(torch.nn.Module):
@@ -63,8 +63,8 @@ def load(weights=WEIGHTS, map_location="cpu"):
     model = {cls}()
     for path, module in blob["modules"].items():
         _install(model, path, module)
-    for path, tensor in blob["extra_buffers"].items():
-        _install(model, path, tensor)
+    for path, tensor in blob["extra_buffers"].items():  # non-persistent: not in the state dict
+        _install(model, path, tensor, persistent=False)
     model.load_state_dict(blob["state_dict"], strict=True)
     return model.eval()
 '''
@@ -85,11 +85,13 @@ def _same_config(a: nn.Module, b: nn.Module) -> bool:
 
 
 def constructor(module: nn.Module) -> str | None:
-    """``torch.nn.X(...)`` rebuilding ``module``'s configuration, or None if its repr does not."""
+    """``torch.nn.X(...)`` rebuilding ``module``'s configuration (torch.nn classes only), or None if its
+    repr does not."""
     cls = type(module)
-    if getattr(nn, cls.__name__, None) is not cls or module._modules:
+    if not cls.__module__.startswith("torch.nn.") or module._modules:
         return None
-    source = f"torch.nn.{module!r}"
+    owner = "torch.nn" if getattr(nn, cls.__name__, None) is cls else cls.__module__
+    source = f"{owner}.{module!r}"
     try:
         with torch.device("meta"):
             rebuilt = eval(source, {"torch": torch, "inf": float("inf"), "nan": float("nan")})  # noqa: S307
@@ -131,7 +133,10 @@ def python_source(gm: fx.GraphModule, weights_name: str) -> tuple[str, dict[str,
                 continue
             init.append(f"        _install(self, {path!r}, torch.empty({list(tensor.shape)}, dtype={tensor.dtype}), "
                         f"parameter={kind == 'param'})")
-    forward = "\n".join("    " + line if line else line for line in code.src.strip("\n").splitlines())
+    lines = code.src.strip("\n").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("def forward"))
+    imports += "\n" + "\n".join(lines[:start])  # torch.fx.wrap(...) calls must stay at module level
+    forward = "\n".join("    " + line if line else line for line in lines[start:])
     source = _TEMPLATE.format(name=type(gm).__name__, weights=weights_name, imports=imports, cls=_class_name(gm),
                               init="\n".join(init) or "        pass", forward=forward,
                               weights_only=not pickled)

@@ -89,14 +89,27 @@ class Custom(nn.Module):
         return x * self.scale
 
 
+def _shift(x: torch.Tensor) -> torch.Tensor:
+    """Kept a call by torch.fx.wrap (like torchvision's stochastic_depth): the .py must import it."""
+    return x - 0.5
+
+
+torch.fx.wrap("_shift")
+
+
 class _WithCustom(nn.Module):
+    """A pickled custom leaf, a non-exported torch.nn class, a wrapped function, a persistent and a
+    non-persistent free buffer."""
+
     def __init__(self) -> None:
         super().__init__()
         self.fc, self.custom = nn.Linear(3, 2), Custom()
+        self.proj = nn.modules.linear.NonDynamicallyQuantizableLinear(2, 2)
         self.register_buffer("offset", torch.tensor([1.0, -1.0]))
+        self.register_buffer("mask", torch.tensor([1.0, 0.0]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.custom(self.fc(x)) + self.offset
+        return _shift(self.proj(self.custom(self.fc(x)) + self.offset) * self.mask)
 
 
 class _Tracer(fx.Tracer):
@@ -108,8 +121,10 @@ def test_python_artifact_pickles_custom_leaves_and_keeps_free_buffers(tmp_path: 
     root = _WithCustom()
     gm = fx.GraphModule(root, _Tracer().trace(root))
     record = emit(gm, (torch.randn(4, 3),), tmp_path / "custom.py")
-    assert record.parity_max_abs == 0 and "custom" in record.notes[0]
-    assert torch.equal(load_python(tmp_path / "custom.py").offset, root.offset)
+    assert record.parity_max_abs == 0 and record.notes == ["pickled (not rebuilt from a constructor): ['custom']"]
+    loaded = load_python(tmp_path / "custom.py")
+    assert torch.equal(loaded.offset, root.offset) and torch.equal(loaded.mask, root.mask)
+    assert "mask" not in loaded.state_dict() and type(loaded.proj) is type(root.proj)
 
 
 def test_constructor_reproduces_only_what_it_can() -> None:
