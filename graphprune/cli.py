@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the pruned model: .pt2 = torch.export program, .onnx = ONNX, .py = standalone "
                         "Python + weights, .pt = pickled fx.GraphModule")
     p.add_argument("--report", metavar="FILE", help="save the JSON compile report")
+    p.add_argument("--plot", metavar="PNG", help="save a per-layer width plot (before/after bars; needs matplotlib)")
+    p.add_argument("--latency", action="store_true",
+                   help="measure CPU latency of dense, pruned and pruned+fused at batch 1 and 32 (into the report)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_compile)
 
@@ -250,6 +253,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise InputError("--resume continues ADMM training: the plan has no [admm] section")
         options = {**plan.pass_options, "admm": {**plan.pass_options["admm"], "resume": True}}
         plan = dataclasses.replace(plan, pass_options=options)
+    if args.latency:
+        plan = dataclasses.replace(plan, pass_options={**plan.pass_options, "measure-latency": {}})
     if args.input_size is not None:  # the flag wins over the plan's [model] input_shape
         plan = dataclasses.replace(plan, input_shape=None)
     schedule(plan)
@@ -266,6 +271,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         _save_module(result.module, inputs, out)
         extra_seconds["export" if out.suffix == ".pt2" else "save"] = time.perf_counter() - start
+    if args.plot:
+        from graphprune.plot import plot_widths
+
+        plot_widths(result.report.layers, Path(args.plot), title=args.spec)
     if report_path is not None:
         _save_report(result.report, report_path)
     if not args.quiet:

@@ -192,3 +192,16 @@ def test_python_dash_m_reports_errors_the_same_way() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert proc.stderr.startswith("graphprune: error: unknown model 'zoo:no_such_model'")
+
+
+def test_plot_and_latency_flags(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png, report_path = tmp_path / "widths.png", tmp_path / "r.json"
+    assert main(["compile", SPEC, "--plot", str(png), "--latency", "--report", str(report_path), "--quiet"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads(report_path.read_text())
+    passes = [t["pass"] for t in report["schedule"]]
+    assert passes.index("measure-latency") > passes.index("remove-channels")  # times the pruned model
+    batches = report["artifacts"]["latency"]["batches"]
+    assert set(batches) == {"1", "32"} and {"dense", "pruned", "pruned+fused"} <= set(batches["1"])
+    assert all(v["median_ms"] > 0 for b in batches.values() for v in b.values())
