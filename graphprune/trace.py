@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,7 +31,10 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 def _framework_leaves() -> tuple[set[type], list[Callable[..., Any]]]:
-    """Leaf module types and autowrap functions registered by timm (if installed)."""
+    """Leaf module types and autowrap functions registered by timm (if imported: a model that uses timm
+    code has imported it; importing timm ourselves would only cost time)."""
+    if "timm" not in sys.modules:
+        return set(), []
     try:
         from timm.layers import _fx as timm_fx
     except Exception:  # timm absent or broken: nothing to honour

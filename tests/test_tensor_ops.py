@@ -29,7 +29,7 @@ def test_take_from_a_parameter_detaches():
     assert not got.requires_grad and torch.equal(got, p.detach()[:, 2:])
 
 
-@pytest.mark.parametrize("shape", [(8,), (8, 5), (8, 5, 3, 3), (2, 7, 4), (1, 4)])
+@pytest.mark.parametrize("shape", [(8,), (8, 5), (8, 5, 3, 3), (2, 7, 4), (1, 4), (3, 1 << 19, 3)])
 @pytest.mark.parametrize("p", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_slice_norms_match_torch(shape, p, dtype):

@@ -9,6 +9,7 @@ no rule is not guessed at: the analysis freezes every channel it touches and rep
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,9 +65,26 @@ def node_key(node: fx.Node, root: nn.Module, modules: Mapping[str, nn.Module] | 
     return None
 
 
+# Registrations for an optional package, run once that package has been imported by someone: a model
+# built from its layers implies the import, and not importing it ourselves keeps graphprune light.
+_PENDING: dict[str, Callable[[], None]] = {}
+
+
+def register_when_imported(package: str, registration: Callable[[], None]) -> None:
+    _PENDING[package] = registration
+    _run_pending()
+
+
+def _run_pending() -> None:
+    for package in [p for p in _PENDING if p in sys.modules]:
+        _PENDING.pop(package)()
+
+
 def lookup(key: Key) -> Rule | None:
     """Exact match first; a module subclass inherits its base's rule only if it keeps the base's
     forward (a subclass that rewrites forward may mix channels differently, so it must be registered)."""
+    if _PENDING:
+        _run_pending()
     rule = RULES.get(key)
     if rule is not None or not isinstance(key, type):
         return rule

@@ -1,10 +1,11 @@
 """Rules for layers that torchvision and timm keep as fx leaves. Registered only when the package
-imports; each maps to the torch layer it behaves like (same parameters, same per-channel semantics)."""
+imports (timm's once something else has imported timm: graphprune never imports it); each maps to the
+torch layer it behaves like (same parameters, same per-channel semantics)."""
 
 from __future__ import annotations
 
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import RULES, Rule
+from graphprune.channels.registry import RULES, Rule, register_when_imported
 
 
 def _alias(new_types: list[type], like: type) -> None:
@@ -61,4 +62,4 @@ def _register_timm() -> None:
 
 _register_torchvision()
 _register_torchvision_swin()
-_register_timm()
+register_when_imported("timm", _register_timm)
