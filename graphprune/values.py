@@ -68,10 +68,10 @@ class _ShapeRun:
     node's own code on fake tensors. Formula results are ``Meta``s, turned into fake tensors only when
     a fake-run node consumes them; the FLOP counter sees the fake runs, formulas count their own MACs."""
 
-    def __init__(self, gm: fx.GraphModule, formulas: bool = True) -> None:
+    def __init__(self, gm: fx.GraphModule, modules: dict[str, nn.Module], formulas: bool = True) -> None:
         self.gm = gm
         self.formulas = formulas
-        self.modules = dict(gm.named_modules())
+        self.modules = modules
         self.values: dict[str, Any] = {}
         self.macs = 0
         self._fakes: dict[int, torch.Tensor] = {}
@@ -178,12 +178,13 @@ def propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...], *,
 def _propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...],
                         formulas: bool) -> tuple[dict[str, Any], int]:
     was_training = gm.training
-    toggle = any(m.training for m in gm.modules())  # eval() then train(False) is a no-op otherwise
+    modules = dict(gm.named_modules(remove_duplicate=False))
+    toggle = any(m.training for m in modules.values())  # eval() then train(False) is a no-op otherwise
     if toggle:
-        gm.eval()
+        _train(gm, modules, False)
     try:
         try:
-            run = _ShapeRun(gm, formulas)
+            run = _ShapeRun(gm, modules, formulas)
             with FakeTensorMode(allow_non_fake_inputs=True, shape_env=None), \
                     FlopCounterMode(display=False) as counter, torch.no_grad():
                 run.run(example_inputs)
@@ -202,7 +203,18 @@ def _propagate_counting(gm: fx.GraphModule, example_inputs: tuple[Any, ...],
         ) from exc
     finally:
         if toggle:
-            gm.train(was_training)
+            _train(gm, modules, was_training)
+
+
+def _train(gm: fx.GraphModule, modules: dict[str, nn.Module], mode: bool) -> None:
+    """``gm.train(mode)``; when every module keeps nn.Module's own ``train`` and ``__setattr__`` that is
+    exactly one attribute write per module, done here without the recursion."""
+    if all(type(m).train is nn.Module.train and type(m).__setattr__ is nn.Module.__setattr__
+           for m in modules.values()):
+        for m in modules.values():
+            object.__setattr__(m, "training", mode)
+    else:
+        gm.train(mode)
 
 
 __all__ = ["TensorInfo", "propagate", "propagate_counting", "summarize"]

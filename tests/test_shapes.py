@@ -150,3 +150,13 @@ def test_propagation_with_formulas_equals_fake_tensor_run(name):
     model, inputs = models_zoo.load(name)
     gm = trace(model, num_inputs=len(inputs))
     assert propagate_counting(gm, inputs) == propagate_counting(gm, inputs, formulas=False)
+
+
+@pytest.mark.parametrize("root_training", [True, False])
+def test_propagation_leaves_every_module_in_the_roots_mode(root_training):
+    """As ``gm.eval(); ...; gm.train(was_training)`` did: a mixed-mode model ends in the root's mode."""
+    gm = trace(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
+    gm.train(not root_training)
+    gm.training = root_training
+    propagate_counting(gm, (t(1, 3, 8, 8),))
+    assert all(m.training is root_training for m in gm.modules())
