@@ -50,6 +50,10 @@ Run it
     python benchmarks/compile_speed.py --tools torch-pruning --json-out runs/compile_speed.json
     python benchmarks/compile_speed.py --one torch-pruning resnet50 --json   # one child measurement
 
+    # before/after: also time an older commit's graphprune, interleaved with the other two
+    git archive <commit> | tar -x -C /tmp/gp_before
+    python benchmarks/compile_speed.py --baseline /tmp/gp_before --markdown
+
 It is CPU-bound and slow on small machines (several minutes per large model and tool with the
 default 3 repeats); progress goes to stderr, the table to stdout.
 """
@@ -70,6 +74,7 @@ import _measure  # next to this file; run this as a script, not with -m
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ("resnet50", "densenet201", "efficientnet_b7", "regnet_y_16gf", "vit_b_16", "convnext_base")
 TOOLS = ("graphprune", "torch-pruning")
+BASELINE = "graphprune-baseline"  # graphprune imported from --baseline PATH (e.g. an older commit's tree)
 SPARSITY = 0.5
 
 
@@ -100,13 +105,14 @@ def final_classifier(model):
     return last
 
 
-def _load_tool(tool: str, tp_mha: str = "groups"):
+def _load_tool(tool: str, tp_mha: str = "groups", baseline_root: Path | None = None):
     """Import the tool and return ``prune(model, x) -> pruned_module``.  Raises ``_Unavailable``
     if the tool's entry point does not exist (yet)."""
-    if tool == "graphprune":
-        # The working tree's graphprune, not an installed copy.
-        if str(REPO) not in sys.path:
-            sys.path.insert(0, str(REPO))
+    if tool in ("graphprune", BASELINE):
+        # The working tree's graphprune (or the --baseline checkout's), not an installed copy.
+        root = str(baseline_root if tool == BASELINE else REPO)
+        if root not in sys.path:
+            sys.path.insert(0, root)
         try:
             import graphprune
             import passes  # noqa: F401  - the pass registry compile() imports on first use: part of the tool
@@ -166,7 +172,8 @@ def _short_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[0] if msg else ''}"[:300]
 
 
-def measure_one(tool: str, model_name: str, input_size: int, tp_mha: str = "groups") -> dict[str, Any]:
+def measure_one(tool: str, model_name: str, input_size: int, tp_mha: str = "groups",
+                baseline_root: Path | None = None) -> dict[str, Any]:
     import torch
 
     res: dict[str, Any] = {
@@ -180,7 +187,7 @@ def measure_one(tool: str, model_name: str, input_size: int, tp_mha: str = "grou
         return res
 
     try:
-        prune = _load_tool(tool, tp_mha)
+        prune = _load_tool(tool, tp_mha, baseline_root)
     except _Unavailable as e:
         res.update(status="n/a", error=str(e))
         return res
@@ -235,6 +242,8 @@ def _log(msg: str) -> None:
 def run_child(tool: str, model: str, args) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", tool, model, "--json",
            "--input-size", str(args.input_size), "--tp-mha", args.tp_mha]
+    if args.baseline is not None:
+        cmd += ["--baseline", str(args.baseline)]
     res = _measure.run_child(cmd, timeout=args.timeout, log=lambda s: _log("    | " + s.replace("\n", "\n    | ")))
     res.setdefault("tool", tool)
     res.setdefault("model", model)
@@ -306,28 +315,50 @@ def speed_ratio(gp: dict | None, tp: dict | None) -> float | None:
     return None
 
 
+def notes_text(args) -> str:
+    return (f"time = median of {args.repeats} fresh-process run(s), trace+analysis+prune only; "
+            f"RSS = absolute peak (+ delta over RSS after model construction), MiB; "
+            f"sparsity {SPARSITY}, input 1x3x{args.input_size}x{args.input_size}")
+
+
 def render_table(results: dict[str, dict], args) -> str:
+    with_base = any(BASELINE in rec["tools"] for rec in results.values())
     headers = ["model", "graphprune s", "TP s", "speed ratio (TP/graphprune)",
                "graphprune peak RSS MB", "TP peak RSS MB", "MACs before", "MACs after gp", "MACs after TP"]
-    rows, ratios = [], []
+    if with_base:
+        headers[2:2] = ["baseline s"]
+        headers[5:5] = ["ratio (TP/baseline)"]
+    rows, ratios, base_ratios = [], [], []
     for model, rec in results.items():
         gp, tp = rec["tools"].get("graphprune"), rec["tools"].get("torch-pruning")
         ratio = speed_ratio(gp, tp)
         if ratio is not None:
             ratios.append(ratio)
         dense_macs = rec["dense"].get("macs") if rec["dense"].get("status") == "ok" else None
-        rows.append([
+        row = [
             model, _fmt_time(gp), _fmt_time(tp), "-" if ratio is None else f"{ratio:.2f}x",
             _fmt_mb(gp) if gp else "-", _fmt_mb(tp) if tp else "-",
             _fmt_macs(dense_macs) if dense_macs is not None else "ERR: " + rec["dense"].get("error", "?"),
             _fmt_after(gp), _fmt_after(tp),
-        ])
+        ]
+        if with_base:
+            base = rec["tools"].get(BASELINE)
+            base_ratio = speed_ratio(base, tp)
+            if base_ratio is not None:
+                base_ratios.append(base_ratio)
+            row[2:2] = [_fmt_time(base)]
+            row[5:5] = ["-" if base_ratio is None else f"{base_ratio:.2f}x"]
+        rows.append(row)
     med = _measure.median(ratios)
     footer = ("median speed ratio (TP/graphprune): "
               + (f"{med:.2f}x over {len(ratios)} model(s)" if med is not None else "n/a (no model with both tools ok)"))
-    notes = (f"time = median of {args.repeats} fresh-process run(s), trace+analysis+prune only; "
-             f"RSS = absolute peak (+ delta over RSS after model construction), MiB; "
-             f"sparsity {SPARSITY}, input 1x3x{args.input_size}x{args.input_size}")
+    if with_base and base_ratios:
+        footer += f"; baseline: {_measure.median(base_ratios):.2f}x"
+    if args.markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join([*lines, "", notes_text(args), footer])
+    notes = notes_text(args)
 
     try:
         from rich.console import Console
@@ -362,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", type=Path, help="write raw results (every run) to this file")
     ap.add_argument("--tp-mha", choices=("groups", "num_heads", "none"), default="groups",
                     help="how Torch-Pruning is told about nn.MultiheadAttention (ViT); see the module docstring")
+    ap.add_argument("--baseline", type=Path,
+                    help=f"also time graphprune imported from this tree (tool '{BASELINE}'), e.g. an older "
+                         "commit's `git archive` unpacked, for before/after tables")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--one", nargs=2, metavar=("TOOL", "MODEL"),
                     help="child mode: do one measurement in this process (TOOL may also be 'dense')")
     ap.add_argument("--json", action="store_true", help="child mode: emit the result as a JSON line")
@@ -370,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         tool, model = args.one
         try:
-            res = measure_one(tool, model, args.input_size, args.tp_mha)
+            res = measure_one(tool, model, args.input_size, args.tp_mha, args.baseline)
         except Exception as e:  # noqa: BLE001 - e.g. unknown model name, or the dense forward failing
             res = {"tool": tool, "model": model, "status": "error", "error": _short_error(e),
                    "traceback": traceback.format_exc()[-4000:]}
@@ -385,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [t for t in tools if t not in TOOLS]
     if bad:
         ap.error(f"unknown tool(s) {bad}; choose from {list(TOOLS)}")
+    if args.baseline is not None:
+        if not (args.baseline / "graphprune").is_dir():
+            ap.error(f"--baseline {args.baseline}: no graphprune/ package there")
+        tools.insert(1, BASELINE)
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
 
@@ -422,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         meta = {"python": sys.version, "platform": platform.platform(), "cpus": os.cpu_count(),
                 "repeats": args.repeats, "input_size": args.input_size, "sparsity": SPARSITY,
-                "tp_mha": args.tp_mha, "loadavg_before": load_before,
+                "tp_mha": args.tp_mha, "baseline": str(args.baseline) if args.baseline else None,
+                "loadavg_before": load_before,
                 "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
         args.json_out.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
         _log(f"raw results written to {args.json_out}")
