@@ -11,8 +11,16 @@ float32 rounding (measured 1-2e-6 relative, torch's own reduction is within 2e-5
 
 from __future__ import annotations
 
+import atexit
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
 import numpy as np
 import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray | None:
@@ -72,3 +80,52 @@ def _torch_slice_norms(tensor: torch.Tensor, dims: list[int], p: int) -> dict[in
         t = tensor.detach().float()
         return {d: (torch.linalg.vector_norm(t, ord=p, dim=[o for o in range(t.ndim) if o != d])
                     if t.ndim > 1 else t.abs()).double().cpu().numpy() for d in dims}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Large tensors on worker threads.
+#
+# Why: numpy reductions and torch's index_select release the GIL, so a large tensor's memory-bound work
+# can run on a second core while Python carries on. Coarse-grained (one task per large tensor) this
+# keeps both cores busy without the per-op synchronisation that torch's own intra-op threads cost on
+# hundreds of small tensors. Small tensors stay on the calling thread: handing them to a worker costs
+# more in GIL traffic than the work (measured on EfficientNet-B7: 0.035 s inline, 0.05-0.07 s pooled).
+
+PARALLEL_MIN_NUMEL = 1 << 18
+_pool: ThreadPoolExecutor | None = None
+
+
+def _workers() -> ThreadPoolExecutor | None:
+    global _pool
+    if torch.get_num_threads() < 2:
+        return None
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="graphprune")
+        atexit.register(_pool.shutdown, wait=False)
+    return _pool
+
+
+def submit_large(fn: Callable[[T], R], items: Iterable[T], numel: Callable[[T], int]) -> list[Future[R] | R]:
+    """``fn`` over ``items``: large items (``numel(item) >= PARALLEL_MIN_NUMEL``) start on worker
+    threads and come back as futures; small ones are computed here, in order, while those run.
+    ``gather`` resolves the list. Results are the same as ``[fn(x) for x in items]``."""
+    pool = _workers()
+    items = list(items)
+    out: list[Future[R] | R | None] = [None] * len(items)
+    for i, item in enumerate(items):
+        if pool is not None and numel(item) >= PARALLEL_MIN_NUMEL:
+            out[i] = pool.submit(fn, item)
+    for i, item in enumerate(items):
+        if out[i] is None:
+            out[i] = fn(item)
+    return out  # type: ignore[return-value]
+
+
+def gather(results: list[Future[R] | R]) -> list[R]:
+    """The values of ``submit_large``'s list (waits for the workers; re-raises their errors)."""
+    return [r.result() if isinstance(r, Future) else r for r in results]
+
+
+def map_large(fn: Callable[[T], R], items: Iterable[T], numel: Callable[[T], int]) -> list[R]:
+    """``[fn(x) for x in items]`` with large items on worker threads (see ``submit_large``)."""
+    return gather(submit_large(fn, items, numel))

@@ -162,13 +162,33 @@ def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: di
     return fx.GraphModule(tracer.root, graph, name)
 
 
-def private_hierarchy(module: nn.Module) -> nn.Module:
+def private_hierarchy(module: nn.Module, *, owned_root: bool = False) -> nn.Module:
     """Shallow copies of every module with their own parameter/buffer/submodule dicts: attribute writes
-    and parameter replacement stay private while tensors are shared until replaced."""
-    clone = copy.copy(module)
-    clone._parameters = dict(module._parameters)
-    clone._buffers = dict(module._buffers)
-    clone._modules = {name: private_hierarchy(m) if m is not None else None for name, m in module._modules.items()}
+    and parameter replacement stay private while tensors are shared until replaced.
+
+    ``owned_root``: the root is the caller's own object (a GraphModule ``trace`` just built), so only its
+    dicts and children are made private. Copying a GraphModule goes through its ``__copy__``, which
+    rebuilds it from the graph and regenerates its code (~0.1 s on EfficientNet-B7)."""
+    clone = module if owned_root else _shallow_copy(module)
+    state = clone.__dict__
+    state["_parameters"] = dict(module._parameters)
+    state["_buffers"] = dict(module._buffers)
+    state["_modules"] = {name: private_hierarchy(m) if m is not None else None
+                         for name, m in module._modules.items()}
+    return clone
+
+
+def _shallow_copy(module: nn.Module) -> nn.Module:
+    """``copy.copy(module)`` without the pickle protocol's detour (a third of a trace's time on models
+    with a thousand modules) wherever that gives the same object: a plain ``__dict__`` and no custom
+    copy/reduce hooks."""
+    cls = type(module)
+    if getattr(cls, "__copy__", None) is not None or cls.__reduce_ex__ is not object.__reduce_ex__ \
+            or cls.__reduce__ is not object.__reduce__ or cls.__new__ is not object.__new__ \
+            or not hasattr(module, "__dict__") or hasattr(cls, "__slots__"):
+        return copy.copy(module)
+    clone = object.__new__(cls)
+    clone.__dict__.update(module.__dict__)
     return clone
 
 

@@ -48,12 +48,15 @@ class ScoreMagnitude(Pass):
             for m in group.members:
                 if m.fqn in params:
                     wanted.setdefault(m.fqn, []).append(m.dim)
-        norms = {fqn: member_norms(params[fqn], dims, self.p) for fqn, dims in wanted.items()}
+        jobs = list(wanted.items())
+        results = tensor_ops.map_large(lambda job: member_norms(params[job[0]], job[1], self.p), jobs,
+                                       lambda job: params[job[0]].numel())
+        norms = {fqn: result for (fqn, _), result in zip(jobs, results)}
         per_group = []
         for group in state.channels.groups:
             score = np.zeros(group.size, dtype=np.float64)
             for m in group.members:
                 if m.fqn in norms:
-                    np.add.at(score, m.channel, norms[m.fqn][m.dim])
+                    score += np.bincount(m.channel, weights=norms[m.fqn][m.dim], minlength=group.size)
             per_group.append(score)
         return state.with_(scores={**state.scores, f"l{self.p}": per_group})

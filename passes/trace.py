@@ -21,6 +21,7 @@ class Trace(Pass):
     leaf_modules: tuple[type, ...] = field(default=())
 
     def run(self, state: CompileState) -> CompileState:
-        gm = private_hierarchy(trace(state.model, self.leaf_modules, num_inputs=len(state.example_inputs)))
+        traced = trace(state.model, self.leaf_modules, num_inputs=len(state.example_inputs))
+        gm = private_hierarchy(traced, owned_root=traced is not state.model)
         values, macs = propagate_counting(gm, state.example_inputs)
         return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs})

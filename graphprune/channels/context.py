@@ -92,6 +92,15 @@ class RuleContext:
             return None
         return self.table.param(f"{self.node.target}.{attr}", dim, int(tensor.shape[dim]))
 
+    def bind_param(self, attr: str, dim: int, ids: Ids | None) -> Ids | None:
+        """``param(attr, dim)`` coupled to ``ids``: the same channels as ``unify(param(...), ids)``,
+        without new elements where the sizes match."""
+        tensor = getattr(self.module, attr, None)
+        if ids is None or tensor is None or tensor.ndim <= dim or tensor.shape[dim] != len(ids) \
+                or tensor.shape[dim] <= 1:
+            return self.param(attr, dim)
+        return self.table.bind(f"{self.node.target}.{attr}", dim, ids)
+
     def couple_all(self, aligned: list[Ids | None], reason: str) -> Ids | None:
         """Operands aligned on one dim (element-wise, concatenated, batched): one channel per index if
         all carry tracked channels; if only some do, those cannot shrink alone and freeze. Returns the

@@ -61,7 +61,20 @@ class ElementTable:
             self.members[key] = Member(fqn, dim, self.new(size))
         return self.members[key].ids
 
+    def bind(self, fqn: str, dim: int, ids: Ids) -> Ids:
+        """Parameter dim ``(fqn, dim)`` carries exactly ``ids``: ``unify(param(...), ids)`` without
+        minting elements for it. Most parameter dims are bound like this (norm affines, a conv's input
+        columns, biases), which keeps the union-find a fraction of the size."""
+        key = (fqn, dim)
+        if key in self.members:
+            self.unify(self.members[key].ids, ids)
+        else:
+            self.members[key] = Member(fqn, dim, np.asarray(ids, dtype=np.int64))
+        return self.members[key].ids
+
     def unify(self, a: Ids, b: Ids) -> None:
+        if a is b:
+            return
         if len(a) != len(b):
             raise ValueError(f"cannot unify channel sets of sizes {len(a)} and {len(b)}")
         self._edges_a.append(np.asarray(a, dtype=np.int64))

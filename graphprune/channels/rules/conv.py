@@ -78,8 +78,11 @@ def conv_module(ctx: RuleContext) -> Layout:
     lay = ctx.layout(x)
     in_ids = lay.get(cdim) if isinstance(lay, Layout) else None
     transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
-    w_in = ctx.param("weight", 1)
-    out = couple_conv(ctx, in_ids, ctx.param("weight", 0), w_in, ctx.param("bias", 0), m.groups, transposed)
+    plain = m.groups == 1 and not transposed
+    w_in = ctx.bind_param("weight", 1, in_ids) if plain else ctx.param("weight", 1)
+    w_out = ctx.param("weight", 0)
+    bias = ctx.bind_param("bias", 0, w_out) if plain else ctx.param("bias", 0)
+    out = couple_conv(ctx, in_ids, w_out, w_in, bias, m.groups, transposed)
     return _conv_layout(ctx, x, cdim, out)
 
 
@@ -145,8 +148,11 @@ def _linear_layout(ctx: RuleContext, x: object, w_out: Ids | None, w_in: Ids | N
 
 @register([nn.Linear])
 def linear_module(ctx: RuleContext) -> Layout:
-    return _linear_layout(ctx, ctx.arg(0, "input"), ctx.param("weight", 0), ctx.param("weight", 1),
-                          ctx.param("bias", 0))
+    x = ctx.arg(0, "input")
+    lay, info = ctx.layout(x), ctx.info(x)
+    in_ids = lay.get(info.ndim - 1) if isinstance(lay, Layout) and info is not None else None
+    w_out = ctx.param("weight", 0)
+    return _linear_layout(ctx, x, w_out, ctx.bind_param("weight", 1, in_ids), ctx.bind_param("bias", 0, w_out))
 
 
 @register([F.linear])

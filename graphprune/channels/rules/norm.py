@@ -37,7 +37,7 @@ def batch_norm_module(ctx: RuleContext) -> Layout:
     info = ctx.info(ctx.arg(0, "input"))
     cdim = 1 if info is not None and info.ndim >= 2 and not _unbatched_instance_norm(ctx) else 0
     for attr in _PER_CHANNEL_BUFFERS:
-        _bind(ctx, lay.get(cdim), ctx.param(attr, 0))
+        _bind(ctx, lay.get(cdim), ctx.bind_param(attr, 0, lay.get(cdim)))
     return lay
 
 
