@@ -22,6 +22,7 @@ from torch import nn
 from graphprune import tensor_ops
 from graphprune.channels.kept import KeptView
 from graphprune.channels.registry import lookup, node_key
+from graphprune.codegen import recompile_if_changed
 from graphprune.errors import GraphpruneError
 from graphprune.passes import Pass
 from graphprune.resize import fix_attributes
@@ -171,7 +172,7 @@ class RemoveChannels(Pass):
         cuts = _cut_plan(state, keep_element)
         started = _start_cuts(gm, cuts)  # the copies run on worker threads while the graph is rewritten
         _rewrite_nodes(gm, view)
-        gm.recompile()
+        recompile_if_changed(gm)
         _store_cuts(started)
         kept = {fqn: {dim: index.tolist() for dim, index in dims.items()} for fqn, dims in cuts.items()}
         _fix_modules(gm, view, {fqn.rpartition(".")[0] for fqn in kept})

@@ -12,10 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from graphprune.channels.analysis import ChannelAnalysis
+from graphprune.channels.elements import components
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,7 @@ def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
     member_labels = [labels[m.ids] for m in members]
     a = np.concatenate([ml[:-1] for ml in member_labels] or [np.zeros(0, np.int64)])
     b = np.concatenate([ml[1:] for ml in member_labels] or [np.zeros(0, np.int64)])
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n_labels, n_labels))
-    _, group_of = connected_components(graph, directed=False)
+    group_of = components(a, b, n_labels)
 
     by_group: dict[int, list[int]] = defaultdict(list)
     for i, ml in enumerate(member_labels):
