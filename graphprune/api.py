@@ -14,6 +14,7 @@ import torch.fx as fx
 from torch import nn
 
 from graphprune.allocation import BUDGET_TOLERANCE
+from graphprune.codegen import materialize
 from graphprune.errors import InputError
 from graphprune.metrics import count_macs, count_params
 from graphprune.plan import Plan, load_plan, with_overrides
@@ -77,7 +78,7 @@ def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: st
     state = run_schedule(state, pipeline)
     params_before = count_params(model)
     macs_before = state.macs.get("dense") or count_macs(model, inputs)
-    module = state.gm
+    module = materialize(state.gm)
     unshare(module, model)
     module.eval()
     report = _report(state, params_before, macs_before)

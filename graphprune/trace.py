@@ -23,6 +23,7 @@ from torch import nn
 from torch.fx.proxy import ParameterProxy
 
 from graphprune import tensor_ops
+from graphprune.codegen import deferred_graph_module
 from graphprune.decompose import decomposition_for
 from graphprune.errors import InputError, TraceError
 from graphprune.trace_speedups import ParameterNames, cached_unpacking
@@ -158,8 +159,7 @@ def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: di
             if culprit is None:
                 raise _trace_error(model, tracer, exc) from exc
             opaque.add(culprit)
-    name = type(model).__name__
-    return fx.GraphModule(tracer.root, graph, name)
+    return deferred_graph_module(tracer.root, graph, type(model).__name__)
 
 
 def private_hierarchy(module: nn.Module, *, owned_root: bool = False) -> nn.Module:

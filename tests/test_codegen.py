@@ -47,3 +47,34 @@ def test_same_name_different_function_recompiles():
     recompiled = recompile_if_changed(gm)
     assert gm(torch.randn(1, 3, 5, 5)).shape == (1, 4)
     assert recompiled is True
+
+
+def test_deferred_module_runs_and_materializes_into_a_plain_graph_module():
+    from graphprune.codegen import deferred_graph_module, materialize
+
+    net = Net()
+    traced = fx.symbolic_trace(net)
+    gm = deferred_graph_module(traced, traced.graph, "Net")
+    x = torch.randn(2, 3, 5, 5)
+    assert torch.equal(gm(x), net(x))  # code generated on first use
+    flatten = next(n for n in gm.graph.nodes if n.target is torch.flatten)
+    flatten.args = (flatten.args[0], 2)
+    gm.recompile()
+    assert gm(x).shape == (2, 4, 9)  # an edit followed by recompile() is honoured
+    materialize(gm)
+    assert type(gm).__mro__[1] is fx.GraphModule
+    assert "flatten(conv, 2)" in gm.code
+    assert gm(x).shape == (2, 4, 9)
+
+
+def test_compile_returns_a_plain_graph_module_with_code():
+    import graphprune
+
+    x = torch.randn(1, 3, 8, 8)
+    net = Net().eval()
+    result = graphprune.compile(net, (x,), sparsity=0.5)
+    module = result.module
+    assert type(module).__mro__[1] is fx.GraphModule
+    assert type(module).forward.__name__ == "forward"  # generated, not a generate-on-first-call stub
+    assert module.code == module.graph.python_code(root_module="self").src
+    assert torch.allclose(module(x), net(x))  # the conv feeds the output: nothing to prune
