@@ -51,10 +51,40 @@ def choose(group: PruningGroup, score: np.ndarray, keep: int, can_remove: np.nda
         candidates = np.flatnonzero(can_remove)
         order = candidates[np.argsort(-score[candidates], kind="stable")]
         kept[order[:budget]] = True
+    return every_member_keeps_one(group, score, kept)
+
+
+def every_member_keeps_one(group: PruningGroup, score: np.ndarray, kept: np.ndarray) -> np.ndarray:
     for member in group.members:
         if not kept[member.channel].any():
             kept[member.channel[np.argmax(score[member.channel])]] = True
     return kept
+
+
+def per_producer(group: PruningGroup, score: np.ndarray, can_remove: np.ndarray, producers: list[np.ndarray],
+                 sparsity: float, limits: Limits) -> np.ndarray:
+    """Remove ``sparsity`` of every producer's channels, each by its own best scores.
+
+    Why: a channel's score sums its members' norms, and in a concatenation group (a dense block) a
+    channel feeding many later layers sums many norms. One ratio over the whole group then keeps the
+    early layers whole and cuts the late ones to a single channel (measured on densenet121: 32 -> 1
+    for denseblock1.denselayer3..6, 3.03x fewer MACs where a per-layer 50 % gives 3.84x, and ragged
+    widths that run slower per MAC). Per producer, every layer keeps its share."""
+    kept = ~can_remove
+    for part in producers:
+        removable_here = part[can_remove[part]]
+        frozen_here = len(part) - len(removable_here)
+        keep = len(part) - math.floor(sparsity * len(part))
+        keep = max(keep, len(part) - math.floor(limits.max_fraction * len(part) + 1e-9), frozen_here, 1)
+        budget = min(keep, len(part)) - frozen_here
+        if budget > 0:
+            order = removable_here[np.argsort(-score[removable_here], kind="stable")]
+            kept[order[:budget]] = True
+    short = limits.min_channels - int(kept.sum())
+    if short > 0:  # the group as a whole still keeps min_channels
+        order = np.flatnonzero(~kept)
+        kept[order[np.argsort(-score[order], kind="stable")][:short]] = True
+    return every_member_keeps_one(group, score, kept)
 
 
 @dataclass(frozen=True)
@@ -83,6 +113,11 @@ class Candidate:
         return cls(group, score, can_remove, normalised)
 
     def keep_at_ratio(self, sparsity: float, limits: Limits) -> np.ndarray:
+        """The ratio applies to each producer's share of the group (see ``per_producer``) unless
+        ``round_to`` asks for a multiple of the whole group's width."""
+        producers = self.group.producers
+        if len(producers) > 1 and limits.round_to <= 1:
+            return per_producer(self.group, self.score, self.can_remove, producers, sparsity, limits)
         n = keep_count(self.group, sparsity, limits.round_to, limits.min_channels, self.can_remove,
                        limits.max_fraction)
         return choose(self.group, self.score, n, self.can_remove)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import graphprune
 import models_zoo
+from graphprune.allocation import Candidate, Limits
+from graphprune.channels.groups import GroupMember, PruningGroup
 from graphprune.testing import masked_equivalence_error
 from tests.helpers import calibrate
 
@@ -100,3 +103,38 @@ def test_budget_round_to_keeps_multiples() -> None:
     assert abs(r.macs_after / r.macs_before - 0.5) <= 0.02 * 0.5
     x = torch.randn(1, 3, 64, 64)
     assert result.module(x).shape == model.eval()(x).shape
+
+
+def test_concatenation_group_prunes_every_producer_by_the_ratio() -> None:
+    """A dense block is one group; each layer's new channels (its producer's share) lose half, so late
+    layers are not starved by channels that feed many consumers and so sum many norms."""
+    model, inputs = models_zoo.load("torchvision:densenet121", input_size=64)
+    model = calibrate(model.eval(), inputs)
+    result = graphprune.compile(model, inputs, sparsity=0.5)
+    block = max(result.state.channels.groups, key=lambda g: g.size)
+    assert [len(p) for p in block.producers] == [256] + [32] * 24  # denseblock3: input + 24 layers
+    growth = {layer.name: layer.after for layer in result.report.layers if layer.name.endswith(".conv2")}
+    assert growth and set(growth.values()) == {16}, growth
+    assert result.report.macs_before / result.report.macs_after > 3.8
+    assert masked_equivalence_error(model, result.module, result.report.kept, inputs) < 1e-4
+
+
+def _concat_group() -> PruningGroup:
+    """Producer a (4 channels) and producer b (8) concatenated into one consumer; b's channels score
+    higher everywhere, as channels that feed more layers do."""
+    channels = np.arange(12)
+    members = [GroupMember("a.weight", 0, channels[:4]), GroupMember("b.weight", 0, channels[4:]),
+               GroupMember("consumer.weight", 1, channels)]
+    return PruningGroup(index=0, labels=channels, members=members, prunable=np.ones(12, bool),
+                        inexact=np.zeros(12, bool))
+
+
+def test_ratio_applies_per_producer_and_round_to_group_wide() -> None:
+    group = _concat_group()
+    score = np.concatenate([np.arange(1.0, 5.0), np.arange(10.0, 18.0)])
+    candidate = Candidate.of(group, score, exact=False)
+    assert [p.tolist() for p in group.producers] == [[0, 1, 2, 3], list(range(4, 12))]
+    keep = candidate.keep_at_ratio(0.5, Limits())
+    assert np.flatnonzero(keep).tolist() == [2, 3, 8, 9, 10, 11]  # the best half of each producer
+    keep = candidate.keep_at_ratio(0.5, Limits(round_to=4))  # group-wide: 8 of 12, b's high scores win,
+    assert np.flatnonzero(keep).tolist() == [3, *range(4, 12)]  # and a keeps the one channel every member is owed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -42,6 +43,25 @@ class PruningGroup:
     @property
     def num_prunable(self) -> int:
         return int(self.prunable.sum())
+
+    @cached_property
+    def producers(self) -> list[np.ndarray]:
+        """The group's channels split by which members carry them, in order of first channel.
+
+        Channels carried by the same members came from the same producer: a dense block's group holds
+        the block input plus every layer's new channels, and layer k's channels are exactly those in
+        layer k's output conv and every later consumer. Where every member carries every channel
+        (residual streams, plain convs) this is one part."""
+        carried = np.zeros((len(self.members), self.size), dtype=bool)
+        for i, m in enumerate(self.members):
+            carried[i, m.channel] = True
+        if carried.all():
+            return [np.arange(self.size)]
+        packed = np.ascontiguousarray(np.packbits(carried, axis=0).T)  # one byte string per channel
+        signature = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+        _, first, part = np.unique(signature, return_index=True, return_inverse=True)
+        part = np.asarray(part).reshape(-1)
+        return [np.flatnonzero(part == p) for p in np.argsort(first, kind="stable")]
 
     def describe(self) -> str:
         names = sorted({m.fqn for m in self.members})
