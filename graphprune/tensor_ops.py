@@ -12,6 +12,7 @@ float32 rounding (measured 1-2e-6 relative, torch's own reduction is within 2e-5
 from __future__ import annotations
 
 import atexit
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -93,14 +94,19 @@ def _torch_slice_norms(tensor: torch.Tensor, dims: list[int], p: int) -> dict[in
 
 PARALLEL_MIN_NUMEL = 1 << 18
 _pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
 
 
 def _workers() -> ThreadPoolExecutor | None:
-    global _pool
-    if torch.get_num_threads() < 2:
+    """The shared pool, sized by torch's thread setting; a new one in a forked child, whose copy of
+    the parent's pool has no threads behind it (work submitted there would never run)."""
+    global _pool, _pool_pid
+    threads = torch.get_num_threads()
+    if threads < 2:
         return None
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=torch.get_num_threads(), thread_name_prefix="graphprune")
+    if _pool is None or _pool_pid != os.getpid() or _pool._max_workers != threads:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="graphprune")
+        _pool_pid = os.getpid()
         atexit.register(_pool.shutdown, wait=False)
     return _pool
 

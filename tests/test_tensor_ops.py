@@ -42,3 +42,56 @@ def test_slice_norms_match_torch(shape, p, dtype):
                 if ref.ndim > 1 else ref.abs()).numpy()
         assert got[d].dtype == np.float64
         np.testing.assert_allclose(got[d], want, rtol=1e-5 if dtype == torch.float32 else 1e-2)
+
+
+def _sizes_and_tensors():
+    big = tensor_ops.PARALLEL_MIN_NUMEL
+    return [torch.full((n,), float(i)) for i, n in enumerate([3, big, 5, big + 7, 1])]
+
+
+def test_map_large_keeps_order_and_values_whatever_runs_where():
+    tensors = _sizes_and_tensors()
+    with_threads = tensor_ops.map_large(lambda t: t.sum().item(), tensors, lambda t: t.numel())
+    assert with_threads == [t.sum().item() for t in tensors]
+
+
+def test_map_large_reraises_a_worker_error():
+    def boom(t):
+        if t.numel() >= tensor_ops.PARALLEL_MIN_NUMEL:
+            raise ValueError("worker failed")
+        return 0
+
+    with pytest.raises(ValueError, match="worker failed"):
+        tensor_ops.map_large(boom, _sizes_and_tensors(), lambda t: t.numel())
+
+
+def _numpy_sum(t: torch.Tensor) -> float:
+    return float(t.numpy().sum())
+
+
+# Made before forking and inherited: in a child forked after the parent used torch's OpenMP threads,
+# any torch op large enough to go parallel hangs (a torch/libgomp limitation, not graphprune's), so the
+# child only runs numpy work on the parent's tensors.
+_FORK_TENSORS: list[torch.Tensor] = []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_map_large_works_in_a_forked_child_after_the_parent_used_the_pool():
+    """A forked child inherits the parent's pool object but none of its threads: it must make its own,
+    not queue work that never runs."""
+    import multiprocessing as mp
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tensors = _FORK_TENSORS[:] = _sizes_and_tensors()
+        expected = [_numpy_sum(t) for t in tensors]
+        assert tensor_ops.map_large(_numpy_sum, tensors, lambda t: t.numel()) == expected  # pool exists now
+        with mp.get_context("fork").Pool(1) as pool:
+            assert pool.apply_async(_child_sums).get(timeout=60) == expected
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _child_sums() -> list[float]:
+    return tensor_ops.map_large(_numpy_sum, _FORK_TENSORS, lambda t: t.numel())
