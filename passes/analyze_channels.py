@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.channels.analysis import analyze
+from graphprune.channels.analysis import analyze_until_stable
 from graphprune.channels.groups import build_groups
 from graphprune.passes import Pass
 from graphprune.state import CompileState
@@ -17,5 +17,5 @@ class AnalyzeChannels(Pass):
     provides = frozenset({"groups"})
 
     def run(self, state: CompileState) -> CompileState:
-        analysis = analyze(state.gm, state.values)
+        analysis = analyze_until_stable(state.gm, state.values)
         return state.with_(analysis=analysis, channels=build_groups(analysis))

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import graphprune
+import models_zoo
 from tests.helpers import compile_and_check, randomize_norms
 
 
@@ -86,7 +87,7 @@ def test_depthwise_prunes_whole_groups(mult):
     assert dw.groups == dw.in_channels == 4 and dw.out_channels == 4 * mult
 
 
-def test_grouped_conv_keeps_group_structure():
+def test_grouped_conv_narrows_every_group_alike():
     class Grouped(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -98,7 +99,19 @@ def test_grouped_conv_keeps_group_structure():
 
     r = compile_and_check(randomize_norms(Grouped()), torch.randn(1, 3, 8, 8), sparsity=0.5)
     g = r.module.get_submodule("g.0")
-    assert g.in_channels == 8 and g.groups == 2 and g.weight.shape[1] == 4
+    assert g.in_channels == 8 and g.out_channels == 8 and g.groups == 4 and g.weight.shape[1] == 2
+    kept_in = r.report.kept["g.0.weight"][1]  # the same two positions of every group's 4 inputs
+    kept_a = r.report.kept["a.0.weight"][0]
+    assert len(kept_in) == 2 and kept_a == [4 * k + j for k in range(4) for j in kept_in]
+
+
+def test_grouped_conv_falls_back_to_whole_groups_when_narrowing_would_be_coarser():
+    """gn_net's GroupNorm(8) ties contiguous runs of 4 channels; with groups=4 convs, narrowing
+    within groups would merge each block's 32 channels into 2, removing whole conv groups leaves 4."""
+    model, inputs = models_zoo.load("zoo:gn_net")
+    r = compile_and_check(model, inputs, sparsity=0.5)
+    conv = r.module.get_submodule("blocks.0.conv1.0")
+    assert conv.groups == 2 and conv.weight.shape[1] == 8 and conv.in_channels == 16
 
 
 class FlattenLinear(nn.Module):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch.fx as fx
 
 import graphprune.channels.rules  # noqa: F401  (fills the rule table)
@@ -43,8 +44,9 @@ def _get_attr_layout(table: ElementTable, node: fx.Node, value: Any) -> Any:
     return Layout({d: table.param(fqn, d, s) for d, s in enumerate(value.shape) if s > 1})
 
 
-def analyze(gm: fx.GraphModule, values: dict[str, Any]) -> ChannelAnalysis:
-    table = ElementTable()
+def analyze(gm: fx.GraphModule, values: dict[str, Any], whole_group_convs: frozenset[str] = frozenset()) \
+        -> ChannelAnalysis:
+    table = ElementTable(whole_group_convs=whole_group_convs)
     layouts: dict[str, Any] = {}
     unknown: list[UnknownOp] = []
     modules = dict(gm.named_modules(remove_duplicate=False))
@@ -85,4 +87,32 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts:
     return result
 
 
-__all__ = ["ChannelAnalysis", "UnknownOp", "analyze"]
+def collapsed_within_group_convs(analysis: ChannelAnalysis, labels: np.ndarray) -> set[str]:
+    """Grouped convs pruned within groups that end up coarser than whole groups would be.
+
+    Narrowing every group alike ties output position j across groups, which on its own leaves one
+    channel per position. Something else may also tie runs of contiguous channels (a GroupNorm with
+    another group count, a channel split); the two together can merge positions into fewer channels
+    than the conv has groups, and then removing whole groups is the finer choice (measured on the zoo's
+    gn_net: 2 channels within groups, 4 by whole groups)."""
+    coarse = set()
+    for name, (ids, groups) in analysis.table.within_group_convs.items():
+        distinct = np.unique(labels[ids]).size
+        if distinct < min(groups, len(ids) // groups):
+            coarse.add(name)
+    return coarse
+
+
+def analyze_until_stable(gm: fx.GraphModule, values: dict[str, Any]) -> ChannelAnalysis:
+    """``analyze``, re-run with whole-group pruning for every grouped conv that within-group pruning
+    left too coarse (the set only grows, so this ends after at most one round per grouped conv)."""
+    whole: frozenset[str] = frozenset()
+    while True:
+        analysis = analyze(gm, values, whole)
+        collapsed = collapsed_within_group_convs(analysis, analysis.table.resolve())
+        if not collapsed:
+            return analysis
+        whole = whole | collapsed
+
+
+__all__ = ["ChannelAnalysis", "UnknownOp", "analyze", "analyze_until_stable"]

@@ -47,6 +47,10 @@ class ElementTable:
     frozen: list[Note] = field(default_factory=list)
     inexact: list[Note] = field(default_factory=list)
     _anchors: list[Ids] = field(default_factory=list)
+    # Grouped convolutions: node names to prune by whole groups, and (output elements, groups) of those
+    # pruned within groups (see rules/conv.py and analysis.analyze_until_stable).
+    whole_group_convs: frozenset[str] = frozenset()
+    within_group_convs: dict[str, tuple[Ids, int]] = field(default_factory=dict)
 
     def new(self, n: int) -> Ids:
         ids = np.arange(self.count, self.count + n, dtype=np.int64)

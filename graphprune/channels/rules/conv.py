@@ -2,13 +2,17 @@
 embedding — as modules and as functionals over loose weights.
 
 A convolution's weight rows are new output channels; its weight columns are the input channels
-(unified with whatever produced them). Grouped and depthwise convolutions are pruned by whole groups:
-the input channels of group a and the output channels of group a form one unit, so removing a unit
-keeps every surviving group intact and only ``groups`` shrinks.
+(unified with whatever produced them). A grouped convolution with several input channels per group is
+pruned *within* groups: input position j of every group is one channel (weight column j), output
+position j of every group another, so all groups narrow alike and ``groups`` stays (Torch-Pruning does
+the same; RegNet and ResNeXt then lose MACs with both widths). Depthwise convolutions (one input channel
+per group, any multiplier) are pruned by whole groups: the input channel of group a and its output
+channels form one unit, so only ``groups`` shrinks.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,13 +60,25 @@ def couple_conv(ctx: RuleContext, in_ids: Ids | None, w_out: Ids | None, w_in: I
         else:  # the input's channels are unknown, so the weight's input dim must keep its width
             ctx.freeze(w_in, "convolution input channels are not tracked")
         return w_out
-    ctx.freeze(w_in, "per-group input dim of a grouped convolution (whole groups are removed instead)")
     if transposed or w_out is None or in_ids is None:
+        ctx.freeze(w_in, "per-group input dim of a grouped convolution whose groups cannot be followed")
         ctx.freeze(in_ids, "grouped convolution whose groups cannot be followed")
         ctx.freeze(w_out, "grouped convolution whose groups cannot be followed")
         return w_out
     units_in = in_ids.reshape(groups, -1)
     units_out = w_out.reshape(groups, -1)
+    if w_in is not None and len(w_in) == units_in.shape[1] and ctx.name not in ctx.table.whole_group_convs:
+        # Several input channels per group: prune *within* groups. Position j of every group is one
+        # channel (it is weight column j), and so is output position j of every group, so every group
+        # shrinks alike and ``groups`` stays: the conv's MACs fall with both widths, as a dense conv's do.
+        ctx.table.unify(np.tile(w_in, groups), units_in.reshape(-1))
+        if groups > 1:
+            ctx.table.unify(np.tile(units_out[0], groups - 1), units_out[1:].reshape(-1))
+        ctx.table.within_group_convs[ctx.name] = (w_out, groups)
+        return w_out
+    # One input channel per group (depthwise and its multipliers), or narrowing within groups would
+    # tie every channel together (analysis.analyze_until_stable): remove whole groups.
+    ctx.freeze(w_in, "per-group input dim of a grouped convolution (whole groups are removed instead)")
     for k in range(1, units_in.shape[1]):
         ctx.table.unify(units_in[:, 0], units_in[:, k])
     for k in range(units_out.shape[1]):
@@ -92,16 +108,16 @@ _F_CONV = {F.conv1d: (1, False), F.conv2d: (2, False), F.conv3d: (3, False),
 
 
 def _rewrite_groups(node, kept) -> None:
-    """Functional grouped convs bake ``groups``: whole groups were removed, so re-derive it."""
+    """Functional grouped convs bake ``groups``: re-derive it from the new input and weight widths."""
     nd, transposed = _F_CONV[node.target]
     index = 7 if transposed else 6
     groups = node.args[index] if len(node.args) > index else node.kwargs.get("groups", 1)
     if not isinstance(groups, int) or groups == 1 or transposed:
         return
-    x = node.args[0]
+    x, w = node.args[0], node.args[1]
     cdim = 1 if len(kept.old_shape(x)) == nd + 2 else 0
-    old_in, new_in = kept.old_shape(x)[cdim], kept.new_shape(x)[cdim]
-    new_groups = groups * new_in // old_in
+    new_in, new_per_group = kept.new_shape(x)[cdim], kept.new_shape(w)[1]
+    new_groups = new_in // new_per_group  # whole groups removed, or every group narrowed alike
     if new_groups == groups:
         return
     if len(node.args) > index:
