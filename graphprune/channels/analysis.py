@@ -109,6 +109,8 @@ def analyze_until_stable(gm: fx.GraphModule, values: dict[str, Any]) -> ChannelA
     whole: frozenset[str] = frozenset()
     while True:
         analysis = analyze(gm, values, whole)
+        if not analysis.table.within_group_convs:
+            return analysis
         collapsed = collapsed_within_group_convs(analysis, analysis.table.resolve())
         if not collapsed:
             return analysis

@@ -51,6 +51,7 @@ class ElementTable:
     # pruned within groups (see rules/conv.py and analysis.analyze_until_stable).
     whole_group_convs: frozenset[str] = frozenset()
     within_group_convs: dict[str, tuple[Ids, int]] = field(default_factory=dict)
+    _resolved: tuple[tuple[int, int], np.ndarray] | None = field(default=None, repr=False)
 
     def new(self, n: int) -> Ids:
         ids = np.arange(self.count, self.count + n, dtype=np.int64)
@@ -102,12 +103,17 @@ class ElementTable:
         self._anchors.append(np.asarray(ids, dtype=np.int64))
 
     def resolve(self) -> np.ndarray:
-        """Element -> channel label (connected components of the unions)."""
+        """Element -> channel label (connected components of the unions; cached until the next union
+        or new element)."""
+        key = (self.count, len(self._edges_a))
+        if self._resolved is not None and self._resolved[0] == key:
+            return self._resolved[1]
         if not self._edges_a:
-            return np.arange(self.count, dtype=np.int64)
-        a = np.concatenate(self._edges_a)
-        b = np.concatenate(self._edges_b)
-        return components(a, b, self.count)
+            labels = np.arange(self.count, dtype=np.int64)
+        else:
+            labels = components(np.concatenate(self._edges_a), np.concatenate(self._edges_b), self.count)
+        self._resolved = (key, labels)
+        return labels
 
     def anchored(self) -> np.ndarray:
         mask = np.zeros(self.count, dtype=bool)
