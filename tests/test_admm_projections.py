@@ -183,3 +183,24 @@ def test_weight_and_sequential_constraints_combine_masks():
     assert n_m_feasible(fc1, 1, 2)
     assert int(fc1.sum()) <= x["fc1.weight"].numel() - x["fc1.weight"].numel() // 2
     assert int(proj.masks["fc2.weight"].sum()) == 5
+
+
+def test_group_projection_splits_a_concatenation_group_like_allocate():
+    """Producer a (4 channels, small weights) and b (8, large) concatenated into one consumer: the
+    projection keeps the best half of *each* producer, as the allocate pass does, not b's channels only."""
+    from graphprune.channels.groups import GroupMember, PruningGroup
+
+    channels = np.arange(12)
+    group = PruningGroup(index=0, labels=channels, prunable=np.ones(12, bool), inexact=np.zeros(12, bool),
+                         members=[GroupMember("a", 0, channels[:4]), GroupMember("b", 0, channels[4:]),
+                                  GroupMember("c", 1, channels)])
+    torch.manual_seed(0)
+    tensors = {"a": torch.randn(4, 3) * 0.1, "b": torch.randn(8, 3) * 10, "c": torch.randn(5, 12)}
+    projection = P.project_groups(tensors, [group], 12, 0.5)
+    kept = projection.kept[0]
+    assert kept[:4].sum() == 2 and kept[4:].sum() == 4
+    energy = (tensors["a"] ** 2).sum(1).tolist() + (tensors["b"] ** 2).sum(1).tolist()
+    energy = np.array(energy) + (tensors["c"] ** 2).sum(0).numpy()
+    assert set(np.flatnonzero(kept[:4])) == set(np.argsort(-energy[:4])[:2])
+    assert set(np.flatnonzero(kept[4:]) + 4) == set(np.argsort(-energy[4:])[:4] + 4)
+    assert bool((projection.masks["a"][~torch.from_numpy(kept[:4])] == 0).all())

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from graphprune.allocation import choose, keep_count, removable
+from graphprune.allocation import Limits, choose, keep_count, per_producer, removable
 from graphprune.channels.groups import PruningGroup
 
 Tensor = torch.Tensor
@@ -176,11 +176,24 @@ def project_groups(tensors: Mapping[str, Tensor], groups: Sequence[PruningGroup]
         if not s or not group.num_prunable or not any(m.fqn in tensors for m in group.members):
             kept.append(None)
             continue
-        count, can_remove = group_keep_count(group, float(s), round_to, min_channels, exact)
-        chosen = choose(group, group_energy(tensors, group), count, can_remove)
+        chosen = _project_group(tensors, group, float(s), round_to, min_channels, exact)
         keep[group.labels] = chosen
         kept.append(chosen)
     return GroupProjection(kept, keep, group_masks(tensors, groups, kept))
+
+
+def _project_group(tensors: Mapping[str, Tensor], group: PruningGroup, sparsity: float, round_to: int,
+                   min_channels: int, exact: bool) -> np.ndarray:
+    """The kept channels of one group, under the same rule ``allocate`` applies: the ratio per producer
+    share of a concatenation group (exact projection: the shares' counts are independent), else one
+    count for the group."""
+    energy = group_energy(tensors, group)
+    step = math.lcm(max(1, round_to), max(1, group.divisor))
+    if len(group.producers) > 1 and step <= 1:
+        return per_producer(group, energy, removable(group, exact), group.producers, sparsity,
+                            Limits(min_channels=min_channels))
+    count, can_remove = group_keep_count(group, sparsity, round_to, min_channels, exact)
+    return choose(group, energy, count, can_remove)
 
 
 def group_masks(tensors: Mapping[str, Tensor], groups: Sequence[PruningGroup],
