@@ -192,6 +192,15 @@ def mean_std(values: list[float]) -> str:
     return f"{m:.1f} ± {s:.1f}"
 
 
+def _accuracy_cells(by: dict, task: str, model: str, method: str, kind: str, levels) -> str:
+    """One table row's accuracy cells (mean ± std over seeds), the best method per level in bold."""
+    cells = []
+    for level in levels:
+        cell = mean_std([r["accuracy"] for r in by[(task, model, method, kind, level)]])
+        cells.append(f"**{cell}**" if _is_best(by, task, model, method, kind, level) else cell)
+    return " | ".join(cells) + " |"
+
+
 def tables(results: list[dict], densities, sparsities) -> str:
     by = defaultdict(list)
     for r in results:
@@ -203,19 +212,13 @@ def tables(results: list[dict], densities, sparsities) -> str:
     for t, m in combos:
         dense = mean_std([r["accuracy"] for r in by[(t, m, "dense", "dense", 1.0)]])
         for meth in METHODS:
-            cells = [mean_std([r["accuracy"] for r in by[(t, m, meth, "irregular", d)]]) for d in densities]
-            best = [_is_best(by, t, m, meth, "irregular", d) for d in densities]
-            cells = [f"**{c}**" if b else c for c, b in zip(cells, best)]
-            out.append(f"| {t} | {m} | {meth} | {dense} | " + " | ".join(cells) + " |")
+            out.append(f"| {t} | {m} | {meth} | {dense} | " + _accuracy_cells(by, t, m, meth, "irregular", densities))
     out += ["", "### Structured (channel scores, channels physically removed), test accuracy %", "",
             "| task | model | method | " + " | ".join(f"{100 * c:g} % channels removed" for c in sparsities) + " |",
             "|---|---|---|" + "---|" * len(sparsities)]
     for t, m in combos:
         for meth in METHODS:
-            cells = [mean_std([r["accuracy"] for r in by[(t, m, meth, "structured", c)]]) for c in sparsities]
-            best = [_is_best(by, t, m, meth, "structured", c) for c in sparsities]
-            cells = [f"**{c}**" if b else c for c, b in zip(cells, best)]
-            out.append(f"| {t} | {m} | {meth} | " + " | ".join(cells) + " |")
+            out.append(f"| {t} | {m} | {meth} | " + _accuracy_cells(by, t, m, meth, "structured", sparsities))
     out += ["", "### Scoring wall time relative to SNIP (irregular runs; absolute mean seconds in brackets)", "",
             "| model | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
     for m in sorted({r["model"] for r in results}):

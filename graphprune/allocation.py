@@ -33,12 +33,18 @@ def keep_count(group: PruningGroup, sparsity: float, round_to: int, min_channels
 
 def clamp_count(group: PruningGroup, target: int, round_to: int, min_channels: int, can_remove: np.ndarray,
                 max_fraction: float = 1.0) -> int:
-    frozen = group.size - int(can_remove.sum())
-    floor = group.size - math.floor(max_fraction * group.size + 1e-9)
-    target = max(target, min_channels, frozen, floor)
+    return _clamp(group.size, target, round_to, min_channels, int(can_remove.sum()), max_fraction)
+
+
+def _clamp(size: int, target: int, round_to: int, min_channels: int, removable_count: int,
+           max_fraction: float) -> int:
+    """``target`` kept channels out of ``size``, raised to the floors (minimum width, the channels that
+    cannot go, the per-group removal cap) and rounded up to ``round_to``."""
+    floor = size - math.floor(max_fraction * size + 1e-9)
+    target = max(target, min_channels, size - removable_count, floor)
     if round_to > 1:
         target = math.ceil(target / round_to) * round_to
-    return min(group.size, target)
+    return min(size, target)
 
 
 def choose(group: PruningGroup, score: np.ndarray, keep: int, can_remove: np.ndarray) -> np.ndarray:
@@ -73,10 +79,9 @@ def per_producer(group: PruningGroup, score: np.ndarray, can_remove: np.ndarray,
     kept = ~can_remove
     for part in producers:
         removable_here = part[can_remove[part]]
-        frozen_here = len(part) - len(removable_here)
-        keep = len(part) - math.floor(sparsity * len(part))
-        keep = max(keep, len(part) - math.floor(limits.max_fraction * len(part) + 1e-9), frozen_here, 1)
-        budget = min(keep, len(part)) - frozen_here
+        keep = _clamp(len(part), len(part) - math.floor(sparsity * len(part)), 1, 1, len(removable_here),
+                      limits.max_fraction)
+        budget = keep - (len(part) - len(removable_here))
         if budget > 0:
             order = removable_here[np.argsort(-score[removable_here], kind="stable")]
             kept[order[:budget]] = True

@@ -94,19 +94,22 @@ def _torch_slice_norms(tensor: torch.Tensor, dims: list[int], p: int) -> dict[in
 
 PARALLEL_MIN_NUMEL = 1 << 18
 _pool: ThreadPoolExecutor | None = None
-_pool_pid: int | None = None
+_pool_key: tuple[int, int] | None = None  # (process id, threads) the pool was made for
 
 
 def _workers() -> ThreadPoolExecutor | None:
-    """The shared pool, sized by torch's thread setting; a new one in a forked child, whose copy of
-    the parent's pool has no threads behind it (work submitted there would never run)."""
-    global _pool, _pool_pid
+    """The shared pool, sized by torch's thread setting; a new one when that setting changes, and in a
+    forked child, whose copy of the parent's pool has no threads behind it (work would never run)."""
+    global _pool, _pool_key
     threads = torch.get_num_threads()
     if threads < 2:
         return None
-    if _pool is None or _pool_pid != os.getpid() or _pool._max_workers != threads:
+    key = (os.getpid(), threads)
+    if _pool is None or _pool_key != key:
+        if _pool is not None and _pool_key is not None and _pool_key[0] == key[0]:
+            _pool.shutdown(wait=False)  # this process's pool, made for another thread count
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="graphprune")
-        _pool_pid = os.getpid()
+        _pool_key = key
         atexit.register(_pool.shutdown, wait=False)
     return _pool
 
