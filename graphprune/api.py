@@ -16,6 +16,7 @@ from torch import nn
 from graphprune.allocation import BUDGET_TOLERANCE
 from graphprune.codegen import materialize
 from graphprune.errors import InputError
+from graphprune.interface import BoundInputs, bind_inputs, holds_tensor, tensor_aliases, ties
 from graphprune.metrics import count_macs, count_params
 from graphprune.plan import Plan, load_plan, with_overrides
 from graphprune.plan.selectors import validate_selectors
@@ -32,18 +33,42 @@ class Result:
     state: CompileState
 
 
-def _check_inputs(model: Any, example_inputs: Any) -> tuple[Any, ...]:
+def _check_inputs(model: Any, example_inputs: Any, kwargs: Any) -> BoundInputs:
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(example_inputs, torch.Tensor):
+    if isinstance(example_inputs, torch.Tensor) or isinstance(example_inputs, dict) and kwargs is None:
         example_inputs = (example_inputs,)
-    if not isinstance(example_inputs, (tuple, list)) or not example_inputs:
-        raise InputError(f"example_inputs must be a tensor or a non-empty tuple of tensors, "
+    if example_inputs is None:
+        example_inputs = ()
+    if not isinstance(example_inputs, (tuple, list)) or not example_inputs and not kwargs:
+        raise InputError(f"example_inputs must be a tensor or a non-empty tuple of inputs, "
                          f"got {type(example_inputs).__name__}")
-    for i, x in enumerate(example_inputs):
-        if not isinstance(x, torch.Tensor):
-            raise InputError(f"example_inputs[{i}] must be a torch.Tensor, got {type(x).__name__}")
-    return tuple(example_inputs)
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise InputError(f"kwargs must be a dict of keyword example inputs, got {type(kwargs).__name__}")
+    if not any(holds_tensor(x) for x in (*example_inputs, *(kwargs or {}).values())):
+        first = example_inputs[0] if example_inputs else next(iter(kwargs.values()))
+        raise InputError(f"example_inputs[0] must be a torch.Tensor (or hold one), got {type(first).__name__}")
+    return bind_inputs(model, tuple(example_inputs), kwargs or {})
+
+
+def _check_finite(model: nn.Module) -> None:
+    """Scores, budgets and masked equivalence mean nothing on NaN/Inf weights: refuse, naming them."""
+    bad = [name for name, t in (*model.named_parameters(), *model.named_buffers())
+           if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise InputError(f"the model has non-finite (NaN/Inf) values in {', '.join(bad[:3])}{more}: "
+                         f"fix or re-initialise them before pruning")
+
+
+def _warnings(state: CompileState, macs_before: int) -> list[str]:
+    out = []
+    if state.channels is not None and not any(g.num_prunable for g in state.channels.groups):
+        out.append("nothing to prune: no channel group is prunable (every channel reaches an output or is "
+                   "frozen; see 'frozen'), the model is returned unchanged")
+    if macs_before == 0:
+        out.append("the example inputs give 0 MACs (an empty batch?): reductions are not defined")
+    return out
 
 
 def _options(plan: Plan) -> Options:
@@ -55,26 +80,35 @@ def _options(plan: Plan) -> Options:
 
 
 def _check_plan_against(plan: Plan, model: nn.Module, inputs: tuple[Any, ...]) -> None:
-    if plan.input_shape is not None and tuple(inputs[0].shape) != plan.input_shape:
+    if plan.input_shape is not None and isinstance(inputs[0], torch.Tensor) \
+            and tuple(inputs[0].shape) != plan.input_shape:
         raise plan.error("model.input_shape", f"{list(plan.input_shape)} does not match example_inputs[0] "
                                               f"of shape {list(inputs[0].shape)}")
     validate_selectors(plan, dict(model.named_modules()))
 
 
-def compile(model: nn.Module, example_inputs: Any, plan: Any = None, *, name: str | None = None,
-            leaf_modules: tuple[type, ...] = (), data: Any = None, **overrides: Any) -> Result:
+def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwargs: dict[str, Any] | None = None,
+            name: str | None = None, leaf_modules: tuple[type, ...] = (), data: Any = None,
+            **overrides: Any) -> Result:
     """Prune ``model`` into a smaller fx.GraphModule computing the masked dense function.
 
+    ``example_inputs`` (positional) and ``kwargs`` (keyword example inputs) are bound to ``forward``
+    as a call would bind them; tensors and containers of tensors become the module's inputs, other
+    values (flags, ``None``) are traced as constants. The pruned module takes the tensor inputs in
+    ``forward``'s order and returns the same output structure with the same leaf shapes.
     ``plan``: None (remove 50 % of every group by L2 magnitude), a recipe name, a TOML/YAML/JSON path,
     a dict or a ``Plan``; keyword overrides (``sparsity``, ``score``, ``round_to``, ``min_channels``,
     ``exact``, ``scope``, ``max_per_group``) apply on top. ``data``: (input, target) batches for
     data-driven passes."""
-    inputs = _check_inputs(model, example_inputs)
+    bound = _check_inputs(model, example_inputs, kwargs)
+    _check_finite(model)
+    inputs = bound.traced
     plan = with_overrides(load_plan(plan), overrides)
     _check_plan_against(plan, model, inputs)
     pipeline = schedule(plan, {"trace": {"leaf_modules": tuple(leaf_modules)}} if leaf_modules else None)
     state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
-                         data=data if data is not None else _plan_data(plan, inputs))
+                         data=data if data is not None else _plan_data(plan, inputs),
+                         input_constants=bound.constants)
     state = run_schedule(state, pipeline)
     params_before = count_params(model)
     macs_before = state.macs.get("dense") or count_macs(model, inputs)
@@ -91,7 +125,7 @@ def _plan_data(plan: Plan, inputs: tuple[Any, ...]) -> Any:
         return None
     from models_zoo.data import load_dataset
 
-    size = inputs[0].shape[-1] if inputs[0].ndim == 4 else 16
+    size = inputs[0].shape[-1] if isinstance(inputs[0], torch.Tensor) and inputs[0].ndim == 4 else 16
     try:
         return load_dataset(**{"image_size": int(size), **plan.data})
     except ValueError as exc:
@@ -108,9 +142,9 @@ def _report(state: CompileState, params_before: int, macs_before: int) -> Report
         macs_after=state.macs.get("pruned") or count_macs(state.gm, state.example_inputs),
         groups=len(cg.groups),
         prunable_groups=sum(1 for g in cg.groups if g.num_prunable),
-        frozen=[{"reason": r, "nodes": n} for r, n in cg.frozen.items()],
+        frozen=_frozen(state),
         unknown_ops=[{"node": n, "op": op} for n, op in cg.unknown_ops],
-        inexact=[{"reason": r, "nodes": n} for r, n in cg.inexact.items()],
+        inexact=_inexact(state),
         kept=state.kept,
         passes=[n for n, _ in state.history],
         seconds=_seconds(state.history),
@@ -120,7 +154,30 @@ def _report(state: CompileState, params_before: int, macs_before: int) -> Report
         schedule=list(state.trail),
         budget=_budget(state, macs_before, params_before),
         artifacts=dict(state.artifacts),
+        tied=ties(tensor_aliases(state.model)),
+        warnings=_warnings(state, macs_before),
     )
+
+
+def _inexact(state: CompileState) -> list[dict[str, Any]]:
+    """What removal really cut through a statistic: per reason, the nodes and how many channels each
+    lost (a statistic whose channels all stayed is exact and not listed)."""
+    by_reason: dict[str, dict[str, int]] = {}
+    for reason, node, removed in state.inexact_cuts:
+        nodes = by_reason.setdefault(reason, {})
+        nodes[node] = nodes.get(node, 0) + removed
+    return [{"reason": r, "nodes": sorted(n), "removed_channels": dict(sorted(n.items()))}
+            for r, n in by_reason.items()]
+
+
+def _frozen(state: CompileState) -> list[dict[str, Any]]:
+    """Frozen reasons of the analysis; with ``exact``, the statistics that kept their channels too."""
+    cg = state.channels
+    frozen = [{"reason": r, "nodes": n} for r, n in cg.frozen.items()]
+    if state.plan is not None and state.plan.allocate.exact:
+        frozen += [{"reason": f"exact: removal would change a statistic ({r})", "nodes": n}
+                   for r, n in cg.inexact.items()]
+    return frozen
 
 
 def _seconds(history: tuple[tuple[str, float], ...]) -> dict[str, float]:

@@ -104,7 +104,7 @@ def fold_channel_permutations(gm: fx.GraphModule, values: dict[str, Any]) -> int
 
 def _replace(gm: fx.GraphModule, source: fx.Node, end: fx.Node, dim: int, perm: torch.Tensor, k: int) -> None:
     name = f"{PERM_PREFIX}_{k}"
-    gm.register_buffer(name, perm.clone(), persistent=True)
+    gm.register_buffer(name, perm.clone(), persistent=False)  # ours: the state_dict keeps the user's keys
     with gm.graph.inserting_after(end):
         index = gm.graph.get_attr(name)
     with gm.graph.inserting_after(index):

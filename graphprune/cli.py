@@ -282,6 +282,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reduction(ratio: float | None, before: int, after: int) -> str:
+    """``3.98x (74.9%)``, or ``n/a`` where a count is 0 and no ratio means anything."""
+    return "n/a" if ratio is None else f"{ratio:.2f}x ({1 - after / before:.1%})"
+
+
 def _print_compile(report: Any, inputs: tuple[Any, ...], out: Path | None, report_path: Path | None,
                    extra_seconds: dict[str, float]) -> None:
     console = _console()
@@ -289,10 +294,12 @@ def _print_compile(report: Any, inputs: tuple[Any, ...], out: Path | None, repor
     console.print(_text(f"graphprune compile {report.model}  input {shapes}  plan: {_plan_summary(report.plan)}"))
     size = _table(None, "", "before", "after", "reduction")
     size.add_row("params", f"{report.params_before:,}", f"{report.params_after:,}",
-                 f"{report.params_reduction:.2f}x ({1 - report.params_after / max(report.params_before, 1):.1%})")
+                 _reduction(report.params_reduction, report.params_before, report.params_after))
     size.add_row("MACs", f"{report.macs_before:,}", f"{report.macs_after:,}",
-                 f"{report.macs_reduction:.2f}x ({1 - report.macs_after / max(report.macs_before, 1):.1%})")
+                 _reduction(report.macs_reduction, report.macs_before, report.macs_after))
     console.print(size)
+    for warning in report.warnings:
+        console.print(_text(f"warning: {warning}"))
 
     console.print(_text(
         f"groups: {report.groups} ({report.prunable_groups} prunable)  frozen reasons: {len(report.frozen)}  "

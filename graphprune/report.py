@@ -40,14 +40,17 @@ class Report:
     schedule: list[dict[str, Any]] = field(default_factory=list)  # per pass run: pass, why, seconds, fingerprint
     budget: dict[str, Any] | None = None  # metric, asked, estimated (cost model), achieved (measured)
     artifacts: dict[str, Any] = field(default_factory=dict)  # per-pass records (allocate, purify, emit, ...)
+    tied: list[list[str]] = field(default_factory=list)  # names of one shared tensor, canonical first
+    warnings: list[str] = field(default_factory=list)  # what the user should know (nothing to prune, ...)
 
     @property
-    def macs_reduction(self) -> float:
-        return self.macs_before / max(self.macs_after, 1)
+    def macs_reduction(self) -> float | None:
+        """dense / pruned MACs; None when either count is 0 (no ratio means anything then)."""
+        return _ratio(self.macs_before, self.macs_after)
 
     @property
-    def params_reduction(self) -> float:
-        return self.params_before / max(self.params_after, 1)
+    def params_reduction(self) -> float | None:
+        return _ratio(self.params_before, self.params_after)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -60,3 +63,7 @@ class Report:
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(Path(path), self.to_json())
+
+
+def _ratio(before: int, after: int) -> float | None:
+    return before / after if before > 0 and after > 0 else None

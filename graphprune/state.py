@@ -27,7 +27,7 @@ class Options:
 class CompileState:
     model_name: str
     model: nn.Module  # the user's module: read, never written
-    example_inputs: tuple[Any, ...]
+    example_inputs: tuple[Any, ...]  # the graph's inputs, in forward's order (``interface.bind_inputs``)
     options: Options = Options()
     gm: fx.GraphModule | None = None
     values: dict[str, Any] | None = None
@@ -46,6 +46,8 @@ class CompileState:
     trail: tuple[dict[str, Any], ...] = ()  # per pass run: name, why, seconds (the scheduler's record)
     facts: frozenset[str] = frozenset()
     history: tuple[tuple[str, float], ...] = ()
+    input_constants: dict[str, Any] | None = None  # forward arguments traced as constants (None: defaults)
+    inexact_cuts: tuple[tuple[str, str, int], ...] = ()  # (reason, node, channels removed) over all rounds
 
     def with_(self, **changes: Any) -> CompileState:
         return replace(self, **changes)

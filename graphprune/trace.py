@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import torch
 import torch.fx as fx
 from torch import nn
 from torch.fx.proxy import ParameterProxy
@@ -71,6 +72,15 @@ class GraphpruneTracer(fx.Tracer):
             factory = (lambda node: ParameterProxy(self, node, name, attr_val)) if self.param_shapes_constant else None
             parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {}, proxy_factory_fn=factory)
         return parameter_proxy_cache[name]
+
+    def create_arg(self, a: Any) -> Any:
+        """fx turns every dict into a plain dict; a dict subclass (OrderedDict, a ``ModelOutput``) is
+        instead rebuilt by a call to its class, so the traced module returns the same type."""
+        if isinstance(a, dict) and type(a) is not dict and not isinstance(a, fx.immutable_collections.immutable_dict):
+            if all(isinstance(k, str) and k.isidentifier() for k in a):
+                return self.create_node("call_function", type(a), (), super().create_arg(dict(a)))
+            return self.create_node("call_function", type(a), (super().create_arg(list(a.items())),), {})
+        return super().create_arg(a)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, self.leaf_types) or getattr(type(m), "graphprune_leaf", False):
@@ -196,9 +206,12 @@ def unshare(module: nn.Module, original: nn.Module) -> None:
     """Copy every parameter/buffer of ``module`` still shared with ``original`` (the end of
     copy-on-write: training the result must not write into the user's tensors)."""
     shared = {t.data_ptr() for t in (*original.parameters(), *original.buffers()) if t.numel()}
+    copies: dict[int, torch.Tensor] = {}  # one copy per tensor: a tied parameter stays tied
     for m in module.modules():
         for store in (m._parameters, m._buffers):
             for name, t in store.items():
                 if t is not None and t.numel() and t.data_ptr() in shared:
-                    store[name] = nn.Parameter(tensor_ops.copy(t), t.requires_grad) \
-                        if isinstance(t, nn.Parameter) else tensor_ops.copy(t)
+                    if id(t) not in copies:
+                        copies[id(t)] = nn.Parameter(tensor_ops.copy(t), t.requires_grad) \
+                            if isinstance(t, nn.Parameter) else tensor_ops.copy(t)
+                    store[name] = copies[id(t)]

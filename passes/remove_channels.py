@@ -71,19 +71,45 @@ def _start_cuts(gm: fx.GraphModule, cuts: dict[str, dict[int, np.ndarray]]) -> t
     return jobs, tensor_ops.submit_large(lambda job: _cut(job[2], job[3]), jobs, lambda job: job[2].numel())
 
 
-def _store_cuts(jobs: list[Job], pending: list) -> None:
+def _store_cuts(jobs: list[Job], pending: list, owners_of: dict[int, list[tuple[nn.Module, str]]]) -> None:
     """Put the new tensors in place, straight into the owner's parameter/buffer dict
-    (``Module.__setattr__`` costs more than the copy for small tensors). A tensor a rule's rewrite
-    has already replaced (a constant index table it re-derived) keeps the rewrite's value."""
+    (``Module.__setattr__`` costs more than the copy for small tensors), under every name the old tensor
+    had (a tied parameter stays one tensor). A tensor a rule's rewrite has already replaced (a constant
+    index table it re-derived) keeps the rewrite's value."""
     for (owner, attr, old, _), new in zip(jobs, tensor_ops.gather(pending)):
         if getattr(owner, attr) is not old:
             continue
-        if attr in owner._parameters:
-            owner._parameters[attr] = nn.Parameter(new, requires_grad=old.requires_grad)
-        elif attr in owner._buffers:
-            owner._buffers[attr] = new
-        else:
-            setattr(owner, attr, new)
+        if isinstance(old, nn.Parameter):
+            new = nn.Parameter(new, requires_grad=old.requires_grad)
+        for holder, name in owners_of.get(id(old), [(owner, attr)]):
+            if name in holder._parameters:
+                holder._parameters[name] = new
+            elif name in holder._buffers:
+                holder._buffers[name] = new
+            else:
+                setattr(holder, name, new)
+
+
+def _owners(gm: fx.GraphModule) -> dict[int, list[tuple[nn.Module, str]]]:
+    """Tensor id -> every (module, attribute) holding it."""
+    owners: dict[int, list[tuple[nn.Module, str]]] = {}
+    for module in gm.modules():
+        for store in (module._parameters, module._buffers):
+            for name, tensor in store.items():
+                if tensor is not None:
+                    owners.setdefault(id(tensor), []).append((module, name))
+    return owners
+
+
+def inexact_cuts(state: CompileState, keep_element: np.ndarray) -> tuple[tuple[str, str, int], ...]:
+    """(reason, node, channels removed) for every statistic the removal really changes: a note whose
+    channels all stay changes nothing and is not reported."""
+    cuts = []
+    for note in state.analysis.table.inexact:
+        removed = int(np.count_nonzero(~keep_element[note.ids]))
+        if removed:
+            cuts.append((note.reason, note.node, removed))
+    return tuple(cuts)
 
 
 def compose_kept(old: dict, new: dict) -> dict:
@@ -158,6 +184,8 @@ def _shapes(value: object) -> object:
         return value.shape
     if isinstance(value, (tuple, list)):
         return tuple(_shapes(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _shapes(v) for k, v in value.items()}
     return None
 
 
@@ -175,14 +203,18 @@ class RemoveChannels(Pass):
         view = KeptView(state.analysis.layouts, state.values, keep_element)
         cuts = _cut_plan(state, keep_element)
         jobs, pending = _start_cuts(gm, cuts)  # large copies run on worker threads during the rewrite
+        owners = _owners(gm)
         _rewrite_nodes(gm, view)
         recompile_if_changed(gm)
-        _store_cuts(jobs, pending)
+        _store_cuts(jobs, pending, owners)
         kept = {fqn: {dim: index.tolist() for dim, index in dims.items()} for fqn, dims in cuts.items()}
-        _fix_modules(gm, view, {fqn.rpartition(".")[0] for fqn in kept})
+        aliases = state.analysis.table.aliases
+        touched = {fqn.rpartition(".")[0] for fqn in (*kept, *(a for a, c in aliases.items() if c in kept))}
+        _fix_modules(gm, view, touched)
         macs = {**state.macs}
         if self.verify:
             macs["pruned"] = _verify(gm, state, view)
         weight_scores = {c: slice_per_weight(t, kept) for c, t in state.weight_scores.items()}
         return state.with_(gm=gm, kept=compose_kept(state.kept, kept), values=None, macs=macs,
+                           inexact_cuts=state.inexact_cuts + inexact_cuts(state, keep_element),
                            masks=slice_per_weight(state.masks, kept), weight_scores=weight_scores)

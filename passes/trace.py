@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from graphprune.interface import inline_constant_inputs, restore_unused_state
 from graphprune.passes import Pass
 from graphprune.state import CompileState
 from graphprune.trace import private_hierarchy, trace
@@ -21,7 +22,12 @@ class Trace(Pass):
     leaf_modules: tuple[type, ...] = field(default=())
 
     def run(self, state: CompileState) -> CompileState:
-        traced = trace(state.model, self.leaf_modules, num_inputs=len(state.example_inputs))
+        traced = trace(state.model, self.leaf_modules, concrete_args=state.input_constants or None,
+                       num_inputs=len(state.example_inputs))
+        if traced is not state.model and state.input_constants:
+            inline_constant_inputs(traced, state.model, state.input_constants)
         gm = private_hierarchy(traced, owned_root=traced is not state.model)
+        restored = restore_unused_state(gm, state.model) if traced is not state.model else []
         values, macs = propagate_counting(gm, state.example_inputs)
-        return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs})
+        artifacts = {**state.artifacts, "trace": {"unused_state": restored}} if restored else state.artifacts
+        return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs}, artifacts=artifacts)

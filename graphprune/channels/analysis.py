@@ -6,6 +6,7 @@ Effects: none on the graph (an analysis never mutates); returns a ``ChannelAnaly
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from graphprune.channels.elements import ElementTable
 from graphprune.channels.layout import Layout, iter_layouts
 from graphprune.channels.probe import probe_movement
 from graphprune.channels.registry import describe, lookup, node_key
+from graphprune.interface import tensor_aliases
 from graphprune.values import TensorInfo
 
 
@@ -46,7 +48,7 @@ def _get_attr_layout(table: ElementTable, node: fx.Node, value: Any) -> Any:
 
 def analyze(gm: fx.GraphModule, values: dict[str, Any], whole_group_convs: frozenset[str] = frozenset()) \
         -> ChannelAnalysis:
-    table = ElementTable(whole_group_convs=whole_group_convs)
+    table = ElementTable(whole_group_convs=whole_group_convs, aliases=tensor_aliases(gm))
     layouts: dict[str, Any] = {}
     unknown: list[UnknownOp] = []
     modules = dict(gm.named_modules(remove_duplicate=False))
@@ -73,6 +75,8 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts:
     rule = lookup(key)
     if rule is not None:
         result = rule.propagate(ctx)
+    elif node.op == "call_function" and is_container_class(node.target):
+        result = structure_layout(ctx)
     else:
         result = probe_movement(ctx) if node.op == "call_function" else None
         if result is None:
@@ -85,6 +89,22 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts:
         for ids in lay.all_ids():
             table.anchor(ids)
     return result
+
+
+def is_container_class(target: Any) -> bool:
+    """A call that only packs tensors into a structure: a dict or tuple subclass (OrderedDict,
+    ``ModelOutput``, a namedtuple) or a dataclass, built where a model returns it."""
+    return isinstance(target, type) and (issubclass(target, (dict, tuple)) or dataclasses.is_dataclass(target))
+
+
+def structure_layout(ctx: RuleContext) -> Any:
+    """The packed arguments' layouts, as a dict by field/key (or a tuple by position): channels pass
+    through unchanged, and whatever reads the structure (the output) sees every leaf."""
+    if ctx.node.kwargs:
+        return ctx.layout(dict(ctx.node.kwargs))
+    if len(ctx.node.args) == 1 and isinstance(ctx.node.args[0], (list, tuple)) and issubclass(ctx.node.target, dict):
+        return {k: ctx.layout(v) for k, v in ctx.node.args[0]}
+    return ctx.layout(tuple(ctx.node.args))
 
 
 def collapsed_within_group_convs(analysis: ChannelAnalysis, labels: np.ndarray) -> set[str]:

@@ -20,6 +20,8 @@ def empty_like(value: Any) -> Any:
         return EMPTY
     if isinstance(value, (tuple, list)):
         return tuple(empty_like(v) for v in value)
+    if isinstance(value, dict):
+        return {k: empty_like(v) for k, v in value.items()}
     return None
 
 
@@ -46,10 +48,17 @@ class RuleContext:
         return fx.node.map_arg(arg, lambda n: self.values[n.name])
 
     def layout(self, arg: Any) -> Any:
+        """The layout of an argument of any structure: a node's layout, a tuple of layouts for a
+        tuple/list (namedtuples included), a dict of layouts for a dict (OrderedDict, ModelOutput),
+        None for a constant. Every leaf is kept, so freezing an argument reaches all of its tensors."""
         if isinstance(arg, fx.Node):
             return self.layouts.get(arg.name, EMPTY)
         if isinstance(arg, (tuple, list)):
             return tuple(self.layout(a) for a in arg)
+        if isinstance(arg, dict):
+            return {k: self.layout(v) for k, v in arg.items()}
+        if isinstance(arg, slice):
+            return tuple(self.layout(a) for a in (arg.start, arg.stop, arg.step))
         return None
 
     def info(self, arg: Any) -> TensorInfo | None:

@@ -9,6 +9,7 @@ A layout (see ``Layout``) says which tensor dims carry which elements, index by 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +52,9 @@ class ElementTable:
     # pruned within groups (see rules/conv.py and analysis.analyze_until_stable).
     whole_group_convs: frozenset[str] = frozenset()
     within_group_convs: dict[str, tuple[Ids, int]] = field(default_factory=dict)
+    # Alias name -> canonical name of one shared tensor (``interface.tensor_aliases``): every use of a
+    # tied parameter is keyed by one name, so its uses couple and removal cuts it once.
+    aliases: Mapping[str, str] = field(default_factory=dict)
     _resolved: tuple[tuple[int, int], np.ndarray] | None = field(default=None, repr=False)
 
     def new(self, n: int) -> Ids:
@@ -60,21 +64,21 @@ class ElementTable:
 
     def param(self, fqn: str, dim: int, size: int) -> Ids:
         """Elements of a parameter dim; the same (fqn, dim) always gets the same elements, so a
-        parameter used twice (weight sharing) couples both uses."""
-        key = (fqn, dim)
+        parameter used twice (weight sharing, under one name or several) couples both uses."""
+        key = (self.aliases.get(fqn, fqn), dim)
         if key not in self.members:
-            self.members[key] = Member(fqn, dim, self.new(size))
+            self.members[key] = Member(key[0], dim, self.new(size))
         return self.members[key].ids
 
     def bind(self, fqn: str, dim: int, ids: Ids) -> Ids:
         """Parameter dim ``(fqn, dim)`` carries exactly ``ids``: ``unify(param(...), ids)`` without
         minting elements for it. Most parameter dims are bound like this (norm affines, a conv's input
         columns, biases), which keeps the union-find a fraction of the size."""
-        key = (fqn, dim)
+        key = (self.aliases.get(fqn, fqn), dim)
         if key in self.members:
             self.unify(self.members[key].ids, ids)
         else:
-            self.members[key] = Member(fqn, dim, np.asarray(ids, dtype=np.int64))
+            self.members[key] = Member(key[0], dim, np.asarray(ids, dtype=np.int64))
         return self.members[key].ids
 
     def unify(self, a: Ids, b: Ids) -> None:

@@ -95,4 +95,7 @@ def _expected(view: KeptView, info: Any, lay: Any) -> Any:
     if isinstance(info, (tuple, list)):
         lays = lay if isinstance(lay, tuple) else (None,) * len(info)
         return tuple(_expected(view, i, sub) for i, sub in zip(info, lays))
+    if isinstance(info, dict):
+        lays = lay if isinstance(lay, dict) else {}
+        return {k: _expected(view, v, lays.get(k)) for k, v in info.items()}
     return None

@@ -308,6 +308,8 @@ def getitem(ctx: RuleContext) -> object:
     lay = ctx.layout(x)
     if isinstance(lay, tuple):
         return lay[index] if isinstance(index, int) else tuple(lay[index])
+    if isinstance(lay, dict) and index in lay:  # a packed structure read back by key
+        return lay[index]
     info = ctx.info(x)
     if not isinstance(lay, Layout) or info is None:
         return empty_like(ctx.out)
@@ -484,7 +486,7 @@ def _rewrite_index_select(node, kept) -> None:
     new = torch.as_tensor(renumber[perm.numpy()[out_mask]], dtype=perm.dtype)
     path, _, attr = str(index.target).rpartition(".")
     owner = gm.get_submodule(path) if path else gm
-    owner.register_buffer(attr, new, persistent=True)
+    owner.register_buffer(attr, new, persistent=attr not in owner._non_persistent_buffers_set)
 
 
 @register([torch.index_select, Method("index_select")], rewrite=_rewrite_index_select)

@@ -1,8 +1,9 @@
 """Reductions, softmax and shape queries.
 
 Reducing over a non-channel dim (global pooling by ``mean((2, 3))``, a sum over tokens) keeps the
-channels; reducing over a channel dim mixes them with no parameter to zero, so those channels freeze.
-Softmax and friends normalise across their dim: over a channel dim they freeze too.
+channels. Over a channel dim, an index-valued result (argmax, all, prod) freezes the channels; a
+statistic (mean, var, amax, softmax) lets them go but the removal is marked inexact; a sum or p-norm
+gives the same with a channel zeroed or removed, so removal through it is exact and nothing is marked.
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ def _reduced_dims(ctx: RuleContext, rank: int) -> list[int] | None:
 
 
 _INDEX_VALUED = {"argmax", "argmin", "all", "any", "prod"}
+# A removed channel is a zeroed one in the dense model (masked equivalence), and these give the same
+# result whether zeros are present or absent: removal through them is exact, nothing to report.
+_ZERO_INVARIANT = {"sum", "nansum", "norm", "linalg_vector_norm"}
+
+
+def _zero_invariant(ctx: RuleContext, name: str) -> bool:
+    if name not in _ZERO_INVARIANT:
+        return False
+    if name in ("norm", "linalg_vector_norm"):  # p-norms with p >= 0 (2, 1, inf, 'fro', 0 = count non-zeros)
+        p = ctx.value(ctx.node.kwargs.get("p", ctx.node.kwargs.get("ord", ctx.arg(1, None, 2)
+                                                                   if name == "linalg_vector_norm" else 2)))
+        if ctx.node.target in (torch.norm, Method("norm")):
+            p = ctx.value(ctx.node.kwargs.get("p", ctx.arg(1, "p", "fro")))
+        return p is None or p == "fro" or isinstance(p, (int, float)) and p >= 0
+    return True
 
 
 @register(REDUCTIONS)
@@ -55,7 +71,7 @@ def reduction(ctx: RuleContext) -> object:
             continue
         if name in _INDEX_VALUED:  # results are channel positions: removal changes their meaning
             ctx.freeze(ids, f"{name} over a channel dim")
-        else:  # a statistic over channels, like LayerNorm: removal is allowed but changes it
+        elif not _zero_invariant(ctx, name):  # a statistic over channels, like LayerNorm: removal changes it
             ctx.table.mark_inexact(ids, f"{name} over a channel dim", ctx.name)
     keepdim = bool(ctx.value(ctx.node.kwargs.get("keepdim", ctx.arg(2, "keepdim", False))))
     kept = {}
@@ -90,10 +106,20 @@ def softmax(ctx: RuleContext) -> Layout:
     lay = ctx.layout(x)
     if dim is None:
         ctx.freeze_inputs("softmax over an implicit dim")
+    elif _zero_invariant_normalisation(ctx):
+        pass  # zeroed channels add nothing to a p-norm or a running sum: exact
     else:
         ctx.table.mark_inexact(lay.get(dim % info.ndim) if lay.get(dim % info.ndim) is not None else [],
                                "normalisation across a channel dim (softmax/normalize/cumsum)", ctx.name)
     return same_layout(ctx, x)
+
+
+def _zero_invariant_normalisation(ctx: RuleContext) -> bool:
+    target = ctx.node.target
+    if target is F.normalize:
+        p = ctx.value(ctx.node.kwargs.get("p", ctx.arg(1, "p", 2.0)))
+        return isinstance(p, (int, float)) and p > 0
+    return target in (torch.cumsum, Method("cumsum"))
 
 
 SHAPE_QUERIES = [builtins.getattr, builtins.len,
