@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from graphprune.eager_args import node_args
 from graphprune.values import TensorInfo
 
 _MOVEMENT_METHODS = {"view", "reshape", "transpose", "permute", "contiguous", "flatten", "unflatten",
@@ -45,8 +46,7 @@ def _run_on_ids(chain: list[fx.Node], source: fx.Node, ids: torch.Tensor, values
     env = {source.name: ids}
     outs = []
     for node in chain:
-        args = fx.node.map_arg(node.args, lambda n: env[n.name] if n.name in env else values[n.name])
-        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n.name] if n.name in env else values[n.name])
+        args, kwargs = node_args(node, lambda n: env[n.name] if n.name in env else values[n.name])
         if node.op == "call_method":
             out = getattr(args[0], str(node.target))(*args[1:], **kwargs)
         else:

@@ -5,8 +5,8 @@ is what the per-op rule table keys on). timm and torchvision declare functions t
 into (honoured: they stay calls) and modules to keep opaque for feature extraction. An opaque module
 freezes every channel it touches, so we first trace *through* those modules and keep one opaque only
 where tracing through it fails. Modules the user names as leaves are always kept opaque. A failure
-that no declared leaf explains is re-raised as a TraceError naming the innermost module being traced,
-the user's source line, and what to do about it.
+that no declared leaf explains is re-raised as a TraceError (``trace_errors``) naming the innermost
+module being traced, the model's source line, the untraceable pattern and the fixes that can work.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import inspect
 import sys
-import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,7 +25,8 @@ from torch.fx.proxy import ParameterProxy
 from graphprune import tensor_ops
 from graphprune.codegen import deferred_graph_module
 from graphprune.decompose import decomposition_for
-from graphprune.errors import InputError, TraceError
+from graphprune.errors import InputError
+from graphprune.trace_errors import trace_error
 from graphprune.trace_speedups import ParameterNames, cached_unpacking
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -112,26 +112,6 @@ def _declared_culprit(model: nn.Module, stack: list[str], declared: set[type]) -
     return None
 
 
-def _trace_error(model: nn.Module, tracer: GraphpruneTracer, exc: Exception) -> TraceError:
-    where = (tracer.failed_stack or ["<root>"])[-1] or "<root>"
-    kind = type(model.get_submodule(where)).__name__ if where != "<root>" else type(model).__name__
-    return TraceError(
-        f"cannot trace module '{where}' ({kind}) at {_user_frame(exc)}: "
-        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-        f"Fix: make its forward traceable by torch.fx, or keep it opaque with "
-        f"leaf_modules=[{kind}] (its channels are then frozen)"
-    )
-
-
-def _user_frame(exc: BaseException) -> str:
-    """The innermost traceback frame outside torch itself: the line of model code that broke tracing."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    for frame in reversed(frames):
-        if "/torch/" not in frame.filename and "/graphprune/" not in frame.filename:
-            return f"{frame.filename}:{frame.lineno} ({frame.line})"
-    return "unknown location"
-
-
 def defaults_beyond(model: nn.Module, num_inputs: int | None) -> dict[str, Any] | None:
     """Forward parameters the example inputs do not supply are traced as their defaults (an optional
     ``mask=None`` stays None rather than becoming a graph input that breaks ``if mask is not None``)."""
@@ -167,7 +147,7 @@ def trace(model: nn.Module, extra_leaves: Iterable[type] = (), concrete_args: di
         except Exception as exc:
             culprit = _declared_culprit(model, tracer.failed_stack or [], declared - opaque)
             if culprit is None:
-                raise _trace_error(model, tracer, exc) from exc
+                raise trace_error(model, tracer.failed_stack, exc) from exc
             opaque.add(culprit)
     return deferred_graph_module(tracer.root, graph, type(model).__name__)
 

@@ -19,6 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from graphprune.channels.registry import Method
+from graphprune.eager_args import node_args
 from graphprune.errors import InputError
 from graphprune.shapes import FORMULAS, Call, Meta, spec
 
@@ -57,6 +58,9 @@ class _Recorder(fx.Interpreter):
         super().__init__(gm, garbage_collect_values=True)
         self.values: dict[str, Any] = {}
 
+    def fetch_args_kwargs_from_env(self, n: fx.Node) -> tuple[tuple, dict[str, Any]]:
+        return node_args(n, self.env.__getitem__)  # plain lists, as the generated forward passes
+
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
         self.values[n.name] = summarize(result)
@@ -85,8 +89,7 @@ class _ShapeRun:
             elif n.op == "get_attr":
                 result = _fetch(self.gm, str(n.target))
             else:
-                args = fx.node.map_arg(n.args, env.__getitem__)
-                kwargs = fx.node.map_arg(n.kwargs, env.__getitem__)
+                args, kwargs = node_args(n, env.__getitem__)
                 result = args[0] if n.op == "output" else self._call(n, args, kwargs)
             env[n] = result
             self.values[n.name] = summarize(result)

@@ -19,6 +19,7 @@ import torch.fx as fx
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import Layout
+from graphprune.eager_args import node_args
 from graphprune.values import TensorInfo
 
 MAX_ELEMENTS = 4_000_000
@@ -34,9 +35,10 @@ def _tensor_arg(ctx: RuleContext) -> tuple[int, fx.Node] | None:
 
 
 def _call(ctx: RuleContext, position: int, tensor: torch.Tensor) -> Any:
-    args = list(ctx.value(list(ctx.node.args)))
+    args, kwargs = node_args(ctx.node, lambda n: ctx.values[n.name])
+    args = list(args)
     args[position] = tensor
-    return ctx.node.target(*args, **ctx.value(dict(ctx.node.kwargs)))
+    return ctx.node.target(*args, **kwargs)
 
 
 def _sources(ctx: RuleContext, position: int, shape: tuple[int, ...]) -> np.ndarray | None:

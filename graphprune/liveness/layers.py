@@ -17,6 +17,7 @@ from torch import nn
 
 from graphprune.channels.registry import lookup, node_key
 from graphprune.channels.rules.conv import _F_CONV
+from graphprune.eager_args import node_args
 from graphprune.liveness.ops import MOVEMENT
 
 ROUNDING = 1e-6  # |norm(0)| below this fraction of its terms' magnitude is float rounding, i.e. zero
@@ -150,7 +151,7 @@ def _attr_tensor(arg: object, gm: fx.GraphModule, masks: dict) -> object:
     inputs = {n: _attr_tensor(n, gm, masks) for n in arg.all_input_nodes}
     if any(v is None for v in inputs.values()):
         return None
-    args, kwargs = fx.node.map_arg((arg.args, arg.kwargs), lambda n: inputs[n])
+    args, kwargs = node_args(arg, inputs.__getitem__)
     if arg.op == "call_method":
         return getattr(args[0], str(arg.target))(*args[1:], **kwargs)
     return arg.target(*args, **kwargs)

@@ -135,6 +135,8 @@ def conv_functional(ctx: RuleContext) -> Layout:
     lay, wl = ctx.layout(x), ctx.layout(w)
     in_ids = lay.get(cdim) if isinstance(lay, Layout) else None
     wl = wl if isinstance(wl, Layout) else EMPTY
+    for d in set(wl.dims) - {0, 1}:  # e.g. a flat per-expert weight viewed to (out, in, kh, kw)
+        ctx.freeze(wl.get(d), "kernel dim of a convolution weight")
     bl = ctx.layout(b) if b is not None else EMPTY
     w_in = wl.get(1)
     out = couple_conv(ctx, in_ids, wl.get(0), w_in, bl.get(0) if isinstance(bl, Layout) else None,

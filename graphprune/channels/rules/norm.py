@@ -90,7 +90,24 @@ def group_norm_module(ctx: RuleContext) -> Layout:
     return _group_norm(ctx, ctx.module.num_groups, ctx.param("weight", 0), ctx.param("bias", 0))
 
 
-@register([F.group_norm])
+def _rewrite_num_groups(node, kept) -> None:
+    """F.group_norm(x, num_groups, ...) bakes the group count (timm's GroupNormAct, traced through):
+    whole groups are removed, so the group size stays and the count follows the kept channels."""
+    in_kwargs = len(node.args) < 2
+    groups = node.kwargs.get("num_groups") if in_kwargs else node.args[1]
+    if not isinstance(groups, int) or groups <= 1:
+        return
+    old, new = kept.old_shape(node.args[0])[1], kept.new_shape(node.args[0])[1]
+    new_groups = new // (old // groups)
+    if new_groups == groups:
+        return
+    if in_kwargs:
+        node.kwargs = {**node.kwargs, "num_groups": new_groups}
+    else:
+        node.args = (node.args[0], new_groups, *node.args[2:])
+
+
+@register([F.group_norm], rewrite=_rewrite_num_groups)
 def group_norm_functional(ctx: RuleContext) -> Layout:
     return _group_norm(ctx, int(ctx.value(ctx.arg(1, "num_groups"))), _functional_param(ctx, 2, "weight"),
                        _functional_param(ctx, 3, "bias"))
