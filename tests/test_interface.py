@@ -230,3 +230,14 @@ def test_inexact_lists_only_statistics_that_lost_channels() -> None:
     assert any(f["reason"].startswith("exact:") and "LayerNorm" in f["reason"] for f in exact.report.frozen)
     assert "norm.weight" not in exact.report.kept and len(exact.report.kept["conv.weight"][0]) == 8
     assert masked_equivalence_error(model, exact.module, exact.report.kept, inputs) < 1e-5
+
+
+@pytest.mark.parametrize("score", ["px", "snip", "grasp", "synflow", "taylor"])
+def test_data_driven_scores_read_a_tied_weight_once(score: str) -> None:
+    torch.manual_seed(0)
+    model, x = SharedConv().eval(), torch.randn(1, 3, 8, 8)
+    data = [(torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,)))] * 2
+    result = graphprune.compile(model, (x,), sparsity=0.5, score=score, data=data)
+    assert result.module.again.weight is result.module.shared.weight
+    assert tuple(result.module.shared.weight.shape) == (4, 4, 3, 3)
+    assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5

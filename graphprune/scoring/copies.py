@@ -34,6 +34,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils._pytree import tree_leaves
 
+from graphprune.interface import tensor_aliases
 from graphprune.scoring.targets import scored_modules
 from graphprune.trace import trace
 
@@ -214,7 +215,14 @@ def norm_scales(gm: fx.GraphModule) -> dict[str, torch.Tensor]:
     return {f"{name}.scale": m.scale for name, m in gm.named_modules() if isinstance(m, NormScale)}
 
 
+def untied(module: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` without the alias names of a tied parameter: ``functional_call`` substitutes the
+    one tensor under its canonical name into every use (a value per alias is an error there)."""
+    aliases = tensor_aliases(module)
+    return {k: v for k, v in tensors.items() if k not in aliases} if aliases else tensors
+
+
 def run(gm: nn.Module, tensors: dict[str, torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
     """Forward with substituted tensors; every floating output tensor, flattened from the pytree."""
-    out = functional_call(gm, tensors, (x,))
+    out = functional_call(gm, untied(gm, tensors), (x,))
     return [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]

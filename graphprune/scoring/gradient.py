@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from graphprune.scoring.copies import untied
 from graphprune.scoring.targets import Masks, Scores, masked_values, private_copy, take
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -37,7 +38,7 @@ def _setup(model: nn.Module, masks: Masks | None, train: bool) -> tuple[nn.Modul
 
 def _grads(net: nn.Module, leaves: Scores, x: torch.Tensor, y: torch.Tensor, loss: Loss,
            temperature: float = 1.0, create_graph: bool = False) -> list[torch.Tensor]:
-    out = functional_call(net, leaves, (x,))
+    out = functional_call(net, untied(net, leaves), (x,))
     value = loss(out / temperature, y)
     grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True, create_graph=create_graph)
     return [g if g is not None else torch.zeros_like(w) for g, w in zip(grads, leaves.values())]
