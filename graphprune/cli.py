@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "synflow, px, random")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted [admm] run from its checkpoint_dir (same plan and seed)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let a fresh [admm] run delete the checkpoint and metrics already in its checkpoint_dir")
     p.add_argument("--data", metavar="NAME", default=None,
                    help="dataset for data-driven passes (scoring, ADMM): digits or shapes (built in, no download)")
     p.add_argument("--round-to", type=_positive_int, default=None, dest="round_to",
@@ -252,6 +254,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if "admm" not in plan.pass_options:
             raise InputError("--resume continues ADMM training: the plan has no [admm] section")
         options = {**plan.pass_options, "admm": {**plan.pass_options["admm"], "resume": True}}
+        plan = dataclasses.replace(plan, pass_options=options)
+    if args.overwrite:
+        if "admm" not in plan.pass_options:
+            raise InputError("--overwrite restarts ADMM training: the plan has no [admm] section")
+        options = {**plan.pass_options, "admm": {**plan.pass_options["admm"], "overwrite": True}}
         plan = dataclasses.replace(plan, pass_options=options)
     if args.latency:
         plan = dataclasses.replace(plan, pass_options={**plan.pass_options, "measure-latency": {}})

@@ -18,6 +18,8 @@ import enum
 import hashlib
 import json
 import time
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -84,6 +86,10 @@ def configure(instance: Pass, options: Mapping[str, Any], where: str, plan: Any 
     """``instance`` with ``options`` replacing its fields; an unknown key or a value of the wrong type
     is a PlanError naming ``where.key``."""
     fields = {f.name: f for f in dataclasses.fields(instance) if f.init}
+    try:
+        hints = typing.get_type_hints(type(instance))
+    except Exception:  # an annotation that does not resolve at run time: judge by the defaults alone
+        hints = {}
     changes = {}
     for key, value in options.items():
         path = f"{where}.{key}"
@@ -92,21 +98,33 @@ def configure(instance: Pass, options: Mapping[str, Any], where: str, plan: Any 
             raise PlanError(f"{prefix}: unknown option for pass '{instance.name}' "
                             f"(expected one of {', '.join(sorted(fields)) or 'nothing'})")
         default = getattr(instance, key)
-        changes[key] = _coerce(value, default, prefix)
+        changes[key] = _coerce(value, default, prefix, _union_members(hints.get(key)))
     return dataclasses.replace(instance, **changes)
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
+def _union_members(hint: Any) -> tuple[type, ...]:
+    """The classes of a union annotation (``int | str`` -> (int, str)); () for anything else."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return tuple(t for t in typing.get_args(hint) if isinstance(t, type))
+    return ()
+
+
+def _coerce(value: Any, default: Any, where: str, union: tuple[type, ...] = ()) -> Any:
+    """``value`` for a field with this default if it has the field's type: a member of the declared union
+    (an ``int | str`` field takes both), else the default's type (an int for a float, a list for a tuple)."""
+    if union and isinstance(value, union) and (bool in union or not isinstance(value, bool)):
+        return value
+    expected = " or ".join(t.__name__ for t in union if t is not type(None)) or type(default).__name__
     if default is None or isinstance(value, type(default)) and not (isinstance(value, bool)
                                                                       and not isinstance(default, bool)):
         return value
     if isinstance(default, bool) or isinstance(value, bool):
-        raise PlanError(f"{where}: expected {type(default).__name__}, got {value!r}")
+        raise PlanError(f"{where}: expected {expected}, got {value!r}")
     if isinstance(default, float) and isinstance(value, int):
         return float(value)
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
-    raise PlanError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    raise PlanError(f"{where}: expected {expected}, got {value!r}")
 
 
 def _default(f: dataclasses.Field) -> Any:

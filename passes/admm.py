@@ -48,6 +48,7 @@ class Admm(Pass):
     checkpoint_dir: str | None = None
     checkpoint_every: int | str = "1 epoch"
     resume: bool = False
+    overwrite: bool = False
     log_every: int = 10
     progress: bool = True
     device: str | None = None
@@ -90,11 +91,13 @@ class Admm(Pass):
                                       scale=self.group_scale(state, config.sparsity))
         spec = TrainSpec(state.data, self.loss_fn, self.optimizer, self.scheduler, self.eval_fn, self.on_step,
                          self.batch_size)
-        result = run_admm(state.gm, constraint, spec, config)
+        result = run_admm(state.gm, constraint, spec, config, example_inputs=state.example_inputs)
         keep = result.keep if result.keep is not None else np.ones(num_labels, dtype=bool)
         record = {"targets": list(config.targets()), "structure": config.structure, "steps": result.steps,
                   "kept_channels": int(keep.sum()), "channels": int(keep.size), "final": result.final,
                   "checkpoint_dir": config.checkpoint_dir,
+                  "resumed_from": None if result.resumed is None else
+                  {k: result.resumed[k] for k in ("step", "epoch", "checkpoint")},
                   "updates": [{k: r.get(k) for k in ("step", "stage", "rho", "primal", "eval")}
                               for r in result.metrics if r["event"] == "update"]}
         return state.with_(keep=keep, masks={**state.masks, **result.masks},

@@ -139,7 +139,7 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path):
     run_admm(pretrained_mlp(batches, 0), constraint, TrainSpec(batches), config)
     changed = AdmmConfig(iterations=1, retrain_epochs=0, checkpoint_dir=str(tmp_path), progress=False, resume=True,
                          rho=0.5)
-    with pytest.raises(CheckpointError, match=r"rho: 0\.001 -> 0\.5"):
+    with pytest.raises(CheckpointError, match=r"admm\.rho is 0\.001 in the checkpoint but 0\.5 in this run"):
         run_admm(pretrained_mlp(batches, 0), constraint, TrainSpec(batches), changed)
 
 

@@ -27,7 +27,7 @@ def prune(model: nn.Module, example_inputs: Any, data: Any, *, sparsity: float =
     stepped every step. ``eval_fn``: ``module -> {"acc": ..., ...}``, run on rank 0 after every Z/U
     update and retraining epoch. ``admm``: the ``[admm]`` options (``rho``, ``rho_growth``, ``rho_max``,
     ``update_every``, ``iterations``, ``progressive``, ``retrain_epochs``, ``checkpoint_dir``,
-    ``checkpoint_every``, ``resume``, ``seed``, ``structure``, ...). ``plan``: further plan sections
+    ``checkpoint_every``, ``resume``, ``overwrite``, ``seed``, ``structure``, ...). ``plan``: further plan sections
     (``allocate``, ``emit``, ...). Returns ``graphprune.Result``."""
     from graphprune.api import compile
 

@@ -1,7 +1,8 @@
 """ADMM run settings (the plan's ``[admm]`` table) and their validation.
 
-Periods (``update_every``, ``checkpoint_every``) are a number of steps or a string ``"N epoch(s)"`` /
-``"N step(s)"``; they are resolved to steps once the data's steps per epoch are known. Progressive
+Periods (``update_every``, ``checkpoint_every``) are an integer N (every N steps) or a string
+``"N epoch(s)"`` (N may be a fraction: ``"0.5 epoch"``) / ``"N step(s)"``; they are resolved to steps once
+the data's steps per epoch are known. Progressive
 targets must rise and end at the final sparsity (a shorter list gets the final target appended).
 """
 
@@ -37,6 +38,7 @@ class AdmmConfig:
     checkpoint_dir: str | None = None  # checkpoint.pt and metrics.jsonl go here
     checkpoint_every: Period = "1 epoch"
     resume: bool = False  # continue from checkpoint_dir/checkpoint.pt when it exists
+    overwrite: bool = False  # a fresh run may delete the checkpoint and metrics already in checkpoint_dir
     log_every: int = 10  # steps between metric records (always at updates, epochs and phase ends)
     progress: bool = True
     device: str | None = None  # None: cuda when available (the local rank's GPU under torchrun), else cpu
@@ -55,6 +57,9 @@ class AdmmConfig:
             raise InputError(f"admm.retrain_epochs: expected a number >= 0, got {self.retrain_epochs!r}")
         for key in ("update_every", "checkpoint_every"):
             steps_of(getattr(self, key), 1, f"admm.{key}")
+        if self.resume and self.overwrite:
+            raise InputError("admm: resume and overwrite exclude each other (continue the run in checkpoint_dir, "
+                             "or delete it and start afresh)")
 
     def targets(self) -> tuple[float, ...]:
         """Sparsity of every progressive step, ending with ``sparsity``."""
@@ -81,7 +86,8 @@ class AdmmConfig:
 def steps_of(period: Period, steps_per_epoch: int, key: str = "period") -> int:
     """A period in steps (at least one)."""
     if isinstance(period, bool):
-        raise InputError(f"{key}: expected steps or 'N epochs', got {period!r}")
+        raise InputError(f"{key}: expected a number of steps or a string like '1 epoch' / '200 steps', "
+                         f"got {period!r}")
     if isinstance(period, int):
         if period < 1:
             raise InputError(f"{key}: expected a positive number of steps, got {period}")

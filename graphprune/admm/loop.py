@@ -15,6 +15,10 @@ tied to a phase and a step inside it, so a checkpoint is (phase, step) plus tens
 
 Z and U are computed on every rank from W, which is broadcast from rank 0 before every update (DDP
 keeps it in sync; the broadcast makes it bitwise so). Only rank 0 writes.
+
+A fresh run never writes into a ``checkpoint_dir`` holding another run (refused unless ``overwrite``); a
+resume is refused, naming the first difference, unless its plan settings, model, example inputs and data
+match the checkpoint's (``graphprune.training.identity``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from graphprune.errors import InputError
 from graphprune.training import checkpoint as ckpt
 from graphprune.training import distributed as D
 from graphprune.training.data import BatchStream
+from graphprune.training.identity import run_identity
 from graphprune.training.progress import MetricsLog, Progress
 from graphprune.training.spec import StepInfo, TrainSpec, batch_accuracy, forward, recalibrate_batchnorm, to_device
 
@@ -55,6 +60,7 @@ class AdmmResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     final: dict[str, float] = field(default_factory=dict)  # last evaluation
+    resumed: dict[str, Any] | None = None  # step, epoch and checkpoint a resumed run continued from
 
 
 def schedule(config: AdmmConfig, steps_per_epoch: int) -> list[Phase]:
@@ -65,16 +71,18 @@ def schedule(config: AdmmConfig, steps_per_epoch: int) -> list[Phase]:
 
 
 def run_admm(module: nn.Module, constraint: Constraint, spec: TrainSpec, config: AdmmConfig,
-             dist: D.Dist | None = None) -> AdmmResult:
+             dist: D.Dist | None = None, example_inputs: Any = None) -> AdmmResult:
     """Train ``module`` in place under ``constraint`` (see the module docstring); returns the final keep
-    decision and masks. Under torchrun, call it on every rank with the same arguments."""
-    return _Run(module, constraint, spec, config, dist or D.setup(config.device)).run()
+    decision and masks. Under torchrun, call it on every rank with the same arguments. ``example_inputs``
+    (those the module was traced with) are recorded in checkpoints: a resume with others is refused."""
+    return _Run(module, constraint, spec, config, dist or D.setup(config.device), example_inputs).run()
 
 
 class _Run:
     def __init__(self, module: nn.Module, constraint: Constraint, spec: TrainSpec, config: AdmmConfig,
-                 d: D.Dist) -> None:
+                 d: D.Dist, example_inputs: Any = None) -> None:
         self.module, self.constraint, self.spec, self.config, self.d = module, constraint, spec, config, d
+        self.example_inputs = example_inputs
         self.home = next(module.parameters()).device
         self.was_training = module.training
         module.to(d.device)
@@ -89,8 +97,9 @@ class _Run:
         self.period = steps_of(config.update_every, self.spe, "admm.update_every")
         self.ckpt_period = steps_of(config.checkpoint_every, self.spe, "admm.checkpoint_every")
         out = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-        self.ckpt_path = out / "checkpoint.pt" if out else None
-        self.log = MetricsLog(out / "metrics.jsonl" if out and d.main else None)
+        self.ckpt_path = out / ckpt.CHECKPOINT if out else None
+        self.log = MetricsLog(out / ckpt.METRICS if out and d.main else None)
+        self.resumed: dict[str, Any] | None = None
         self.z: dict[str, Tensor] = {}
         self.u: dict[str, Tensor] = {}
         self.masks: dict[str, Tensor] = {}
@@ -105,7 +114,7 @@ class _Run:
     # ------------------------------------------------------------------------------------ driver
     def run(self) -> AdmmResult:
         self.done = False
-        if self.config.resume and self.ckpt_path is not None and self.ckpt_path.exists():
+        if self._claim_directory():
             self._restore()
         else:
             torch.manual_seed(self.config.seed + self.d.rank)
@@ -113,6 +122,8 @@ class _Run:
             random.seed(self.config.seed + self.d.rank)
         total = sum(p.steps for p in self.phases)
         self.bar = Progress(total, self.step, self.config.progress and self.d.main)
+        if self.resumed:
+            self.bar.note(self.resumed["message"])
         self.wrapped = D.wrap(self.module, self.d)
         self.module.train()
         batches = self.stream(self.step)
@@ -132,7 +143,7 @@ class _Run:
             self.module.train(self.was_training)
             self.module.to(self.home)
         return AdmmResult(self.keep, {n: m.to(self.home) for n, m in self.masks.items()}, self.log.records,
-                          self.step, self.last.get("eval", {}))
+                          self.step, self.last.get("eval", {}), self.resumed)
 
     def _start(self, phase: Phase) -> None:
         self._new_optimizer(phase.steps)
@@ -262,9 +273,20 @@ class _Run:
         self._save()
 
     # ------------------------------------------------------------------------------ checkpoints
-    def _identity(self) -> dict[str, Any]:
-        return {**self.config.trajectory(), "steps_per_epoch": self.spe, "world": self.d.world,
-                "names": list(self.params)}
+    def _claim_directory(self) -> bool:
+        """Refuse (or, with overwrite, clear) another run's checkpoint_dir; True when resuming. Records the
+        run's identity first (before any RNG is seeded; the data fingerprint leaves the RNGs as they were)."""
+        if self.ckpt_path is None:
+            return False
+        c = self.config
+        resume = ckpt.claim_directory(self.ckpt_path.parent, resume=c.resume, overwrite=c.overwrite, main=self.d.main)
+        D.barrier(self.d)  # every rank has looked before rank 0 writes the first record
+        settings = {**{f"admm.{k}": v for k, v in c.trajectory().items()}, "admm.update_every": self.period,
+                    "world size": self.d.world}
+        self.identity = run_identity(settings, self.module, list(self.params), self.example_inputs,
+                                     BatchStream(self.spec.data, seed=c.seed, batch_size=self.spec.batch_size,
+                                                 world=self.d.world).fingerprint())
+        return resume
 
     def _save(self) -> None:
         if self.ckpt_path is None:
@@ -273,7 +295,7 @@ class _Run:
         if not self.d.main:
             return
         ckpt.save_checkpoint(self.ckpt_path, {
-            "identity": self._identity(), "step": self.step, "phase_index": self.pi, "local": self.local,
+            "identity": self.identity, "step": self.step, "phase_index": self.pi, "local": self.local,
             "rho": self.rho, "model": self.module.state_dict(), "z": self.z, "u": self.u, "masks": self.masks,
             "keep": None if self.keep is None else torch.from_numpy(self.keep),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
@@ -283,7 +305,7 @@ class _Run:
 
     def _restore(self) -> None:
         c = ckpt.load_checkpoint(self.ckpt_path)
-        ckpt.check_same_run(self.ckpt_path, c["identity"], self._identity())
+        ckpt.check_resumable(self.ckpt_path, c.get("identity"), self.identity)
         dev = self.d.device
         self.module.load_state_dict(c["model"])
         self.z = {n: t.to(dev) for n, t in c["z"].items()}
@@ -301,3 +323,8 @@ class _Run:
         self.window, self.done, self.last = [tuple(w) for w in c["window"]], c["done"], c["last"]
         ckpt.set_rng_state(c["rng"][self.d.rank])
         self.log.rewind(self.step)
+        epoch = round(self.step / self.spe, 2)
+        where = self.ckpt_path.parent
+        self.resumed = {"step": self.step, "epoch": epoch, "checkpoint": str(self.ckpt_path), "message": (
+            f"admm: the run in {where} finished at step {self.step}; nothing left to train" if self.done else
+            f"admm: resuming from step {self.step} (epoch {epoch:g}) of {where}")}

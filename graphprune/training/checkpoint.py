@@ -4,11 +4,14 @@ Why atomic: a run killed while saving must leave the previous complete checkpoin
 goes to a temporary file beside it and is renamed). Why RNG states: dropout, augmentation and any
 other randomness must continue exactly where the killed run stopped. Checkpoints are loaded with
 ``weights_only=True`` (no arbitrary code runs), so every value in them is a tensor or a plain
-Python value.
+Python value. Each also records its run's identity (``graphprune.training.identity``): a resume with
+another plan, model, input size or dataset is refused naming the first difference, and a fresh run
+never writes into a directory that holds another run's files (``claim_directory``).
 """
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,12 @@ import torch
 
 from graphprune.errors import GraphpruneError
 from graphprune.io import atomic_write
+from graphprune.training.identity import first_difference
 
 FORMAT = "graphprune-checkpoint/1"
+CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"
+RUN_FILES = (CHECKPOINT, METRICS)
+FRESH = "use its settings, another checkpoint_dir, or overwrite (--overwrite)"
 
 
 class CheckpointError(GraphpruneError):
@@ -27,7 +34,13 @@ class CheckpointError(GraphpruneError):
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write(Path(path), lambda tmp: torch.save({"format": FORMAT, **payload}, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
+
+    atomic_write(Path(path), write)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -45,13 +58,36 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def check_same_run(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume a run whose trajectory-defining settings changed."""
-    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if diff:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
-        raise CheckpointError(f"checkpoint {path} was written by a different run ({detail}); resume with the "
-                              f"same settings or use another checkpoint_dir")
+def check_resumable(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume from a checkpoint of another run, naming the first difference in one line."""
+    if not isinstance(saved, dict) or "settings" not in saved:
+        raise CheckpointError(f"cannot resume from {path}: it was written by an older graphprune that did not "
+                              f"record its model and data; {FRESH}")
+    difference = first_difference(saved, current)
+    if difference:
+        raise CheckpointError(f"cannot resume from {path}: {difference}; {FRESH}")
+
+
+def claim_directory(directory: Path, *, resume: bool, overwrite: bool, main: bool) -> bool:
+    """Make ``directory`` ready for a run; True when it holds a checkpoint to resume from.
+
+    Why: a fresh run into another run's directory would replace that run's checkpoint and append to its
+    metrics. It is refused unless ``overwrite`` (then the old files are deleted, by the main rank only).
+    ``resume`` with no checkpoint starts afresh and clears a metrics log the killed run left behind."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"checkpoint_dir {directory} is not a directory")
+    if resume and (directory / CHECKPOINT).exists():
+        return True
+    found = [name for name in RUN_FILES if (directory / name).exists()]
+    if found and not (resume or overwrite):
+        raise CheckpointError(f"checkpoint_dir {directory} already holds a run ({', '.join(found)}): resume it "
+                              f"with --resume (resume = true), choose another checkpoint_dir, or replace it "
+                              f"with --overwrite (overwrite = true)")
+    if main:
+        for name in found:
+            (directory / name).unlink(missing_ok=True)
+    return False
 
 
 def rng_state() -> dict[str, Any]:

@@ -21,14 +21,18 @@ the loader says ``drop_last`` or when running on more than one rank.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import random
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 from torch.utils.data.dataloader import default_collate
 
 from graphprune.errors import InputError
+from graphprune.training.identity import describe
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -98,6 +102,24 @@ class BatchStream:
             return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         return len(self.batches if self.kind == "batches" else self.iterable)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data for a resume: the source's kind and size, the batch size, the steps per
+        epoch, and the leaves and a hash of the first global batch in the source's own order (drawn under
+        fixed RNG seeds, so random augmentation draws alike; the global RNG states are left untouched)."""
+        leaves, _ = pytree.tree_flatten(_seeded(self._first_batch))
+        source = {"dataset": getattr(self, "dataset", None), "batches": getattr(self, "batches", None)}
+        return {"kind": self.kind, "size": len(source[self.kind] if self.kind in source else self.iterable),
+                "batch_size": getattr(self, "batch_size", None), "steps_per_epoch": self.steps_per_epoch,
+                "first_batch": [describe(leaf) for leaf in leaves], "hash": _hash(leaves)}
+
+    def _first_batch(self) -> Any:
+        if self.kind == "dataset":
+            count = min(self.batch_size, len(self.dataset))
+            return self.loader_kwargs["collate_fn"]([self.dataset[i] for i in range(count)])
+        if self.kind == "batches":
+            return self.batches[0]
+        return next(iter(self.iterable.epoch(0) if self.kind == "epochs" else self.iterable))
+
     def position(self, step: int) -> dict[str, int]:
         return {"seed": self.seed, "epoch": step // self.steps_per_epoch, "position": step % self.steps_per_epoch}
 
@@ -124,3 +146,28 @@ class BatchStream:
             for i, batch in enumerate(batches):
                 if i >= start:
                     yield rank_share(batch, self.rank, self.world)
+
+
+def _seeded(draw: Callable[[], Any]) -> Any:
+    """``draw()`` with torch, NumPy and ``random`` seeded to 0; every global RNG state is restored after."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            np.random.seed(0)
+            random.seed(0)
+            return draw()
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
+def _hash(leaves: list[Any]) -> str:
+    digest = hashlib.sha256()
+    for leaf in leaves:
+        digest.update(describe(leaf).encode())
+        if isinstance(leaf, torch.Tensor):
+            digest.update(leaf.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(leaf).encode())
+    return digest.hexdigest()[:16]

@@ -57,6 +57,11 @@ class Progress:
     def advance(self, n: int = 1) -> None:
         self.bar.update(n)
 
+    def note(self, text: str) -> None:
+        """One line on stderr above the bar (where the run resumes from, ...); silent when disabled."""
+        if self.enabled:
+            tqdm.write(text, file=sys.stderr)
+
     def show(self, **values: Any) -> None:
         self.bar.set_postfix({k: _short(v) for k, v in values.items() if v is not None}, refresh=False)
 
