@@ -241,3 +241,23 @@ def test_data_driven_scores_read_a_tied_weight_once(score: str) -> None:
     assert result.module.again.weight is result.module.shared.weight
     assert tuple(result.module.shared.weight.shape) == (4, 4, 3, 3)
     assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5
+
+
+class DictInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = nn.Conv2d(3, 16, 3, padding=1)
+        self.aux = nn.Conv2d(3, 16, 1)
+        self.out = nn.Conv2d(16, 4, 1)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.out(torch.relu(self.image(batch["image"])) + self.aux(batch["aux"][0]))
+
+
+def test_an_input_structure_is_an_input() -> None:
+    torch.manual_seed(0)
+    model = DictInput().eval()
+    batch = {"image": torch.randn(1, 3, 8, 8), "aux": [torch.randn(1, 3, 8, 8)]}
+    result = graphprune.compile(model, batch, sparsity=0.5)
+    assert len(result.report.kept["image.weight"][0]) == 8 and len(result.report.kept["aux.weight"][0]) == 8
+    assert masked_equivalence_error(model, result.module, result.report.kept, (batch,)) < 1e-5
