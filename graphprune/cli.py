@@ -184,9 +184,10 @@ def _check_out(path: str | None) -> Path | None:
     return out
 
 
-def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> Any:
+def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path, dynamic_batch: bool = True) -> Any:
     """Write ``--out``; .pt2/.onnx/.py go through graphprune.export (reloaded and compared: returns its
-    EmitRecord), .pt is a pickled fx.GraphModule (returns None)."""
+    EmitRecord; a batch that could not be made dynamic is a warning on stderr), .pt is a pickled
+    fx.GraphModule (returns None)."""
     import torch
 
     if out.suffix == ".pt":
@@ -196,7 +197,10 @@ def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> Any
     from graphprune.export import emit
 
     try:
-        return emit(module, tuple(example_inputs), out)
+        record = emit(module, tuple(example_inputs), out, dynamic_batch=dynamic_batch)
+        if dynamic_batch and record.dynamic_batch is False:
+            print(f"{PROG}: warning: --out {out}: {record.notes[-1]}", file=sys.stderr)  # the batch note is last
+        return record
     except EmitError as exc:
         detail = str(exc).removeprefix(f"{out}: ")
         hint = "" if detail.startswith("cannot write") else \
@@ -269,7 +273,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     extra_seconds = {"load": load_s}
     if out is not None:
         start = time.perf_counter()
-        _save_module(result.module, inputs, out)
+        _save_module(result.module, inputs, out, plan.emit.dynamic_batch)
         extra_seconds["export" if out.suffix == ".pt2" else "save"] = time.perf_counter() - start
     if args.plot:
         from graphprune.plot import plot_widths
