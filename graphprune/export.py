@@ -172,7 +172,7 @@ def _check(module: nn.Module, runner: Callable[..., Any], inputs: tuple[Any, ...
 def _at_probe(module: nn.Module, batch: BatchPlan) -> Any:
     """The module's outputs at the probe batch; _NotDynamic when the module itself does not run there."""
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_failures(stderr=True):
             return module(*batch.probe_inputs)
     except Exception as exc:
         raise _NotDynamic(f"the module does not run at batch {batch.probe_size} ({_first_line(exc)})") from exc
@@ -183,7 +183,7 @@ def _check_batch(expected: Any, runner: Callable[..., Any], inputs: tuple[Any, .
     (torch.export assumes a dynamic size is not 1, so code that branches on batch == 1 is traced wrong)."""
     size = leading_size(inputs)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_failures(stderr=True):
             error = parity(expected, runner(*inputs))
     except Exception as exc:
         raise _NotDynamic(f"the {what} fails at batch {size} ({_first_line(exc)})") from exc

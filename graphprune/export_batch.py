@@ -11,6 +11,7 @@ then checked at the example's batch and at one more (``probe``), never claimed d
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,14 +97,16 @@ def symbolic_batch(program: torch.export.ExportedProgram, plan: BatchPlan) -> bo
 
 
 @contextlib.contextmanager
-def quiet_failures() -> Iterator[None]:
-    """Silence torch's per-attempt error tracebacks: a failed dynamic attempt falls back, and says so."""
+def quiet_failures(stderr: bool = False) -> Iterator[None]:
+    """Silence torch's per-attempt error tracebacks (its loggers; with ``stderr``, what a failing fx
+    GraphModule prints there): a failed dynamic attempt falls back, and the record says why in one line."""
     loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
     levels = [log.level for log in loggers]
     for log in loggers:
         log.setLevel(logging.CRITICAL)
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()) if stderr else contextlib.nullcontext():
+            yield
     finally:
         for log, level in zip(loggers, levels):
             log.setLevel(level)
