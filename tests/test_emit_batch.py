@@ -184,8 +184,15 @@ def _write_baked_factory(tmp_path: Path) -> Path:
 
 
 def test_cli_warns_when_the_batch_cannot_be_dynamic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "baked.pt2"
-    assert main(["compile", f"{_write_baked_factory(tmp_path)}:factory", "--out", str(out), "-q"]) == 0
-    err = capsys.readouterr().err
-    assert err.startswith(f"graphprune: warning: --out {out}: static batch 1: the module does not run at batch 3")
+    spec, out = f"{_write_baked_factory(tmp_path)}:factory", tmp_path / "baked.pt2"
+    warning = "static batch 1: the module does not run at batch 3 (RuntimeError: mat1 and mat2"
+    assert main(["compile", spec, "--out", str(out), "-q"]) == 0
+    assert capsys.readouterr().err.startswith(f"graphprune: warning: --out {out}: {warning}")
     assert torch.export.load(out).module()(torch.randn(1, 3, 16, 16)).shape == (1, 2)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[emit]\npath = "{tmp_path / "planned.pt2"}"\n')  # written by the emit pass
+    assert main(["compile", spec, "--plan", str(plan), "-q"]) == 0
+    assert capsys.readouterr().err.startswith(f"graphprune: warning: {tmp_path / 'planned.pt2'}: {warning}")
+    plan.write_text("[emit]\ndynamic_batch = false\n")  # asked for static: nothing to warn about
+    assert main(["compile", spec, "--plan", str(plan), "--out", str(out), "-q"]) == 0
+    assert capsys.readouterr().err == ""
