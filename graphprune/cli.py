@@ -186,9 +186,10 @@ def _check_out(path: str | None) -> Path | None:
     return out
 
 
-def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> Any:
+def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path, dynamic_batch: bool = True) -> Any:
     """Write ``--out``; .pt2/.onnx/.py go through graphprune.export (reloaded and compared: returns its
-    EmitRecord), .pt is a pickled fx.GraphModule (returns None)."""
+    EmitRecord; a batch that could not be made dynamic is a warning on stderr), .pt is a pickled
+    fx.GraphModule (returns None)."""
     import torch
 
     if out.suffix == ".pt":
@@ -198,12 +199,21 @@ def _save_module(module: Any, example_inputs: tuple[Any, ...], out: Path) -> Any
     from graphprune.export import emit
 
     try:
-        return emit(module, tuple(example_inputs), out)
+        record = emit(module, tuple(example_inputs), out, dynamic_batch=dynamic_batch)
+        _warn_static_batch([record.to_dict()], dynamic_batch, "--out ")
+        return record
     except EmitError as exc:
         detail = str(exc).removeprefix(f"{out}: ")
         hint = "" if detail.startswith("cannot write") else \
             f" on the pruned module; save the fx.GraphModule instead with --out {out.with_suffix('.pt')}"
         raise ExportError(f"--out {out}: {detail}{hint}") from exc
+
+
+def _warn_static_batch(records: list[dict[str, Any]], asked: bool, flag: str = "") -> None:
+    """A dynamic batch was asked for and a file could not have one: say so on stderr, even with -q."""
+    for record in records:
+        if asked and record["dynamic_batch"] is False:  # the batch note is the record's last
+            print(f"{PROG}: warning: {flag}{record['file']}: {record['notes'][-1]}", file=sys.stderr)
 
 
 def _write(flag: str, path: Path, write: Any) -> None:
@@ -273,10 +283,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     result = graphprune.compile(model, inputs, plan, name=args.spec)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun every rank trains; only rank 0 writes and prints
+    _warn_static_batch(result.report.artifacts.get("emit", {}).get("files", []), plan.emit.dynamic_batch)
     extra_seconds = {"load": load_s}
     if out is not None:
         start = time.perf_counter()
-        _save_module(result.module, inputs, out)
+        _save_module(result.module, inputs, out, plan.emit.dynamic_batch)
         extra_seconds["export" if out.suffix == ".pt2" else "save"] = time.perf_counter() - start
     if args.plot:
         from graphprune.plot import plot_widths

@@ -96,6 +96,7 @@ EMIT_KEYS: dict[str, Check] = {
     "format": _one_of(*EMIT_FORMATS),
     "fuse": _boolean,
     "path": lambda v: None if isinstance(v, str) and v else "an output file path",
+    "dynamic_batch": _boolean,
 }
 MODEL_KEYS: dict[str, Check] = {"input_shape": _shape}
 DATA_KEYS: dict[str, Check] = {
@@ -144,6 +145,7 @@ class EmitSpec:
     format: str | None = None  # pt2 | onnx | graphmodule (a .py file of code plus weights)
     fuse: bool = False
     path: str | None = None  # where to write; the CLI's --out replaces it
+    dynamic_batch: bool = True  # .pt2/.onnx with a dynamic dim 0 where the module allows it
 
     def resolved(self) -> tuple[str, ...]:
         """The output path with the format's suffix (a path without suffix gets it)."""
