@@ -225,3 +225,22 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_plan_emit_files_are_staged_with_the_rest(tmp_path: Path, spec: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    work = _work(tmp_path)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'sparsity = 0.5\n[emit]\nformat = "pt2"\npath = "{work / "out" / "m"}"\n')
+    relu_only = spec.replace(":make", ":relu_only")  # the plot then fails after the emit pass wrote
+    assert main(["compile", relu_only, "--plan", str(plan), "--plot", str(work / "p.png")]) == 2
+    assert "no layers to plot" in _one_error(capsys)
+    assert _listing(work) == []  # neither the emitted file nor the directory made for it
+    assert main(["compile", spec, "--plan", str(plan), "--report", str(work / "r.json")]) == 0
+    emitted = json.loads((work / "r.json").read_text())["artifacts"]["emit"]["files"]
+    assert [record["file"] for record in emitted] == [str(work / "out" / "m.pt2")]
+    assert f"wrote emitted file: {work / 'out' / 'm.pt2'}" in capsys.readouterr().out
+    program = torch.export.load(work / "out" / "m.pt2")
+    assert program.module()(torch.randn(1, 3, 16, 16)).shape == (1, 4)
+    assert _listing(work) == ["out", "r.json"]
