@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+
 
 class GraphpruneError(Exception):
     """Base class: a problem the user can act on (bad input, untraceable model, impossible plan)."""
@@ -26,3 +30,64 @@ class UnknownModelError(GraphpruneError, KeyError):
 
 class PlanError(GraphpruneError, ValueError):
     """A malformed or unsatisfiable plan; the message starts with the key path."""
+
+
+class OutputError(GraphpruneError):
+    """An output file could not be written (disk full, permission, a name given twice); nothing is left
+    behind. The message starts with the option that names the file."""
+
+
+class UserCodeError(GraphpruneError):
+    """The user's code raised: a model file that does not import, a factory that fails, a constructor
+    that rejects its arguments. The message names the innermost line of the user's (or the model
+    library's) code and the exception, so the user can act without a traceback; ``--debug`` shows it."""
+
+    @classmethod
+    def wrap(cls, what: str, exc: BaseException) -> UserCodeError:
+        where = user_location(exc)
+        detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)  # the location is in ``where``
+        text = (str(detail).strip().splitlines() or [""])[0][:300]
+        return cls(f"{what}: {where + ': ' if where else ''}{type(exc).__name__}{': ' + text if text else ''}")
+
+
+def _is_library(filename: str) -> bool:
+    """Whether a frame's file is not the user's code: the standard library, torch itself and graphprune's
+    own packages. A model library (torchvision, timm) counts as the model's code."""
+    import sysconfig
+
+    path = os.path.abspath(filename)
+    paths = sysconfig.get_paths()
+    site = tuple(os.path.join(paths[k], "") for k in ("purelib", "platlib"))
+    if path.startswith(os.path.join(paths["stdlib"], "")) and not path.startswith(site):
+        return True
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    own = [os.path.join(here, name, "") for name in ("graphprune", "models_zoo", "passes")]
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch, "__file__", None):
+        own.append(os.path.join(os.path.dirname(torch.__file__), ""))
+    return path.startswith(tuple(own))
+
+
+def user_location(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``exc`` in the user's code (for a SyntaxError, where the
+    parser stopped); the innermost frame when none is; '' without a traceback."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{_short(exc.filename)}:{exc.lineno}"  # where the parser stopped, not a frame
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    user = [f for f in frames if not f.filename.startswith("<") and not _is_library(f.filename)]
+    frame = (user or frames)[-1]
+    return f"{_short(frame.filename)}:{frame.lineno}"
+
+
+def _short(filename: str) -> str:
+    """A path as the user knows it: relative under the working directory, from the package for an
+    installed library (``torchvision/models/vgg.py``), else as it is."""
+    import sysconfig
+
+    path = os.path.abspath(filename)
+    for base in (os.getcwd(), *{sysconfig.get_paths()[k] for k in ("purelib", "platlib")}):
+        if path.startswith(os.path.join(base, "")):
+            return os.path.relpath(path, base)
+    return filename

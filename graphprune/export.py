@@ -30,7 +30,7 @@ from torch.utils._pytree import tree_leaves
 from graphprune.errors import GraphpruneError
 from graphprune.export_batch import BatchPlan, axis_names, leading_size, plan_batch, quiet_failures, symbolic_batch
 from graphprune.export_py import python_source, weights_path
-from graphprune.io import atomic_write, atomic_write_text
+from graphprune.io import atomic_write, atomic_write_text, binary_file, torch_save
 
 FORMATS = {".pt2": "pt2", ".onnx": "onnx", ".py": "py"}
 _EXPORTER = {"pt2": "torch.export", "onnx": "torch.onnx export", "py": "Python export"}
@@ -66,7 +66,7 @@ def save_pt2(module: nn.Module, inputs: tuple[Any, ...], path: Path, batch: Batc
     program = torch.export.export(module, inputs) if batch is None else dynamic_program(module, batch)
 
     def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:  # a buffer: torch.export.save warns on paths not ending in .pt2
+        with binary_file(tmp) as fh:  # a buffer (never a path): see graphprune.io
             torch.export.save(program, fh)
 
     atomic_write(path, write)
@@ -97,7 +97,7 @@ def save_python(module: nn.Module, path: Path) -> list[str]:
         raise ExportError(f"{path}: .py export needs an fx.GraphModule, got {type(module).__name__}")
     weights = weights_path(path)
     source, blob = python_source(module, weights.name)
-    atomic_write(weights, lambda tmp: torch.save(blob, tmp))
+    atomic_write(weights, lambda tmp: torch_save(blob, tmp))
     atomic_write_text(path, source)
     return [f"pickled (not rebuilt from a constructor): {sorted(blob['modules'])}"] if blob["modules"] else []
 

@@ -97,7 +97,9 @@ def _torchvision_count() -> int | None:
         import torchvision
     except ImportError:
         return None
-    return len(torchvision.models.list_models(module=torchvision.models))
+    from models_zoo._torchvision import names
+
+    return len(names(torchvision))
 
 
 def _timm_count() -> int | None:
@@ -115,7 +117,8 @@ def catalog_sources() -> list[ZooSource]:
     return [
         ZooSource(
             prefix="torchvision:",
-            description="torchvision classification models, weights=None"
+            description="torchvision classification, segmentation and video models, and detection models by part "
+            "(--submodule backbone), weights=None"
             + (install_hint if tv_count is None else ""),
             count=tv_count,
             example="torchvision:resnet18",

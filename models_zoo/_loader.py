@@ -5,59 +5,37 @@ shapes and error messages live in one place. Every failure to resolve is an ``Un
 whose single-line message names the spec and suggests close matches, so the CLI can print it as is.
 Models are built under a fixed seed and example inputs come from a seeded ``torch.Generator``:
 the same spec always yields the same weights and inputs, without touching the caller's RNG.
+Building a model runs code that is not ours (the user's file and factory, a library's constructor):
+whatever it raises becomes one UserCodeError naming the innermost line of that code.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
-import importlib.util
-import inspect
-import re
-import sys
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
-from graphprune.errors import InputError, UnknownModelError
+from graphprune.errors import GraphpruneError, InputError, UnknownModelError, UserCodeError
+from models_zoo import _torchvision as tv
 from models_zoo._catalog import ZOO_PREFIX, zoo_factory, zoo_names
 from models_zoo._common import random_inputs, seeded
+from models_zoo._submodule import select_submodule
+from models_zoo._suggest import unknown as _unknown
+from models_zoo._torchvision import DEFAULT_IMAGE_SHAPE, TORCHVISION_INPUT_SIZE  # noqa: F401 (benchmarks)
+from models_zoo._user import load_user_factory
 
 Inputs = tuple[torch.Tensor, ...]
 Loaded = tuple[nn.Module, Inputs]
 
-DEFAULT_IMAGE_SHAPE = (1, 3, 224, 224)
 SPEC_FORMS = "zoo:NAME, torchvision:NAME, timm:NAME, package.module:factory or path/to/file.py:factory"
-LIST_HINT = "run `graphprune zoo` to list models"
-# torchvision classifiers whose architecture (with weights=None) needs another default input size.
-TORCHVISION_INPUT_SIZE = {"inception_v3": 299}
-# Constructor flags so forward returns a plain tensor and init is cheap and warning-free.
-TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
-    "googlenet": {"aux_logits": False, "init_weights": False},
-    "inception_v3": {"aux_logits": False, "init_weights": False},
-}
-# Architectures built for one image size: the constructor argument that sets it.
-TORCHVISION_SIZE_KWARG = {"vit_": "image_size", "maxvit_": "input_size"}
-_MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-
-def _suggest(name: str, candidates: Iterable[str], prefix: str = "") -> str:
-    """'; did you mean a, b?' for the closest candidates, or '' when none is close."""
-    matches = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(prefix + m for m in matches)}?" if matches else ""
-
-
-def _unknown(spec: str, what: str, name: str, candidates: Iterable[str], prefix: str) -> UnknownModelError:
-    hint = _suggest(name, candidates, prefix)
-    return UnknownModelError(f"unknown model '{spec}': no {what} named '{name}'{hint} ({LIST_HINT})")
 
 
 def _import_optional(package: str, spec: str) -> ModuleType:
@@ -88,30 +66,8 @@ def _load_zoo(name: str, spec: str, input_size: int | None) -> Loaded:
     return factory() if input_size is None else factory(input_size=input_size)
 
 
-def _torchvision_kwargs(name: str, input_size: int | None) -> dict[str, Any]:
-    kwargs = dict(TORCHVISION_KWARGS.get(name, {}))
-    if input_size is not None:
-        for prefix, argument in TORCHVISION_SIZE_KWARG.items():
-            if name.startswith(prefix):
-                kwargs[argument] = (input_size, input_size) if argument == "input_size" else input_size
-    return kwargs
-
-
 def _load_torchvision(name: str, spec: str, input_size: int | None) -> Loaded:
-    models = _import_optional("torchvision", spec).models
-    names = models.list_models(module=models)
-    if name not in names:
-        error = _unknown(spec, "torchvision classification model", name, names, "torchvision:")
-        if name in models.list_models():
-            error = UnknownModelError(
-                f"unsupported model '{spec}': only torchvision classification models are supported "
-                f"({LIST_HINT})"
-            )
-        raise error
-    with seeded():
-        model = models.get_model(name, weights=None, **_torchvision_kwargs(name, input_size))
-    size = input_size or TORCHVISION_INPUT_SIZE.get(name, DEFAULT_IMAGE_SHAPE[-1])
-    return model, random_inputs(_image_shape(3, size))
+    return tv.load_torchvision(_import_optional("torchvision", spec), name, spec, input_size)
 
 
 def _timm_create(timm: ModuleType, name: str, spec: str, input_size: int | None) -> nn.Module:
@@ -145,123 +101,6 @@ NAMESPACES: dict[str, Callable[[str, str, int | None], Loaded]] = {
 }
 
 
-# ------------------------------------------------------------------------------ user factories
-
-
-def _import_file(path_text: str, spec: str) -> ModuleType:
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise UnknownModelError(f"unknown model '{spec}': model file '{path_text}' does not exist")
-    resolved = path.resolve()
-    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
-    stem = re.sub(r"\W", "_", resolved.stem)
-    module_name = f"_graphprune_user_{stem}_{digest}"
-    loader_spec = importlib.util.spec_from_file_location(module_name, resolved)
-    if loader_spec is None or loader_spec.loader is None:
-        raise UnknownModelError(f"unknown model '{spec}': cannot import '{path}' as a Python module")
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[module_name] = module  # dataclasses, pickling etc. look the module up by name
-    try:
-        loader_spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
-
-
-def _import_module(module_path: str, spec: str) -> ModuleType:
-    if not _MODULE_PATH.match(module_path):
-        raise UnknownModelError(
-            f"malformed model spec '{spec}': '{module_path}' is neither a dotted module path nor a .py file"
-        )
-    try:
-        return importlib.import_module(module_path)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if module_path == missing or module_path.startswith(missing + "."):
-            raise UnknownModelError(f"unknown model '{spec}': no module named '{missing}'") from exc
-        raise
-
-
-def _get_factory(module: ModuleType, attribute: str, spec: str) -> Callable[..., Any]:
-    """Look up ``attribute`` (dotted, e.g. ``Net.build``) in ``module``; it must be callable."""
-    target: Any = module
-    resolved = f"{spec.rpartition(':')[0]}:"  # the spec prefix that resolved so far, for suggestions
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            public = [n for n in dir(target) if not n.startswith("_") and callable(getattr(target, n))]
-            owner = getattr(target, "__name__", module.__name__)
-            raise _unknown(spec, f"factory in '{owner}'", part, public, resolved)
-        target = getattr(target, part)
-        resolved += f"{part}."
-    if not callable(target):
-        raise UnknownModelError(
-            f"malformed model spec '{spec}': '{attribute}' is a {type(target).__name__}, not a callable factory"
-        )
-    return target
-
-
-def _accepts_input_size(factory: Callable[..., Any]) -> bool:
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return "input_size" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
-def _as_inputs(value: Any, spec: str) -> Inputs:
-    if isinstance(value, torch.Tensor):
-        return (value,)
-    if isinstance(value, (tuple, list)) and all(isinstance(v, torch.Tensor) for v in value):
-        return tuple(value)
-    raise InputError(
-        f"factory for '{spec}' returned example inputs of type {type(value).__name__}; "
-        "expected a tensor or a tuple of tensors"
-    )
-
-
-def _default_inputs(model: nn.Module, input_size: int | None) -> Inputs:
-    shape = tuple(getattr(model, "example_input_shape", DEFAULT_IMAGE_SHAPE))
-    if len(shape) == 3:  # (C, H, W): add the batch dim
-        shape = (1, *shape)
-    if input_size is not None:
-        shape = (*shape[:-2], input_size, input_size)
-    return random_inputs(shape)
-
-
-def _resize_inputs(inputs: Inputs, input_size: int, spec: str) -> Inputs:
-    if len(inputs) != 1 or inputs[0].dim() != 4 or not inputs[0].is_floating_point():
-        raise InputError(
-            f"cannot apply input_size={input_size} to '{spec}': its factory takes no "
-            "input_size argument and its example inputs are not a single NCHW image"
-        )
-    batch, channels = inputs[0].shape[:2]
-    return random_inputs((batch, channels, input_size, input_size))
-
-
-def _call_factory(factory: Callable[..., Any], spec: str, input_size: int | None) -> Loaded:
-    passes_size = input_size is not None and _accepts_input_size(factory)
-    with seeded():
-        result = factory(input_size=input_size) if passes_size else factory()
-    if isinstance(result, nn.Module):
-        return result, _default_inputs(result, input_size)
-    if isinstance(result, (tuple, list)) and len(result) == 2 and isinstance(result[0], nn.Module):
-        inputs = _as_inputs(result[1], spec)
-        if input_size is not None and not passes_size:
-            inputs = _resize_inputs(inputs, input_size, spec)
-        return result[0], inputs
-    raise InputError(
-        f"factory for '{spec}' returned {type(result).__name__}; "
-        "expected an nn.Module or (nn.Module, example_inputs)"
-    )
-
-
-def _load_user_factory(location: str, attribute: str, spec: str, input_size: int | None) -> Loaded:
-    is_file = location.endswith(".py") or "/" in location or "\\" in location
-    module = _import_file(location, spec) if is_file else _import_module(location, spec)
-    return _call_factory(_get_factory(module, attribute, spec), spec, input_size)
-
-
 # --------------------------------------------------------------------------------------- public
 
 
@@ -272,7 +111,7 @@ def _bare_name_candidates() -> dict[str, list[str]]:
         import torchvision
     except ImportError:
         return candidates
-    for name in torchvision.models.list_models(module=torchvision.models):
+    for name in tv.names(torchvision):
         candidates.setdefault(name, []).append(f"torchvision:{name}")
     return candidates
 
@@ -290,18 +129,46 @@ def _split(spec: str) -> tuple[str, str]:
     return location, name
 
 
-def load(spec: str, input_size: int | None = None) -> Loaded:
+def _whole_model_error(location: str, name: str, spec: str) -> InputError | None:
+    """The refusal for a model that cannot be pruned whole (checked before it is built)."""
+    if location != "torchvision":
+        return None
+    return tv.whole_model_error(_import_optional("torchvision", spec), name, spec)
+
+
+def _build(location: str, name: str, spec: str, input_size: int | None) -> tuple[nn.Module, tuple[Any, ...]]:
+    """Run the code that builds the model; what it raises (not a GraphpruneError) is the model's code
+    failing, reported as a UserCodeError naming its file:line."""
+    loader = NAMESPACES.get(location)
+    try:
+        if loader is not None:
+            model, inputs = loader(name, spec, input_size)
+        else:
+            model, inputs = load_user_factory(location, name, spec, input_size)
+        return model.eval(), inputs
+    except GraphpruneError:
+        raise
+    except Exception as exc:
+        raise UserCodeError.wrap(f"cannot load '{spec}'", exc) from exc
+
+
+def load(spec: str, input_size: int | None = None, submodule: str | None = None) -> Loaded:
     """Build the model a spec names, in eval mode, with deterministic batch-1 example inputs.
 
-    ``input_size`` overrides the spatial size (height = width) of an image model's input; models
-    built for a fixed size (ViTs, the zoo's VGG) are constructed for it. Raises
-    ``UnknownModelError`` for a spec that does not resolve.
+    ``input_size`` overrides the spatial size (height = width) of an image or video model's input;
+    models built for a fixed size (ViTs, the zoo's VGG) are constructed for it. ``submodule`` (a
+    dotted path, e.g. ``backbone``) returns that part of the model with the inputs of its first call
+    when the whole model runs; a model that cannot be pruned whole (torchvision detection) needs one.
+    Raises ``UnknownModelError`` for a spec that does not resolve and ``UserCodeError`` when the
+    model's own code fails.
     """
     _check_input_size(input_size)
     location, name = _split(spec)
-    loader = NAMESPACES.get(location)
-    if loader is not None:
-        model, inputs = loader(name, spec, input_size)
-    else:
-        model, inputs = _load_user_factory(location, name, spec, input_size)
-    return model.eval(), inputs
+    if submodule is None:
+        error = _whole_model_error(location, name, spec)
+        if error is not None:
+            raise error
+    model, inputs = _build(location, name, spec, input_size)
+    if submodule is not None:
+        return select_submodule(model, tuple(inputs), submodule, spec)
+    return model, inputs

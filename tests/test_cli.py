@@ -205,3 +205,14 @@ def test_plot_and_latency_flags(tmp_path: Path) -> None:
     batches = report["artifacts"]["latency"]["batches"]
     assert set(batches) == {"1", "32"} and {"dense", "pruned", "pruned+fused"} <= set(batches["1"])
     assert all(v["median_ms"] > 0 for b in batches.values() for v in b.values())
+
+
+def test_ratios_are_na_when_a_count_is_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "relu.py"
+    path.write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.ReLU())\n")
+    assert main(["compile", f"{path}:make", "--input-size", "8"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "params" in line or "MACs" in line]
+    assert len(rows) == 2 and all(row.rstrip(" │").endswith("n/a") for row in rows), rows
+    from graphprune.cli_render import reduction
+
+    assert (reduction(0, 0), reduction(10, 0), reduction(100, 25)) == ("n/a", "n/a", "4.00x (75.0%)")
