@@ -49,3 +49,20 @@ def test_segmentation_models_keep_every_class(name: str) -> None:
 def test_detection_backbones_keep_every_feature_level(name: str) -> None:
     model = getattr(detection, name)(weights=None, weights_backbone=None)
     _check(model.backbone, INPUT_SIZE.get(name, 64))
+
+
+def test_cli_prunes_a_detection_backbone_and_its_export_keeps_every_level(tmp_path) -> None:
+    from graphprune.cli import main
+
+    out = tmp_path / "backbone.pt2"
+    code = main(["compile", "torchvision:fasterrcnn_mobilenet_v3_large_fpn", "--submodule", "backbone",
+                 "--input-size", "64", "--sparsity", "0.5", "--out", str(out), "-q"])
+    assert code == 0
+    program = torch.export.load(str(out)).module()
+    backbone = detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None).backbone.eval()
+    for batch in (1, 2):
+        x = torch.randn(batch, 3, 64, 64)
+        with torch.no_grad():
+            got, want = program(x), backbone(x)
+        assert list(got) == list(want)
+        assert all(got[k].shape == want[k].shape for k in want) and want["0"].shape[1] == 256
