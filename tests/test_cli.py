@@ -211,8 +211,10 @@ def test_ratios_are_na_when_a_count_is_zero(tmp_path: Path, capsys: pytest.Captu
     path = tmp_path / "relu.py"
     path.write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.ReLU())\n")
     assert main(["compile", f"{path}:make", "--input-size", "8"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if "params" in line or "MACs" in line]
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("│") and ("params" in line or "MACs" in line)]
     assert len(rows) == 2 and all(row.rstrip(" │").endswith("n/a") for row in rows), rows
+    assert any(line.startswith("warning: nothing to prune") for line in lines)
     from graphprune.cli_render import reduction
 
     assert (reduction(0, 0), reduction(10, 0), reduction(100, 25)) == ("n/a", "n/a", "4.00x (75.0%)")
