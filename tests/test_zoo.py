@@ -321,7 +321,7 @@ def test_paper_init_is_kaiming_normal_with_unit_norms(build: str) -> None:
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     zoo, _ = factory(16, seed=3)
     assert not torch.equal(model.state_dict()["fc.weight"], zoo.state_dict()["fc.weight"])
-    weights = torch.cat([(m.weight / (2 / m.weight[0].numel()) ** 0.5).flatten() for m in model.modules()
+    weights = torch.cat([(m.weight.detach() / (2 / m.weight[0].numel()) ** 0.5).flatten() for m in model.modules()
                          if isinstance(m, (nn.Conv2d, nn.Linear))])
     assert float(weights.std()) == pytest.approx(1.0, abs=0.05) and abs(float(weights.mean())) < 0.05
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
