@@ -20,7 +20,8 @@ counts channels differently, so its pruning_ratio is found by its own bisection 
 compression. Results are appended to ``--work/results.jsonl`` as they finish, and a rerun skips what
 is already there, so an interrupted run continues.
 
-Run:  python benchmarks/admm.py --quick      # ~1 min: resnet20, digits, 10x and 20x, 1 seed, small budget
+Run:  python benchmarks/admm.py --quick --results /tmp/structadmm_quick.jsonl   # ~1 min smoke run
+      python benchmarks/admm.py --tasks mnist5k --results docs/results/structadmm.jsonl   # records for the docs
       python benchmarks/admm.py              # ~20 min on 2 shared cores: resnet20, digits, 2/5/10/20x, 3 seeds
       python benchmarks/admm.py --models resnet56 vgg11_bn --ratios 10 20 --seeds 0   # as in docs/admm.md
       python benchmarks/admm.py --tasks shapes --ratios 10 20
@@ -41,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -60,6 +62,11 @@ from models_zoo.data import TASKS  # noqa: E402
 from passes import Admm, AnalyzeChannels, Canonicalize, RemoveChannels, Trace  # noqa: E402
 
 INPUT_SIZE = {"resnet20": 8, "resnet56": 8, "vgg11_bn": 16}  # digits are 8x8; VGG needs a multiple of 16
+MIN_TASK_SIZE = {"shapes": 16, "mnist5k": 16}  # shapes aliases below 16 px; MNIST is 28x28
+
+
+def input_size(task_name: str, model: str) -> int:
+    return max(INPUT_SIZE[model], MIN_TASK_SIZE.get(task_name.split("-")[0], 0))
 METHODS = ("admm", "magnitude", "tp")
 
 
@@ -198,8 +205,9 @@ def method_tp(dense: nn.Module, inputs: tuple, task, s: float, b: Budget, seed: 
 
 
 def dense_model(work: Path, task_name: str, task, name: str, seed: int, b: Budget) -> tuple[nn.Module, tuple, float]:
-    model, inputs = models_zoo.load(f"zoo:{name}", input_size=INPUT_SIZE[name])
-    path = work / f"dense_{task_name}_{name}_{seed}_{b.dense_epochs}.pt"
+    size = input_size(task_name, name)
+    model, inputs = models_zoo.load(f"zoo:{name}", input_size=size)
+    path = work / f"dense_{task_name}_{name}_{seed}_{b.dense_epochs}_{size}px.pt"
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
     else:
@@ -221,10 +229,12 @@ def latency(module: nn.Module, dense: nn.Module, inputs: tuple) -> dict[str, flo
 
 
 def validation_split(task):
-    """Train on 80 % of the training set and report on the other 20 %: for choosing settings without
-    looking at the test set."""
+    """Report on the task's validation split (or, for a task without one, train on 80 % of the
+    training set and report on the other 20 %): for choosing settings without looking at the test set."""
     from models_zoo.data import Batches, Task
 
+    if task.val is not None:
+        return Task(task.name + "-val", task.train, task.val, task.num_classes, task.input_shape)
     x, y = task.train.x, task.train.y
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(12345))
     val, train_ = perm[: len(y) // 5], perm[len(y) // 5:]
@@ -271,7 +281,7 @@ def run(args: argparse.Namespace, b: Budget) -> list[dict[str, Any]]:
     wanted: list[dict[str, Any]] = []
     for task_name in args.tasks:
         for name in args.models:
-            task = TASKS[task_name](size=INPUT_SIZE[name], batch_size=b.batch_size)
+            task = TASKS[task_name](size=input_size(task_name, name), batch_size=b.batch_size)
             if args.validation:
                 task = validation_split(task)
             for seed in args.seeds:
@@ -304,6 +314,24 @@ def _append(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
     return record
+
+
+def structadmm_records(results: list[dict[str, Any]], quick: bool, validation: bool) -> list[dict[str, Any]]:
+    """The docs' result records (``docs/results/structadmm.jsonl``): one per run, with the dense model's
+    accuracy of the same task, model and seed, the conv compression reached, and the protocol (the full
+    budget, whether it was a smoke run and which split ``test_acc`` was measured on)."""
+    from _results import STRUCTADMM_FIELDS, check
+
+    dense = {(r["task"], r["model"], r["seed"]): r["acc"] for r in results if r["method"] == "dense"}
+    out = []
+    for r in results:
+        extra = {k: r[k] for k in ("how", "sparsity", "params", "macs", "latency_ms", "speedup", "seconds") if k in r}
+        protocol = {**asdict(Budget()), **r["budget"], "quick": quick, "evaluated_on": "val" if validation else "test"}
+        out.append(check({"task": r["task"], "model": r["model"], "method": r["method"], "seed": r["seed"],
+                          "compression": r["conv_ratio"], "target_compression": r["ratio"], "test_acc": r["acc"],
+                          "dense_acc": dense[(r["task"], r["model"], r["seed"])], **extra, "protocol": protocol},
+                         STRUCTADMM_FIELDS))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- table
@@ -349,6 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rho", type=float, default=None, help="(a) initial rho")
     p.add_argument("--rho-growth", type=float, default=None, dest="rho_growth")
     p.add_argument("--admm-epochs", type=int, default=None, dest="admm_epochs")
+    p.add_argument("--results", type=Path, help="merge the runs' records into this JSON-lines file (the "
+                   "protocol's: docs/results/structadmm.jsonl; tables: benchmarks/results_tables.py structadmm)")
     args = p.parse_args(argv)
     b = Budget()
     if args.quick:
@@ -367,7 +397,12 @@ def main(argv: list[str] | None = None) -> None:
                    and settings(r["method"], r["budget"]) == current[r["method"]]]
         print(table(results))
         return
-    print(table(run(args, b)))
+    results = run(args, b)
+    if args.results:
+        from _results import merge, structadmm_key
+
+        merge(args.results, structadmm_records(results, args.quick, args.validation), structadmm_key)
+    print(table(results))
 
 
 if __name__ == "__main__":

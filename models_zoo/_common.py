@@ -58,6 +58,40 @@ def init_weights(model: nn.Module) -> None:
 
 
 @torch.no_grad()
+def paper_init(model: nn.Module) -> nn.Module:
+    """The initialisation of the pruning-at-initialisation papers (SynFlow's and PX's reference code):
+    conv/linear weights Kaiming-normal (fan-in, ReLU gain), biases 0, norm scales 1 and shifts 0,
+    BatchNorm statistics reset (mean 0, variance 1). Unlike ``finish``, nothing is randomised or
+    calibrated, so PX and its baselines score the network they were designed for. (The reference
+    leaves the classifier's bias at PyTorch's default; its convs have none. Here every bias is 0.)"""
+    for module in model.modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            if getattr(module, "weight", None) is not None:
+                nn.init.ones_(module.weight)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+                module.reset_running_stats()
+    return model
+
+
+INITS = ("zoo", "paper")
+
+
+def initialised(model: nn.Module, size: int, init: str = "zoo") -> tuple[nn.Module, ImageInputs]:
+    """``finish`` (init "zoo": randomised norms, calibrated statistics) or ``paper_init`` ("paper")."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    if init == "zoo":
+        return finish(model, size)
+    return paper_init(model).eval(), example_image(size)
+
+
+@torch.no_grad()
 def calibrate_batchnorm(model: nn.Module, size: int, batches: int = 1, batch_size: int = 8) -> None:
     """Set BatchNorm running stats to the cumulative average over seeded random batches.
 

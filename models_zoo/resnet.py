@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models_zoo._common import ImageInputs, conv_bn, finish, seeded
+from models_zoo._common import ImageInputs, conv_bn, initialised, seeded
 
 STAGE_WIDTHS = (16, 32, 64)
 
@@ -57,17 +57,20 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def _build(depth: int, input_size: int, num_classes: int) -> tuple[nn.Module, ImageInputs]:
+def _build(depth: int, input_size: int, num_classes: int, seed: int, init: str) -> tuple[nn.Module, ImageInputs]:
     assert (depth - 2) % 6 == 0, "CIFAR ResNet depth must be 6n+2"
-    with seeded():
-        return finish(CifarResNet((depth - 2) // 6, num_classes), input_size)
+    with seeded(seed):
+        return initialised(CifarResNet((depth - 2) // 6, num_classes), input_size, init)
 
 
-def resnet20(input_size: int = 32, num_classes: int = 10) -> tuple[nn.Module, ImageInputs]:
-    """ResNet-20 for 32x32 inputs (3 blocks per stage, ~0.27M parameters)."""
-    return _build(20, input_size, num_classes)
+def resnet20(input_size: int = 32, num_classes: int = 10, seed: int = 0,
+             init: str = "zoo") -> tuple[nn.Module, ImageInputs]:
+    """ResNet-20 for 32x32 inputs (3 blocks per stage, ~0.27M parameters). ``init="paper"``: the
+    pruning papers' initialisation (``_common.paper_init``)."""
+    return _build(20, input_size, num_classes, seed, init)
 
 
-def resnet56(input_size: int = 32, num_classes: int = 10) -> tuple[nn.Module, ImageInputs]:
-    """ResNet-56 for 32x32 inputs (9 blocks per stage, ~0.86M parameters)."""
-    return _build(56, input_size, num_classes)
+def resnet56(input_size: int = 32, num_classes: int = 10, seed: int = 0,
+             init: str = "zoo") -> tuple[nn.Module, ImageInputs]:
+    """ResNet-56 for 32x32 inputs (9 blocks per stage, ~0.86M parameters); ``seed``/``init`` as resnet20."""
+    return _build(56, input_size, num_classes, seed, init)

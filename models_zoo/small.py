@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from models_zoo._common import ImageInputs, conv_bn, finish, seeded
+from models_zoo._common import ImageInputs, conv_bn, initialised, seeded
 from models_zoo.resnet import CifarResNet
 
 
@@ -32,13 +32,16 @@ class SmallCNN(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-def small_cnn(input_size: int = 32, num_classes: int = 10, seed: int = 0) -> tuple[nn.Module, ImageInputs]:
-    """Plain 4-conv CNN, widths 16/32/32/64 (~33k weights); any input size (global pooling)."""
+def small_cnn(input_size: int = 32, num_classes: int = 10, seed: int = 0,
+              init: str = "zoo") -> tuple[nn.Module, ImageInputs]:
+    """Plain 4-conv CNN, widths 16/32/32/64 (~33k weights); any input size (global pooling).
+    ``init="paper"``: the pruning papers' initialisation (``_common.paper_init``)."""
     with seeded(seed):
-        return finish(SmallCNN((16, 32, 32, 64), num_classes), input_size)
+        return initialised(SmallCNN((16, 32, 32, 64), num_classes), input_size, init)
 
 
-def resnet8(input_size: int = 32, num_classes: int = 10, seed: int = 0) -> tuple[nn.Module, ImageInputs]:
-    """CIFAR ResNet-8: one BasicBlock per stage, widths 16/32/64 (~77k weights)."""
+def resnet8(input_size: int = 32, num_classes: int = 10, seed: int = 0,
+            init: str = "zoo") -> tuple[nn.Module, ImageInputs]:
+    """CIFAR ResNet-8: one BasicBlock per stage, widths 16/32/64 (~77k weights); ``init`` as small_cnn."""
     with seeded(seed):
-        return finish(CifarResNet(1, num_classes), input_size)
+        return initialised(CifarResNet(1, num_classes), input_size, init)

@@ -2,8 +2,10 @@
 paths carrying the NTK's trace. One round records the masked model's gates on a class-balanced batch
 (``per_class`` examples of each class from ``state.data``), runs the gated data copy on ``x**2`` and
 the squared-weight path-kernel copy on ones, and scores ``|dR/d(theta**2)| * theta**2`` with
-``R = sum z1 * z2``; ``rounds`` rounds follow the exponential schedule to ``density`` (default
-``1 - options.sparsity``) with a global threshold. BatchNorm, biases and non-ReLU gates: see
+``R = sum z1 * z2``; ``rounds`` rounds (100, as the paper) follow the exponential schedule to
+``density`` (default ``1 - options.sparsity``) with a global threshold. The data copy computes with
+the keep mask as weights (pruned weights 0, as the reference code); ``masked_data_copy = false``
+gives the earlier all-ones data copy. BatchNorm, biases and non-ReLU gates: see
 ``graphprune.scoring.copies``. Preconditions: ``groups`` and ``state.data`` (checked at run time).
 Effects: ``scores:px``, ``weight-scores:px`` (last round's scores)."""
 
@@ -26,15 +28,17 @@ class ScorePx(Pass):
     per_class: int = 10
     num_classes: int | None = None  # stop reading data once this many classes are full
     density: float | None = None
+    masked_data_copy: bool = True  # pruned weights are 0 in z1's copy (the reference's behaviour)
 
     def run(self, state: CompileState) -> CompileState:
         need_data(state, self.name)
         x, y = class_balanced_batch(state.data, self.per_class, self.num_classes)
 
         def compute():
-            scorer = PathScorer(state.gm)
+            scorer = PathScorer(state.gm, masked_data_copy=self.masked_data_copy)
             return iterate(lambda m: scorer.px(m, x), density_for(state, self.density), self.rounds,
                            state_masks(state))[0]
 
         return record(state, self.name, "px", compute, rounds=self.rounds, per_class=self.per_class,
-                      batch=len(y), density=density_for(state, self.density))
+                      batch=len(y), density=density_for(state, self.density),
+                      masked_data_copy=self.masked_data_copy)

@@ -307,3 +307,27 @@ def test_public_api() -> None:
     assert set(models_zoo.__all__) == {"ZooEntry", "ZooSource", "catalog", "catalog_sources", "load"}
     with pytest.raises(InputError):
         load("zoo:resnet20", input_size=0)
+
+
+@pytest.mark.parametrize("build", ["small_cnn", "resnet8", "resnet20"])
+def test_paper_init_is_kaiming_normal_with_unit_norms(build: str) -> None:
+    """``init="paper"``: the pruning papers' initialisation (kaiming-normal weights, gamma 1, beta 0,
+    BatchNorm statistics at their defaults), seeded, instead of the zoo's randomised norms."""
+    from models_zoo import resnet, small
+
+    factory = getattr(small, build, None) or getattr(resnet, build)
+    model, inputs = factory(16, seed=3, init="paper")
+    again, _ = factory(16, seed=3, init="paper")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    zoo, _ = factory(16, seed=3)
+    assert not torch.equal(model.state_dict()["fc.weight"], zoo.state_dict()["fc.weight"])
+    weights = torch.cat([(m.weight.detach() / (2 / m.weight[0].numel()) ** 0.5).flatten() for m in model.modules()
+                         if isinstance(m, (nn.Conv2d, nn.Linear))])
+    assert float(weights.std()) == pytest.approx(1.0, abs=0.05) and abs(float(weights.mean())) < 0.05
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(bool((m.weight == 1).all() and (m.bias == 0).all() and (m.running_mean == 0).all()
+                              and (m.running_var == 1).all()) for m in norms)
+    assert all(m.bias is None or bool((m.bias == 0).all()) for m in model.modules() if isinstance(m, nn.Linear))
+    assert not model.training and inputs[0].shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="init must be one of zoo, paper"):
+        factory(16, init="xavier")

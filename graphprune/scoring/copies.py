@@ -192,15 +192,18 @@ class AllOnes(nn.Module):
         return y.repeat_interleave(self.out // self.groups, dim=1)
 
 
-def ones_copy(linear: fx.GraphModule, store: GateStore) -> fx.GraphModule:
-    """PX's data copy: a linear copy whose scored layers compute with all-ones weights (``AllOnes``)
-    and whose norms are the identity; its gates read ``store``."""
+def ones_copy(linear: fx.GraphModule, store: GateStore, substitute: bool = False) -> fx.GraphModule:
+    """PX's data copy: a linear copy whose norms are the identity and whose gates read ``store``. Its
+    scored layers compute with all-ones weights (``AllOnes``), or, with ``substitute``, stay layers
+    whose weights each call substitutes (PX's keep masks: 1 kept, 0 pruned)."""
     gm = copy.deepcopy(linear)
     for name, m in list(gm.named_modules()):
         if isinstance(m, Gate):
             m.store = store
         elif isinstance(m, NormScale):
             gm.set_submodule(name, nn.Identity())
+    if substitute:
+        return gm
     for name, m in scored_modules(gm).items():
         if getattr(m, "padding_mode", "zeros") == "zeros":
             gm.set_submodule(name, AllOnes(m))
@@ -208,6 +211,17 @@ def ones_copy(linear: fx.GraphModule, store: GateStore) -> fx.GraphModule:
             with torch.no_grad():
                 m.weight.fill_(1.0)
     return gm
+
+
+def installed_masks(gm: nn.Module) -> dict[str, torch.Tensor]:
+    """Weight fqn -> bool keep mask of every scored layer that already carries a ``weight_mask``
+    buffer (a masked twin from ``apply-masks``): its pruned weights are pruned for PX's data copy too."""
+    out = {}
+    for name, m in scored_modules(gm).items():
+        buffer = getattr(m, "weight_mask", None)
+        if isinstance(buffer, torch.Tensor):
+            out[f"{name}.weight" if name else "weight"] = buffer.detach() != 0
+    return out
 
 
 def norm_scales(gm: fx.GraphModule) -> dict[str, torch.Tensor]:

@@ -5,9 +5,10 @@ linearised copy with absolute weights; ``S = |theta * dR_SF/dtheta|``. Data-free
 
 PX (Iurada et al. 2024), one round, as summarised in ``docs/pai.md``:
 1. run the masked model on a class-balanced batch ``x`` and record every activation's gate;
-2. ``z1``: the linearised copy with *every* scored weight set to 1 (norm scales 1), the recorded
-   gates applied, fed ``x**2``; no gradient (as the reference implementation, masked weights are 1
-   here too: the mask enters through the gates);
+2. ``z1``: the linearised copy with every *kept* scored weight set to 1 and every pruned one 0 (the
+   mask, as the reference implementation, whose masked layers multiply the all-ones weight by their
+   ``weight_mask``; ``masked_data_copy=False``: every weight 1, graphprune's earlier behaviour), norm
+   scales 1, the recorded gates applied, fed ``x**2``; no gradient;
 3. ``z2``: the linearised copy with squared (masked) weights and squared norm scales, identity gates,
    fed ones;
 4. ``R = sum over samples and outputs of z1 * z2``; ``S = |dR/d(theta**2)| * theta**2 >= 0``.
@@ -22,22 +23,36 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from graphprune.scoring.copies import GateStore, linear_copy, norm_scales, ones_copy, recording_copy, run
+from graphprune.scoring.copies import (
+    GateStore,
+    installed_masks,
+    linear_copy,
+    norm_scales,
+    ones_copy,
+    recording_copy,
+    run,
+)
 from graphprune.scoring.masks import iterate
 from graphprune.scoring.targets import Masks, Scores, masked_values, prunable_weights
 
 
 class PathScorer:
-    """Builds the private copies once; each call scores one round for the given masks."""
+    """Builds the private copies once; each call scores one round for the given masks.
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float64) -> None:
-        self.model, self.dtype = model, dtype
+    ``masked_data_copy`` (default True, the reference implementation's behaviour): PX's data copy
+    computes with the 0/1 keep mask as weights, so a pruned weight carries no path in ``z1`` in any
+    later round; False: every weight is 1 there, whatever the masks."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float64, masked_data_copy: bool = True) -> None:
+        self.model, self.dtype, self.masked_data_copy = model, dtype, masked_data_copy
         self.store = GateStore()
         self.linear = linear_copy(model, self.store, dtype)
         self.scales = norm_scales(self.linear)
         self.theta = masked_values(self.linear, None, dtype)  # biases already zero: weights only
+        self.installed = installed_masks(self.linear)  # weight_mask buffers of already-masked layers
         self._recorder: nn.Module | None = None
         self._ones: nn.Module | None = None
+        self._data: nn.Module | None = None
 
     @property
     def recorder(self) -> nn.Module:
@@ -50,6 +65,32 @@ class PathScorer:
         if self._ones is None:
             self._ones = ones_copy(self.linear, self.store)
         return self._ones
+
+    @property
+    def data(self) -> nn.Module:
+        """The data copy with its layers kept, for weights substituted per call (the keep masks)."""
+        if self._data is None:
+            self._data = ones_copy(self.linear, self.store, substitute=True)
+        return self._data
+
+    def data_weights(self, masks: Masks | None) -> Scores | None:
+        """The data copy's weights for ``masks``: 1 where kept, 0 where pruned (by ``masks`` or by a
+        layer's own ``weight_mask``); None when every weight is 1 (the cheap all-ones copy is exact)."""
+        keep = {n: m.clone() for n, m in self.installed.items()}
+        for n, m in (masks or {}).items():
+            if n in self.theta:
+                keep[n] = keep[n] & m.bool() if n in keep else m.bool()
+        if not self.masked_data_copy or all(bool(m.all()) for m in keep.values()):
+            return None
+        return {n: keep[n].to(self.dtype) if n in keep else torch.ones_like(t) for n, t in self.theta.items()}
+
+    def data_paths(self, masks: Masks | None, x: torch.Tensor) -> list[torch.Tensor]:
+        """``z1``: the gated data copy on ``x**2`` (gates recorded before), summed over the batch."""
+        weights = self.data_weights(masks)
+        self.store.apply = True
+        x2 = x.to(self.dtype) ** 2
+        z = run(self.ones, {}, x2) if weights is None else run(self.data, weights, x2)
+        return [t.sum(0, keepdim=True) for t in z]
 
     def _weights(self, masks: Masks | None) -> Scores:
         if not masks:
@@ -71,8 +112,7 @@ class PathScorer:
         with torch.no_grad():
             self.store.gates.clear()
             run(self.recorder, {n: theta[n].to(real[n].dtype) for n in real}, x.to(next(iter(real.values())).dtype))
-            self.store.apply = True
-            z1 = [z.sum(0, keepdim=True) for z in run(self.ones, {}, x.to(self.dtype) ** 2)]
+            z1 = self.data_paths(masks, x)
             top = max(float(z.abs().max()) for z in z1)
             z1 = [z / top for z in z1] if top > 0 else z1
         self.store.apply = False
@@ -117,9 +157,10 @@ def synflow_scores(model: nn.Module, input_shape: tuple[int, ...], masks: Masks 
 
 
 def px_scores(model: nn.Module, batch: torch.Tensor, masks: Masks | None = None,
-              density: float | None = None, rounds: int = 100) -> Scores:
-    """PX scores on ``batch`` (a class-balanced batch of inputs). ``density``/``rounds`` as SynFlow."""
-    scorer = PathScorer(model)
+              density: float | None = None, rounds: int = 100, masked_data_copy: bool = True) -> Scores:
+    """PX scores on ``batch`` (a class-balanced batch of inputs). ``density``/``rounds`` as SynFlow;
+    ``masked_data_copy`` as ``PathScorer``."""
+    scorer = PathScorer(model, masked_data_copy=masked_data_copy)
     if density is None:
         return scorer.px(masks, batch)
     return iterate(lambda m: scorer.px(m, batch), density, rounds, masks)[0]

@@ -1,0 +1,83 @@
+"""Benchmark results as data: records merge by key (a rerun replaces, never duplicates), carry the
+fields the docs need, and the docs tables are generated from them with protocols kept apart and smoke
+runs left out."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def bench(name: str):
+    """A module of benchmarks/ (not a package), loaded once."""
+    key = f"_graphprune_bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def pai_record(method: str, level: float, acc: float, seed: int = 0, quick: bool = False, kind: str = "irregular",
+               collapsed: int = 0) -> dict:
+    return {"task": "mnist5k", "model": "small_cnn", "method": method, "kind": kind, "level": level,
+            "density": level, "seed": seed, "test_acc": acc, "collapsed_layers": collapsed,
+            "protocol": {"rounds": 100, "quick": quick}}
+
+
+def test_merge_replaces_records_with_the_same_key(tmp_path):
+    results = bench("_results")
+    path = tmp_path / "pai.jsonl"
+    results.merge(path, [pai_record("px", 0.01, 30.0), pai_record("px", 0.01, 31.0, seed=1)], results.pai_key)
+    results.merge(path, [pai_record("px", 0.01, 40.0)], results.pai_key)  # rerun of seed 0
+    records = results.load(path)
+    assert sorted((r["seed"], r["test_acc"]) for r in records) == [(0, 40.0), (1, 31.0)]
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+    with pytest.raises(KeyError, match="collapsed_layers"):
+        results.check({k: v for k, v in pai_record("px", 0.01, 1.0).items() if k != "collapsed_layers"},
+                      results.PAI_FIELDS)
+
+
+def test_pai_tables_come_from_the_records():
+    tables = bench("results_tables")
+    records = [pai_record("dense", 1.0, 97.0, kind="dense"), pai_record("px", 0.01, 50.0),
+               pai_record("px", 0.01, 54.0, seed=1), pai_record("snip", 0.01, 40.0, collapsed=2),
+               pai_record("snip", 0.01, 99.0, quick=True)]
+    text = tables.render("pai", records)
+    assert text.count("Protocol:") == 1 and "(4 records)" in text  # the smoke record is left out
+    assert "| mnist5k | small_cnn | px | 97.0 ± 0.0 | **52.0 ± 2.8** |" in text
+    assert "| mnist5k | small_cnn | snip | 97.0 ± 0.0 | 40.0 ± 0.0 |" in text
+    assert "| mnist5k | small_cnn | snip | 1 / 0 of 1 |" in text
+    assert tables.render("pai", records, include_quick=True).count("Protocol:") == 2
+
+
+def test_structadmm_table_comes_from_the_records():
+    tables = bench("results_tables")
+    base = {"task": "mnist5k", "model": "resnet20", "protocol": {"budget": 20}}
+    records = [{**base, "method": m, "seed": s, "compression": c, "target_compression": t, "test_acc": a,
+                "dense_acc": 99.0}
+               for m, s, c, t, a in [("admm", 0, 10.2, 10, 98.0), ("admm", 1, 10.4, 10, 97.0),
+                                     ("magnitude", 0, 10.2, 10, 96.0)]]
+    text = tables.render("structadmm", records)
+    assert "| mnist5k | resnet20 | 10x | admm | 97.5 ± 0.7 (2) | 99.0 ± 0.0 | 10.3x |" in text
+    assert "| mnist5k | resnet20 | 10x | magnitude | 96.0 ± 0.0 (1) |" in text
+
+
+def test_a_pai_run_writes_a_complete_record():
+    """One real cell of the PAI benchmark (PX at 10 %, two training steps): the record has every field
+    the docs need, accuracies in %, and the protocol it ran under."""
+    pai = bench("pai")
+    cfg = pai.Config(steps={"mnist5k": 2}, rounds=2)
+    record = pai.execute(pai.Run("mnist5k", "small_cnn", "px", "irregular", 0.1, 0), cfg)
+    assert set(bench("_results").PAI_FIELDS) <= set(record)
+    assert 0 <= record["test_acc"] <= 100 and 0 <= record["val_acc"] <= 100
+    assert record["density"] == pytest.approx(0.1, abs=1e-3) and record["collapsed_layers"] == 0
+    assert record["protocol"]["init"] == "paper" and record["protocol"]["masked_data_copy"] is True
