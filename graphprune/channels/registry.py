@@ -9,6 +9,7 @@ no rule is not guessed at: the analysis freezes every channel it touches and rep
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,22 +28,43 @@ class Method:
     name: str
 
 
+class Liveness(enum.Enum):
+    """How an op treats an all-zero channel and which input channels it reads, for unused-path removal
+    (``graphprune.liveness.ops`` turns a kind into exact zero/read behaviour). Declared with the rule,
+    so renaming a rule function cannot change what liveness concludes."""
+
+    GENERIC = "generic"  # reads every input channel, never known to output zero
+    SHAPE_QUERY = "shape-query"  # reads no values
+    LINEAR = "linear"  # conv / linear: a dead output channel, an unread input column
+    NORM_MODULE = "norm-module"  # per-channel norm layer (batch/instance/group norm)
+    NORM_FUNCTIONAL = "norm-functional"  # F.batch_norm / F.instance_norm
+    MOVEMENT = "movement"  # pure data movement: each output value is an input value
+    PAD = "pad"  # movement plus padding values
+    PER_CHANNEL = "per-channel"  # channel c of the result from channel c only, zero kept (pooling, PReLU, GLU)
+    ELEMENTWISE = "elementwise"  # per channel; whether zero is kept depends on the function
+    REDUCTION = "reduction"  # over some dims; zero kept by sums and means
+    CONTRACTION = "contraction"  # matmul / einsum: sums of products
+    ATTENTION = "attention"  # softmax(q k^T) v
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
     propagate: Callable[..., Any]
     rewrite: Callable[..., None] | None = None
+    liveness: Liveness = Liveness.GENERIC
 
 
 RULES: dict[Key, Rule] = {}
 
 
-def register(keys: Iterable[Key], rewrite: Callable[..., None] | None = None) -> Callable:
-    """Decorator: register ``fn`` as the propagate function for every key."""
+def register(keys: Iterable[Key], rewrite: Callable[..., None] | None = None, *,
+             liveness: Liveness = Liveness.GENERIC) -> Callable:
+    """Decorator: register ``fn`` as the propagate function for every key, with its liveness kind."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         for key in keys:
-            RULES[key] = Rule(fn.__name__, fn, rewrite)
+            RULES[key] = Rule(fn.__name__, fn, rewrite, liveness)
         return fn
 
     return deco

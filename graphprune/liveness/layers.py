@@ -15,10 +15,9 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from graphprune.channels.registry import lookup, node_key
+from graphprune.channels.registry import Liveness, lookup, node_key
 from graphprune.channels.rules.conv import _F_CONV
 from graphprune.eager_args import node_args
-from graphprune.liveness.ops import MOVEMENT
 
 ROUNDING = 1e-6  # |norm(0)| below this fraction of its terms' magnitude is float rounding, i.e. zero
 
@@ -146,7 +145,7 @@ def _attr_tensor(arg: object, gm: fx.GraphModule, masks: dict) -> object:
             t = getattr(t, part)
         return _effective(t, str(arg.target), masks) if isinstance(t, torch.Tensor) else None
     rule = lookup(node_key(arg, gm)) if arg.op in ("call_function", "call_method") else None
-    if rule is None or rule.name not in MOVEMENT:
+    if rule is None or rule.liveness is not Liveness.MOVEMENT:
         return None
     inputs = {n: _attr_tensor(n, gm, masks) for n in arg.all_input_nodes}
     if any(v is None for v in inputs.values()):

@@ -1,7 +1,7 @@
 """How each op treats an all-zero channel (forward) and which input channels it reads (backward).
 
-Ops are classified by their channel rule (``graphprune.channels.registry``) and, for element-wise
-families, by the exact function. Anything not listed is generic: it reads every input channel and
+Ops are classified by the ``Liveness`` kind their channel rule declares (``graphprune.channels.registry``)
+and, for element-wise families, by the exact function. Anything not listed is generic: it reads every input channel and
 its result is never known to be zero. Zero kinds say when output channel c is zero for every input:
 
 - ``copy``: when every operand that carries c is zero there (movement, zero-preserving unary ops,
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import graphprune.channels.rules  # noqa: F401  (fills the rule table)
-from graphprune.channels.registry import Method, lookup, methods, node_key
+from graphprune.channels.registry import Liveness, Method, lookup, methods, node_key
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,6 @@ class Kind:
 
 
 GENERIC = Kind("none", "all")
-
-MOVEMENT = {"reshape_sized", "reshape", "permute", "transpose", "matrix_transpose", "movedim", "cat", "stack",
-            "split", "unbind", "getitem", "expand", "expand_as", "repeat", "pixel_shuffle", "pixel_unshuffle",
-            "channel_shuffle", "index_select", "roll"}
-PER_CHANNEL = {"unary", "spatial", "elementwise", "reduction", "softmax", "prelu", "glu"}
-LINEAR = {"conv_module", "conv_functional", "linear_module", "linear_functional",
-          "masked_conv_module", "masked_linear_module"}  # the last two: apply-masks' twins (weight * weight_mask)
 
 ZERO_PRESERVING = {
     operator.neg, operator.abs, torch.relu, torch.relu_, torch.tanh, torch.sqrt, torch.abs, torch.neg, torch.sin,
@@ -77,31 +70,46 @@ _IDENTITY_NAMES = {"StochasticDepth", "stochastic_depth"}  # torchvision leaves 
 
 
 def kind_of(node: fx.Node, gm: fx.GraphModule) -> Kind:
-    """The zero and read behaviour of ``node`` (placeholders, get_attr and output are handled apart)."""
+    """The zero and read behaviour of ``node`` (placeholders, get_attr and output are handled apart),
+    from the liveness kind its channel rule declares."""
     key = node_key(node, gm)
     rule = lookup(key)
     if rule is None:
         return GENERIC
-    name = rule.name
-    if name == "shape_query":
-        return Kind("none", "none")
-    if name in LINEAR:
-        return Kind("linear", "linear")
-    if name in ("batch_norm_module", "group_norm_module"):
-        return _norm_kind(gm.get_submodule(str(node.target)))
-    if name == "batch_norm_functional":
-        return Kind("norm", "norm") if node.target is F.batch_norm else Kind("none", "per-channel")
-    if name in MOVEMENT:
-        return Kind("copy", "copy")
-    if name in ("pad", "pad_module"):
-        return Kind("copy" if _zero_padding(node, gm) else "none", "copy")
-    if name in PER_CHANNEL:
-        return Kind(_elementwise_zero(node, gm, key, name), "per-channel")
-    if name in ("matmul", "einsum"):  # sums of products: zero where a factor is zero on a kept (free/batch) channel
-        return Kind("mul", "per-channel")
-    if name == "scaled_dot_product_attention":  # softmax(q k^T) v: zero where v is; q, k contract
-        return Kind("attention", "attention")
-    return GENERIC
+    return _KINDS[rule.liveness](node, gm, key)
+
+
+def _batch_norm_functional(node: fx.Node, gm: fx.GraphModule, key: Any) -> Kind:
+    return Kind("norm", "norm") if node.target is F.batch_norm else Kind("none", "per-channel")
+
+
+def _pad(node: fx.Node, gm: fx.GraphModule, key: Any) -> Kind:
+    return Kind("copy" if _zero_padding(node, gm) else "none", "copy")
+
+
+def _reduction(node: fx.Node, gm: fx.GraphModule, key: Any) -> Kind:
+    return Kind("copy" if key in ZERO_REDUCTIONS else "none", "per-channel")
+
+
+def _fixed(kind: Kind) -> Any:
+    return lambda node, gm, key: kind
+
+
+_KINDS = {
+    Liveness.GENERIC: _fixed(GENERIC),
+    Liveness.SHAPE_QUERY: _fixed(Kind("none", "none")),
+    Liveness.LINEAR: _fixed(Kind("linear", "linear")),
+    Liveness.NORM_MODULE: lambda node, gm, key: _norm_kind(gm.get_submodule(str(node.target))),
+    Liveness.NORM_FUNCTIONAL: _batch_norm_functional,
+    Liveness.MOVEMENT: _fixed(Kind("copy", "copy")),
+    Liveness.PAD: _pad,
+    Liveness.PER_CHANNEL: _fixed(Kind("copy", "per-channel")),
+    Liveness.ELEMENTWISE: lambda node, gm, key: Kind(_elementwise_zero(node, gm, key), "per-channel"),
+    Liveness.REDUCTION: _reduction,
+    # sums of products: zero where a factor is zero on a kept (free/batch) channel
+    Liveness.CONTRACTION: _fixed(Kind("mul", "per-channel")),
+    Liveness.ATTENTION: _fixed(Kind("attention", "attention")),  # softmax(q k^T) v: zero where v is
+}
 
 
 _BN_NAMES = {"FrozenBatchNorm2d"}  # torchvision: batch norm with frozen statistics
@@ -128,11 +136,7 @@ def _keeps_zero(m: nn.Module | None) -> bool:
     return isinstance(m, nn.Hardtanh) and m.min_val <= 0 <= m.max_val
 
 
-def _elementwise_zero(node: fx.Node, gm: fx.GraphModule, key: Any, rule: str) -> str:
-    if rule in ("spatial", "prelu", "glu"):
-        return "copy"
-    if rule == "reduction":
-        return "copy" if key in ZERO_REDUCTIONS else "none"
+def _elementwise_zero(node: fx.Node, gm: fx.GraphModule, key: Any) -> str:
     if key in ZERO_PRESERVING or getattr(key, "__name__", "") in _IDENTITY_NAMES:
         return "copy"
     if key in CLAMPS or isinstance(key, type) and issubclass(key, nn.Hardtanh):

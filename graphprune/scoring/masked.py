@@ -26,7 +26,7 @@ from graphprune.channels.analysis import ChannelAnalysis
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Member
 from graphprune.channels.layout import Layout
-from graphprune.channels.registry import register
+from graphprune.channels.registry import Liveness, register
 from graphprune.channels.rules.conv import conv_module, linear_module
 
 
@@ -116,14 +116,14 @@ def _tie_mask(ctx: RuleContext) -> None:
             ctx.table.unify(w, m)
 
 
-@register([MaskedConv1d, MaskedConv2d, MaskedConv3d])
+@register([MaskedConv1d, MaskedConv2d, MaskedConv3d], liveness=Liveness.LINEAR)
 def masked_conv_module(ctx: RuleContext) -> Layout:
     out = conv_module(ctx)
     _tie_mask(ctx)
     return out
 
 
-@register([MaskedLinear])
+@register([MaskedLinear], liveness=Liveness.LINEAR)
 def masked_linear_module(ctx: RuleContext) -> Layout:
     out = linear_module(ctx)
     _tie_mask(ctx)

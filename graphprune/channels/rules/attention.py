@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import methods, register
+from graphprune.channels.registry import Liveness, methods, register
 
 
 def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int) -> dict[int, Ids]:
@@ -36,7 +36,8 @@ def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int
     return dims
 
 
-@register([torch.matmul, operator.matmul, torch.bmm, *methods("matmul", "bmm", "__matmul__")])
+@register([torch.matmul, operator.matmul, torch.bmm, *methods("matmul", "bmm", "__matmul__")],
+          liveness=Liveness.CONTRACTION)
 def matmul(ctx: RuleContext) -> Layout:
     a, b = ctx.arg(0), ctx.arg(1)
     ia, ib, out = ctx.info(a), ctx.info(b), ctx.out
@@ -53,7 +54,7 @@ def matmul(ctx: RuleContext) -> Layout:
     return Layout(dims)
 
 
-@register([torch.einsum])
+@register([torch.einsum], liveness=Liveness.CONTRACTION)
 def einsum(ctx: RuleContext) -> Layout:
     equation = ctx.value(ctx.arg(0)).replace(" ", "")
     operands = list(ctx.node.args[1:])
@@ -86,7 +87,7 @@ def _rewrite_sdpa(node, kept) -> None:
         node.kwargs = {**node.kwargs, "scale": 1.0 / math.sqrt(old)}
 
 
-@register([F.scaled_dot_product_attention], rewrite=_rewrite_sdpa)
+@register([F.scaled_dot_product_attention], rewrite=_rewrite_sdpa, liveness=Liveness.ATTENTION)
 def scaled_dot_product_attention(ctx: RuleContext) -> Layout:
     q, k, v = ctx.arg(0, "query"), ctx.arg(1, "key"), ctx.arg(2, "value")
     iq, ik, iv = ctx.info(q), ctx.info(k), ctx.info(v)

@@ -20,7 +20,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import register
+from graphprune.channels.registry import Liveness, register
 from graphprune.values import TensorInfo
 
 _CONV_ND = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2,
@@ -86,7 +86,7 @@ def couple_conv(ctx: RuleContext, in_ids: Ids | None, w_out: Ids | None, w_in: I
     return w_out
 
 
-@register(list(_CONV_ND))
+@register(list(_CONV_ND), liveness=Liveness.LINEAR)
 def conv_module(ctx: RuleContext) -> Layout:
     m = ctx.module
     x = ctx.arg(0, "input")
@@ -126,7 +126,7 @@ def _rewrite_groups(node, kept) -> None:
         node.kwargs = {**node.kwargs, "groups": new_groups}
 
 
-@register(list(_F_CONV), rewrite=_rewrite_groups)
+@register(list(_F_CONV), rewrite=_rewrite_groups, liveness=Liveness.LINEAR)
 def conv_functional(ctx: RuleContext) -> Layout:
     nd, transposed = _F_CONV[ctx.node.target]
     x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
@@ -164,7 +164,7 @@ def _linear_layout(ctx: RuleContext, x: object, w_out: Ids | None, w_in: Ids | N
     return Layout(dims)
 
 
-@register([nn.Linear])
+@register([nn.Linear], liveness=Liveness.LINEAR)
 def linear_module(ctx: RuleContext) -> Layout:
     x = ctx.arg(0, "input")
     lay, info = ctx.layout(x), ctx.info(x)
@@ -173,7 +173,7 @@ def linear_module(ctx: RuleContext) -> Layout:
     return _linear_layout(ctx, x, w_out, ctx.bind_param("weight", 1, in_ids), ctx.bind_param("bias", 0, w_out))
 
 
-@register([F.linear])
+@register([F.linear], liveness=Liveness.LINEAR)
 def linear_functional(ctx: RuleContext) -> Layout:
     wl = ctx.layout(ctx.arg(1, "weight"))
     b = ctx.arg(2, "bias")

@@ -16,7 +16,7 @@ from torch import nn
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import methods, register
+from graphprune.channels.registry import Liveness, methods, register
 from graphprune.values import TensorInfo
 
 
@@ -76,7 +76,7 @@ BINARY = [
 ]
 
 
-@register(BINARY)
+@register(BINARY, liveness=Liveness.ELEMENTWISE)
 def elementwise(ctx: RuleContext) -> Layout:
     operands = [a for a in (*ctx.node.args, *ctx.node.kwargs.values())]
     return broadcast_layout(ctx, operands)
@@ -104,7 +104,7 @@ UNARY = [
 ]
 
 
-@register(UNARY)
+@register(UNARY, liveness=Liveness.ELEMENTWISE)
 def unary(ctx: RuleContext) -> Layout:
     return same_layout(ctx, ctx.arg(0, "input"))
 
@@ -121,7 +121,7 @@ SPATIAL = [
 ]
 
 
-@register(SPATIAL)
+@register(SPATIAL, liveness=Liveness.PER_CHANNEL)
 def spatial(ctx: RuleContext) -> Layout:
     """Pooling and resampling: each channel is resampled on its own; only non-channel dims change."""
     lay, out = ctx.layout(ctx.arg(0, "input")), ctx.out
@@ -131,7 +131,7 @@ def spatial(ctx: RuleContext) -> Layout:
     return same_layout(ctx, ctx.arg(0, "input")) if isinstance(lay, Layout) else EMPTY
 
 
-@register([nn.PReLU])
+@register([nn.PReLU], liveness=Liveness.PER_CHANNEL)
 def prelu(ctx: RuleContext) -> Layout:
     lay = same_layout(ctx, ctx.arg(0))
     weight = ctx.param("weight", 0)
@@ -140,7 +140,7 @@ def prelu(ctx: RuleContext) -> Layout:
     return lay
 
 
-@register([F.glu])
+@register([F.glu], liveness=Liveness.PER_CHANNEL)
 def glu(ctx: RuleContext) -> Layout:
     """glu(x, dim) = a * sigmoid(b) with (a, b) the two halves: half i of a pairs with half i of b."""
     lay = ctx.layout(ctx.arg(0))

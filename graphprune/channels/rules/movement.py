@@ -20,7 +20,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import Method, methods, register
+from graphprune.channels.registry import Liveness, Method, methods, register
 from graphprune.channels.rules.elementwise import broadcast_layout, same_layout
 from graphprune.values import TensorInfo
 
@@ -126,12 +126,12 @@ RESHAPES = [torch.flatten, torch.squeeze, torch.unsqueeze, nn.Flatten, nn.Unflat
             *methods("flatten", "squeeze", "unsqueeze", "view_as", "reshape_as", "squeeze_", "unsqueeze_")]
 
 
-@register(RESHAPES_WITH_SIZES, rewrite=_rewrite_shape_args)
+@register(RESHAPES_WITH_SIZES, rewrite=_rewrite_shape_args, liveness=Liveness.MOVEMENT)
 def reshape_sized(ctx: RuleContext) -> Layout:
     return reshape_layout(ctx, ctx.arg(0, "input"))
 
 
-@register(RESHAPES)
+@register(RESHAPES, liveness=Liveness.MOVEMENT)
 def reshape(ctx: RuleContext) -> Layout:
     return reshape_layout(ctx, ctx.arg(0, "input"))
 
@@ -140,7 +140,7 @@ def _permuted(lay: Layout, order: Sequence[int]) -> Layout:
     return Layout({new: lay.get(old) for new, old in enumerate(order) if lay.get(old) is not None})
 
 
-@register([torch.permute, *methods("permute")])
+@register([torch.permute, *methods("permute")], liveness=Liveness.MOVEMENT)
 def permute(ctx: RuleContext) -> Layout:
     rank = ctx.out.ndim
     args = ctx.value(list(ctx.node.args[1:])) or [ctx.value(ctx.node.kwargs.get("dims"))]
@@ -148,7 +148,8 @@ def permute(ctx: RuleContext) -> Layout:
     return _permuted(ctx.layout(ctx.arg(0, "input")), [d % rank for d in order])
 
 
-@register([torch.transpose, torch.swapaxes, torch.swapdims, *methods("transpose", "swapaxes", "swapdims")])
+@register([torch.transpose, torch.swapaxes, torch.swapdims, *methods("transpose", "swapaxes", "swapdims")],
+          liveness=Liveness.MOVEMENT)
 def transpose(ctx: RuleContext) -> Layout:
     rank = ctx.out.ndim
     a, b = (ctx.value(ctx.arg(i, n)) % rank for i, n in ((1, "dim0"), (2, "dim1")))
@@ -157,12 +158,12 @@ def transpose(ctx: RuleContext) -> Layout:
     return _permuted(ctx.layout(ctx.arg(0, "input")), order)
 
 
-@register([torch.t, Method("t")])
+@register([torch.t, Method("t")], liveness=Liveness.MOVEMENT)
 def matrix_transpose(ctx: RuleContext) -> Layout:
     return _permuted(ctx.layout(ctx.arg(0)), [1, 0] if ctx.out.ndim == 2 else [0])
 
 
-@register([torch.movedim, torch.moveaxis, *methods("movedim", "moveaxis")])
+@register([torch.movedim, torch.moveaxis, *methods("movedim", "moveaxis")], liveness=Liveness.MOVEMENT)
 def movedim(ctx: RuleContext) -> Layout:
     rank = ctx.out.ndim
     src, dst = ctx.value(ctx.arg(1, "source")), ctx.value(ctx.arg(2, "destination"))
@@ -176,7 +177,7 @@ def _cat_dim(ctx: RuleContext) -> int:
     return ctx.value(ctx.arg(1, "dim", 0)) % ctx.out.ndim
 
 
-@register([torch.cat, torch.concat, torch.concatenate])
+@register([torch.cat, torch.concat, torch.concatenate], liveness=Liveness.MOVEMENT)
 def cat(ctx: RuleContext) -> Layout:
     """Concatenated dim: the inputs' elements side by side (fresh frozen elements where an input carries
     no tracked channels); other dims behave element-wise."""
@@ -211,7 +212,7 @@ def _aligned(ctx: RuleContext, tensors: list, skip: int | None) -> Layout:
     return Layout(dims)
 
 
-@register([torch.stack])
+@register([torch.stack], liveness=Liveness.MOVEMENT)
 def stack(ctx: RuleContext) -> Layout:
     tensors = list(ctx.arg(0, "tensors"))
     dim = ctx.value(ctx.arg(1, "dim", 0)) % ctx.out.ndim
@@ -254,14 +255,14 @@ def _rewrite_split(node, kept) -> None:
 
 
 @register([torch.split, torch.chunk, torch.tensor_split, *methods("split", "chunk", "tensor_split")],
-          rewrite=_rewrite_split)
+          rewrite=_rewrite_split, liveness=Liveness.MOVEMENT)
 def split(ctx: RuleContext) -> tuple:
     x = ctx.arg(0)
     dim = ctx.value(ctx.arg(2, "dim", 0)) % ctx.info(x).ndim
     return _pieces(ctx, x, dim)
 
 
-@register([torch.unbind, Method("unbind")])
+@register([torch.unbind, Method("unbind")], liveness=Liveness.MOVEMENT)
 def unbind(ctx: RuleContext) -> tuple:
     x = ctx.arg(0)
     rank = ctx.info(x).ndim
@@ -302,7 +303,7 @@ def _rewrite_getitem(node, kept) -> None:
     node.args = (x, tuple(new_items) if isinstance(node.args[1], tuple) else new_items[0])
 
 
-@register([operator.getitem], rewrite=_rewrite_getitem)
+@register([operator.getitem], rewrite=_rewrite_getitem, liveness=Liveness.MOVEMENT)
 def getitem(ctx: RuleContext) -> object:
     x, index = ctx.arg(0), ctx.value(ctx.arg(1))
     lay = ctx.layout(x)
@@ -362,19 +363,19 @@ def _rewrite_expand(node, kept) -> None:
     _rewrite_shape_args(node, kept)
 
 
-@register([*methods("expand", "broadcast_to"), torch.broadcast_to], rewrite=_rewrite_expand)
+@register([*methods("expand", "broadcast_to"), torch.broadcast_to], rewrite=_rewrite_expand, liveness=Liveness.MOVEMENT)
 def expand(ctx: RuleContext) -> Layout:
     lay, out, info = ctx.layout(ctx.arg(0)), ctx.out, ctx.info(ctx.arg(0))
     shift = out.ndim - info.ndim
     return Layout({d + shift: ids for d, ids in lay.dims.items()})
 
 
-@register([Method("expand_as")])
+@register([Method("expand_as")], liveness=Liveness.MOVEMENT)
 def expand_as(ctx: RuleContext) -> Layout:
     return broadcast_layout(ctx, [ctx.arg(0), ctx.arg(1)])
 
 
-@register([Method("repeat"), torch.tile, Method("tile")])
+@register([Method("repeat"), torch.tile, Method("tile")], liveness=Liveness.MOVEMENT)
 def repeat(ctx: RuleContext) -> Layout:
     lay, out, info = ctx.layout(ctx.arg(0)), ctx.out, ctx.info(ctx.arg(0))
     shift = out.ndim - info.ndim
@@ -385,7 +386,7 @@ def repeat(ctx: RuleContext) -> Layout:
     return Layout(dims)
 
 
-@register([F.pad, torch.constant_pad_nd])
+@register([F.pad, torch.constant_pad_nd], liveness=Liveness.PAD)
 def pad(ctx: RuleContext) -> Layout:
     lay, info = ctx.layout(ctx.arg(0)), ctx.info(ctx.arg(0))
     amounts = list(ctx.value(ctx.arg(1, "pad")))
@@ -408,7 +409,7 @@ PADS = [nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantP
         nn.ReplicationPad2d, nn.ReplicationPad3d]
 
 
-@register(PADS)
+@register(PADS, liveness=Liveness.PAD)
 def pad_module(ctx: RuleContext) -> Layout:
     m = ctx.module
     lay = ctx.layout(ctx.arg(0))
@@ -429,7 +430,7 @@ def _shuffle_ids(ctx: RuleContext, ids: Ids, rows: int) -> Ids:
     return grid[0].copy()
 
 
-@register([F.pixel_shuffle, nn.PixelShuffle, torch.pixel_shuffle])
+@register([F.pixel_shuffle, nn.PixelShuffle, torch.pixel_shuffle], liveness=Liveness.MOVEMENT)
 def pixel_shuffle(ctx: RuleContext) -> Layout:
     lay, info = ctx.layout(ctx.arg(0)), ctx.info(ctx.arg(0))
     cdim = info.ndim - 3
@@ -442,7 +443,7 @@ def pixel_shuffle(ctx: RuleContext) -> Layout:
     return Layout({cdim: grid[:, 0].copy()})
 
 
-@register([F.pixel_unshuffle, nn.PixelUnshuffle, torch.pixel_unshuffle])
+@register([F.pixel_unshuffle, nn.PixelUnshuffle, torch.pixel_unshuffle], liveness=Liveness.MOVEMENT)
 def pixel_unshuffle(ctx: RuleContext) -> Layout:
     lay, info = ctx.layout(ctx.arg(0)), ctx.info(ctx.arg(0))
     cdim = info.ndim - 3
@@ -452,7 +453,7 @@ def pixel_unshuffle(ctx: RuleContext) -> Layout:
     return Layout({cdim: np.repeat(ids, ctx.out.shape[cdim] // len(ids))})
 
 
-@register([nn.ChannelShuffle, torch.channel_shuffle, F.channel_shuffle])
+@register([nn.ChannelShuffle, torch.channel_shuffle, F.channel_shuffle], liveness=Liveness.MOVEMENT)
 def channel_shuffle(ctx: RuleContext) -> Layout:
     lay = ctx.layout(ctx.arg(0))
     groups = ctx.module.groups if ctx.node.op == "call_module" else ctx.value(ctx.arg(1, "groups"))
@@ -489,7 +490,7 @@ def _rewrite_index_select(node, kept) -> None:
     owner.register_buffer(attr, new, persistent=attr not in owner._non_persistent_buffers_set)
 
 
-@register([torch.index_select, Method("index_select")], rewrite=_rewrite_index_select)
+@register([torch.index_select, Method("index_select")], rewrite=_rewrite_index_select, liveness=Liveness.MOVEMENT)
 def index_select(ctx: RuleContext) -> Layout:
     """Gather along a dim with a constant index (a folded channel permutation): exact element map."""
     x, index = ctx.arg(0), ctx.arg(2, "index")
@@ -506,7 +507,7 @@ def index_select(ctx: RuleContext) -> Layout:
     return Layout(dims)
 
 
-@register([torch.roll, Method("roll")])
+@register([torch.roll, Method("roll")], liveness=Liveness.MOVEMENT)
 def roll(ctx: RuleContext) -> Layout:
     """Rolling a non-channel dim (shifted windows) keeps channels; rolling a channel dim freezes it."""
     lay, info = ctx.layout(ctx.arg(0)), ctx.info(ctx.arg(0))

@@ -15,7 +15,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import register
+from graphprune.channels.registry import Liveness, register
 from graphprune.channels.rules.elementwise import same_layout
 
 _PER_CHANNEL_BUFFERS = ("weight", "bias", "running_mean", "running_var")
@@ -31,7 +31,7 @@ BATCH_NORMS = [nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
                nn.InstanceNorm2d, nn.InstanceNorm3d]
 
 
-@register(BATCH_NORMS)
+@register(BATCH_NORMS, liveness=Liveness.NORM_MODULE)
 def batch_norm_module(ctx: RuleContext) -> Layout:
     lay = same_layout(ctx, ctx.arg(0, "input"))
     info = ctx.info(ctx.arg(0, "input"))
@@ -54,7 +54,7 @@ def _functional_param(ctx: RuleContext, index: int, name: str) -> Ids | None:
     return lay.get(0) if isinstance(lay, Layout) else None
 
 
-@register([F.batch_norm, F.instance_norm])
+@register([F.batch_norm, F.instance_norm], liveness=Liveness.NORM_FUNCTIONAL)
 def batch_norm_functional(ctx: RuleContext) -> Layout:
     lay = same_layout(ctx, ctx.arg(0, "input"))
     for name, index in (("running_mean", 1), ("running_var", 2), ("weight", 3), ("bias", 4)):
@@ -85,7 +85,7 @@ def _group_norm(ctx: RuleContext, num_groups: int, weight: Ids | None, bias: Ids
     return lay
 
 
-@register([nn.GroupNorm])
+@register([nn.GroupNorm], liveness=Liveness.NORM_MODULE)
 def group_norm_module(ctx: RuleContext) -> Layout:
     return _group_norm(ctx, ctx.module.num_groups, ctx.param("weight", 0), ctx.param("bias", 0))
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.layout import Layout
-from graphprune.channels.registry import Method, methods, register
+from graphprune.channels.registry import Liveness, Method, methods, register
 from graphprune.channels.rules.elementwise import same_layout
 from graphprune.values import TensorInfo
 
@@ -55,7 +55,7 @@ def _zero_invariant(ctx: RuleContext, name: str) -> bool:
     return True
 
 
-@register(REDUCTIONS)
+@register(REDUCTIONS, liveness=Liveness.REDUCTION)
 def reduction(ctx: RuleContext) -> object:
     x = ctx.arg(0, "input")
     lay, info = ctx.layout(x), ctx.info(x)
@@ -92,7 +92,7 @@ SOFTMAXES = [F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, F.softm
              nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d]
 
 
-@register(SOFTMAXES)
+@register(SOFTMAXES, liveness=Liveness.ELEMENTWISE)
 def softmax(ctx: RuleContext) -> Layout:
     x = ctx.arg(0, "input")
     info = ctx.info(x)
@@ -127,7 +127,7 @@ SHAPE_QUERIES = [builtins.getattr, builtins.len,
                           "is_contiguous")]
 
 
-@register(SHAPE_QUERIES)
+@register(SHAPE_QUERIES, liveness=Liveness.SHAPE_QUERY)
 def shape_query(ctx: RuleContext) -> object:
     """Sizes are read, not channels: they re-evaluate on the pruned graph by themselves."""
     if ctx.node.target is builtins.getattr:

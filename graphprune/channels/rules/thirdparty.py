@@ -5,7 +5,7 @@ torch layer it behaves like (same parameters, same per-channel semantics)."""
 from __future__ import annotations
 
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import RULES, Rule, register_when_imported
+from graphprune.channels.registry import RULES, Liveness, Rule, register_when_imported
 
 
 def _alias(new_types: list[type], like: type) -> None:
@@ -42,7 +42,7 @@ def _register_torchvision_swin() -> None:
         swin = importlib.import_module("torchvision.models.swin_transformer")
     except Exception:
         return
-    RULES[swin._get_relative_position_bias] = Rule("per_head_bias", _per_head_bias)
+    RULES[swin._get_relative_position_bias] = Rule("per_head_bias", _per_head_bias, liveness=Liveness.GENERIC)
 
 
 def _register_timm() -> None:
