@@ -91,3 +91,27 @@ def _short(filename: str) -> str:
         if path.startswith(os.path.join(base, "")):
             return os.path.relpath(path, base)
     return filename
+
+
+class CheckpointError(GraphpruneError):
+    """A checkpoint cannot be read, is not ours, or belongs to a different run configuration."""
+
+
+class PlotError(GraphpruneError):
+    """The plot could not be drawn (matplotlib missing, nothing to plot)."""
+
+
+class ExportError(GraphpruneError):
+    """The module could not be exported in the requested format."""
+
+
+class StandaloneError(GraphpruneError):
+    """The graph cannot be written as Python that runs without graphprune."""
+
+
+class PipelineError(GraphpruneError):
+    """A pass failed, or was scheduled before the facts it requires."""
+
+
+class RemovalError(GraphpruneError):
+    """Removal produced a graph that does not match the analysis (a bug in a rule: report it)."""

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-from graphprune.errors import GraphpruneError
+from graphprune.errors import ExportError, GraphpruneError
 from graphprune.export_batch import BatchPlan, axis_names, leading_size, plan_batch, quiet_failures, symbolic_batch
 from graphprune.export_py import python_source, weights_path
 from graphprune.io import atomic_write, atomic_write_text, binary_file, torch_save
@@ -35,10 +35,6 @@ from graphprune.io import atomic_write, atomic_write_text, binary_file, torch_sa
 FORMATS = {".pt2": "pt2", ".onnx": "onnx", ".py": "py"}
 _EXPORTER = {"pt2": "torch.export", "onnx": "torch.onnx export", "py": "Python export"}
 DYNAMIC_TOLERANCE = 1e-3  # a dynamic file differing by more (relative to the outputs' scale) is not kept
-
-
-class ExportError(GraphpruneError):
-    """The module could not be exported in the requested format."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.fx.graph_module import _format_import_block
 from torch.package import sys_importer
 
-from graphprune.errors import GraphpruneError
+from graphprune.errors import StandaloneError
 
 _PLAIN = (int, float, str, bool, type(None), tuple, list)
 
@@ -68,10 +68,6 @@ def load(weights=WEIGHTS, map_location="cpu"):
     model.load_state_dict(blob["state_dict"], strict=True)
     return model.eval()
 '''
-
-
-class StandaloneError(GraphpruneError):
-    """The graph cannot be written as Python that runs without graphprune."""
 
 
 def _same_config(a: nn.Module, b: nn.Module) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from graphprune.errors import GraphpruneError, PlanError
+from graphprune.errors import GraphpruneError, PipelineError, PlanError
 from graphprune.state import CompileState
 
 PASSES: dict[str, type[Pass]] = {}
@@ -174,10 +174,6 @@ def load_entry_points() -> list[str]:
         if isinstance(obj, type) and issubclass(obj, Pass) and obj.name:
             PASSES.setdefault(obj.name, obj)
     return sorted(set(PASSES) - before)
-
-
-class PipelineError(GraphpruneError):
-    """A pass failed, or was scheduled before the facts it requires."""
 
 
 def run_pass(state: CompileState, p: Pass, why: str = "") -> CompileState:

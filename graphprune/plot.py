@@ -12,12 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from graphprune.errors import GraphpruneError
+from graphprune.errors import PlotError
 from graphprune.io import atomic_write
-
-
-class PlotError(GraphpruneError):
-    """The plot could not be drawn (matplotlib missing, nothing to plot)."""
 
 
 def _widths(layers: Iterable[Any]) -> list[tuple[str, int, int]]:

@@ -23,15 +23,11 @@ from graphprune import tensor_ops
 from graphprune.channels.kept import KeptView
 from graphprune.channels.registry import lookup, node_key
 from graphprune.codegen import recompile_if_changed
-from graphprune.errors import GraphpruneError
+from graphprune.errors import GraphpruneError, RemovalError
 from graphprune.passes import Pass
 from graphprune.resize import fix_attributes
 from graphprune.state import CompileState
 from graphprune.values import TensorInfo, propagate_counting
-
-
-class RemovalError(GraphpruneError):
-    """Removal produced a graph that does not match the analysis (a bug in a rule: report it)."""
 
 
 def _cut_plan(state: CompileState, keep_element: np.ndarray) -> dict[str, dict[int, np.ndarray]]:

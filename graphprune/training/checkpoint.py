@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphprune.errors import GraphpruneError
+from graphprune.errors import CheckpointError
 from graphprune.io import atomic_write
 from graphprune.training.identity import first_difference
 
@@ -27,10 +27,6 @@ FORMAT = "graphprune-checkpoint/1"
 CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"
 RUN_FILES = (CHECKPOINT, METRICS)
 FRESH = "use its settings, another checkpoint_dir, or overwrite (--overwrite)"
-
-
-class CheckpointError(GraphpruneError):
-    """A checkpoint cannot be read, is not ours, or belongs to a different run configuration."""
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
