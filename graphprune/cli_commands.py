@@ -6,16 +6,15 @@ from __future__ import annotations
 import argparse
 
 from graphprune import cli_render as render
-from graphprune.cli_compile import input_size_of, load_model
+from graphprune.cli_compile import check_spec, input_size_of, load_model
 
 MAX_MEMBERS = 4  # member fqns shown per group by `inspect`
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    """The recipe list and a plan's schema check need no torch; scheduling (the pass registry) does."""
     from graphprune.plan import RECIPES, load_plan
     from graphprune.plan.recipes import recipe_summary
-    from graphprune.plan.selectors import validate_selectors
-    from graphprune.scheduler import schedule
 
     console = render.console()
     if args.list or args.plan is None:
@@ -25,6 +24,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         console.print(table)
         return 0
     plan = load_plan(args.plan)
+    if args.model:
+        check_spec(args.model)
+    from graphprune.plan.selectors import validate_selectors
+    from graphprune.scheduler import schedule
+
     pipeline = schedule(plan)
     if args.model:
         model, _ = load_model(args.model, input_size_of(None, plan), args.submodule)
@@ -36,6 +40,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    check_spec(args.spec)
     from graphprune.passes import run_pipeline
     from graphprune.state import CompileState
     from passes import AnalyzeChannels, Canonicalize, Trace

@@ -26,6 +26,13 @@ OUT_SUFFIXES = (".pt2", ".pt", ".onnx", ".py")
 LABELS = {"--out": "model", "--out weights": "weights", "--report": "report", "--plot": "plot"}
 
 
+def check_spec(spec: str) -> None:
+    """Refuse a spec that is wrong on its face (``zoo:`` typo, empty part) before torch is imported."""
+    import models_zoo
+
+    models_zoo.check_spec(spec)
+
+
 def load_model(spec: str, input_size: int | None, submodule: str | None = None) -> tuple[Any, tuple[Any, ...]]:
     import models_zoo
 
@@ -118,21 +125,24 @@ def _add_python(outputs: OutputSet, flag: str, path: str) -> None:
                          "beside it; give paths that are regular files, not links or devices")
 
 
-def _outputs(args: argparse.Namespace, plan: Any) -> tuple[OutputSet, dict[str, str]]:
-    """Every file this run writes, checked before any work; and the plan's emit paths -> their flag."""
+def _fill(pairs: list[tuple[str, str]]) -> OutputSet:
     outputs = OutputSet()
-    named = [("--out", args.out)] if args.out is not None else []
-    emits = {path: f"emit[{i}]" for i, path in enumerate(_emit_paths(plan))}
-    for flag, path in [*named, *((flag, path) for path, flag in emits.items())]:
-        if path.endswith(".py"):
+    for flag, path in pairs:
+        if flag not in ("--plot", "--report") and path.endswith(".py"):
             _add_python(outputs, flag, path)
         else:
             outputs.add(flag, path)
-    if args.plot:
-        outputs.add("--plot", args.plot)
-    if args.report:
-        outputs.add("--report", args.report)
-    return outputs, emits
+    return outputs
+
+
+def _outputs(args: argparse.Namespace, plan: Any) -> tuple[OutputSet, dict[str, str]]:
+    """Every file this run writes, checked before any work; and the plan's emit paths -> their flag. The
+    options' own files are checked first, before scheduling the pipeline imports torch."""
+    named = [("--out", args.out)] if args.out is not None else []
+    files = [(flag, path) for flag, path in (("--plot", args.plot), ("--report", args.report)) if path]
+    _fill([*named, *files])
+    emits = {path: f"emit[{i}]" for i, path in enumerate(_emit_paths(plan))}
+    return _fill([*named, *((flag, path) for path, flag in emits.items()), *files]), emits
 
 
 def _save_module(module: Any, inputs: tuple[Any, ...], outputs: OutputSet, dynamic_batch: bool = True) -> None:
@@ -204,6 +214,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     import graphprune
 
     plan = _prepared_plan(args)
+    check_spec(args.spec)
     outputs, emits = _outputs(args, plan)  # also validates the pipeline (schedule)
     with outputs:
         try:
