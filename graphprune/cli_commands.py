@@ -92,6 +92,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    """Names and input shapes from the catalog and the libraries' registries: no model is built."""
+    if args.pattern is not None:
+        return _zoo_matching(args.pattern)
     import models_zoo
 
     console = render.console()
@@ -108,4 +111,24 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     console.print("also: package.module:factory and path/to/file.py:factory "
                   "(a factory returning a module or (module, example_inputs)); "
                   "--submodule PATH prunes one part of a model (a detection model: --submodule backbone)")
+    console.print(render.text("`graphprune zoo PATTERN` lists the models matching PATTERN with their input shapes "
+                              "(e.g. resnet, 'timm:vit_*')"))
+    return 0
+
+
+def _zoo_matching(pattern: str) -> int:
+    from models_zoo._listing import listing
+
+    found, missing = listing(pattern)
+    console = render.console()
+    if found:
+        table = render.table(f"models matching '{pattern}': {len(found)}", "spec", "input shape", "note")
+        for model in found:
+            table.add_row(render.text(model.spec), model.input_shape, render.text(model.note))
+        console.print(table)
+    else:
+        console.print(render.text(f"no model matches '{pattern}' (a word matches anywhere in a spec; "
+                                  "globs: 'timm:vit_*')"))
+    for package in missing:
+        console.print(render.text(f"{package}: not installed, not listed (pip install 'graphprune[zoo]')"))
     return 0

@@ -95,5 +95,6 @@ def test_zoo_builds_no_model(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setattr(nn.Module, "__init__", refuse)
     assert main(["zoo"]) == 0
+    assert main(["zoo", "resnet18"]) == 0
     out = capsys.readouterr().out
-    assert "zoo:resnet20" in out and "torchvision:" in out and "timm:" in out
+    assert "zoo:resnet20" in out and "torchvision:resnet18" in out and "timm:resnet18 " in out
