@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from graphprune import cli_render as render
+from graphprune import progress
 from graphprune.cli_compile import check_spec, input_size_of, load_model
 
 MAX_MEMBERS = 4  # member fqns shown per group by `inspect`
@@ -45,8 +46,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from graphprune.state import CompileState
     from passes import AnalyzeChannels, Canonicalize, Trace
 
-    model, inputs = load_model(args.spec, args.input_size, args.submodule)
-    state = run_pipeline(CompileState(args.spec, model, tuple(inputs)), [Trace(), Canonicalize(), AnalyzeChannels()])
+    with progress.spinner(f"inspect {args.spec}"):
+        with progress.stage("load"):
+            model, inputs = load_model(args.spec, args.input_size, args.submodule)
+        state = run_pipeline(CompileState(args.spec, model, tuple(inputs)),
+                             [Trace(), Canonicalize(), AnalyzeChannels()])
     cg = state.channels
     console = render.console()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from graphprune import cli_render as render
+from graphprune import progress
 from graphprune.errors import GraphpruneError, InputError, OutputError
 from graphprune.outputs import OutputSet
 
@@ -184,7 +185,8 @@ def _write_all(args: argparse.Namespace, result: Any, inputs: tuple[Any, ...], o
                seconds: dict[str, float], dynamic_batch: bool = True) -> None:
     if "--out" in outputs.targets:
         start = time.perf_counter()
-        _save_module(result.module, inputs, outputs, dynamic_batch)
+        with progress.stage(f"export {args.out}"):
+            _save_module(result.module, inputs, outputs, dynamic_batch)
         seconds["export" if Path(args.out).suffix == ".pt2" else "save"] = time.perf_counter() - start
     if args.plot:
         from graphprune.plot import plot_widths
@@ -218,15 +220,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
     outputs, emits = _outputs(args, plan)  # also validates the pipeline (schedule)
     with outputs:
         try:
-            start = time.perf_counter()
-            model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule)
-            seconds = {"load": time.perf_counter() - start}
-            result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec)
-            if int(os.environ.get("RANK", "0")) != 0:
-                return 0  # under torchrun every rank trains; only rank 0 writes and prints
-            _unstage_report(result.report, plan, outputs)
-            warn_static_batch(result.report.artifacts.get("emit", {}).get("files", []), plan.emit.dynamic_batch)
-            _write_all(args, result, tuple(inputs), outputs, seconds, plan.emit.dynamic_batch)
+            with progress.spinner(f"compile {args.spec}", enabled=not args.quiet):
+                start = time.perf_counter()
+                with progress.stage("load"):
+                    model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule)
+                seconds = {"load": time.perf_counter() - start}
+                result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec)
+                if int(os.environ.get("RANK", "0")) != 0:
+                    return 0  # under torchrun every rank trains; only rank 0 writes and prints
+                _unstage_report(result.report, plan, outputs)
+                warn_static_batch(result.report.artifacts.get("emit", {}).get("files", []), plan.emit.dynamic_batch)
+                _write_all(args, result, tuple(inputs), outputs, seconds, plan.emit.dynamic_batch)
             written = outputs.commit()
         except GraphpruneError as exc:
             exc.args = (outputs.unstage(str(exc)),)  # name the user's paths, not the staging ones
