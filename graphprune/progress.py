@@ -97,9 +97,15 @@ def spinner(title: str, enabled: bool = True) -> AbstractContextManager[Any]:
 
 @contextmanager
 def _spinning(title: str) -> Iterator[_Line]:
+    """What is printed meanwhile goes above the spinner; stdout only when it is the terminal too (a
+    redirected stdout keeps what the user's code prints)."""
     from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
 
     line = _Line(title)
     console = Console(file=sys.stderr, force_terminal=True, markup=False, highlight=False, emoji=False)
-    with console.status(line), listening(line.update):
+    live = Live(Spinner("dots", text=line), console=console, transient=True, refresh_per_second=8,
+                redirect_stdout=sys.stdout.isatty(), redirect_stderr=True)
+    with live, listening(line.update):
         yield line
