@@ -220,13 +220,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     outputs, emits = _outputs(args, plan)  # also validates the pipeline (schedule)
     with outputs:
         try:
-            with progress.spinner(f"compile {args.spec}", enabled=not args.quiet):
+            rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun one spinner, rank 0's
+            with progress.spinner(f"compile {args.spec}", enabled=not args.quiet and rank0):
                 start = time.perf_counter()
                 with progress.stage("load"):
                     model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule)
                 seconds = {"load": time.perf_counter() - start}
                 result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec)
-                if int(os.environ.get("RANK", "0")) != 0:
+                if not rank0:
                     return 0  # under torchrun every rank trains; only rank 0 writes and prints
                 _unstage_report(result.report, plan, outputs)
                 warn_static_batch(result.report.artifacts.get("emit", {}).get("files", []), plan.emit.dynamic_batch)
