@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub, common)
     _add_plan(sub, common)
     p = sub.add_parser("zoo", help="list the models a spec can name", parents=[common],
-                       description="List the in-repo models and the external model namespaces.")
+                       description="List the in-repo models and the external model namespaces; with PATTERN, "
+                                   "every model matching it and its input shape. No model is built.")
+    p.add_argument("pattern", metavar="PATTERN", nargs="?",
+                   help="a word (matched anywhere in the spec) or a glob such as 'timm:vit_*'")
     p.set_defaults(func=cmd_zoo)
     return parser
 

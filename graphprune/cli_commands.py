@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 
 from graphprune import cli_render as render
-from graphprune.cli_compile import input_size_of, load_model
+from graphprune import progress
+from graphprune.cli_compile import check_spec, input_size_of, load_model
 
 MAX_MEMBERS = 4  # member fqns shown per group by `inspect`
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    """The recipe list and a plan's schema check need no torch; scheduling (the pass registry) does."""
     from graphprune.plan import RECIPES, load_plan
     from graphprune.plan.recipes import recipe_summary
-    from graphprune.plan.selectors import validate_selectors
-    from graphprune.scheduler import schedule
 
     console = render.console()
     if args.list or args.plan is None:
@@ -25,6 +25,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         console.print(table)
         return 0
     plan = load_plan(args.plan)
+    if args.model:
+        check_spec(args.model)
+    from graphprune.plan.selectors import validate_selectors
+    from graphprune.scheduler import schedule
+
     pipeline = schedule(plan)
     if args.model:
         model, _ = load_model(args.model, input_size_of(None, plan), args.submodule)
@@ -36,12 +41,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    check_spec(args.spec)
     from graphprune.passes import run_pipeline
     from graphprune.state import CompileState
     from passes import AnalyzeChannels, Canonicalize, Trace
 
-    model, inputs = load_model(args.spec, args.input_size, args.submodule)
-    state = run_pipeline(CompileState(args.spec, model, tuple(inputs)), [Trace(), Canonicalize(), AnalyzeChannels()])
+    with progress.spinner(f"inspect {args.spec}"):
+        with progress.stage("load"):
+            model, inputs = load_model(args.spec, args.input_size, args.submodule)
+        state = run_pipeline(CompileState(args.spec, model, tuple(inputs)),
+                             [Trace(), Canonicalize(), AnalyzeChannels()])
     cg = state.channels
     console = render.console()
 
@@ -87,6 +96,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    """Names and input shapes from the catalog and the libraries' registries: no model is built."""
+    if args.pattern is not None:
+        return _zoo_matching(args.pattern)
     import models_zoo
 
     console = render.console()
@@ -103,4 +115,24 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     console.print("also: package.module:factory and path/to/file.py:factory "
                   "(a factory returning a module or (module, example_inputs)); "
                   "--submodule PATH prunes one part of a model (a detection model: --submodule backbone)")
+    console.print(render.text("`graphprune zoo PATTERN` lists the models matching PATTERN with their input shapes "
+                              "(e.g. resnet, 'timm:vit_*')"))
+    return 0
+
+
+def _zoo_matching(pattern: str) -> int:
+    from models_zoo._listing import listing
+
+    found, missing = listing(pattern)
+    console = render.console()
+    if found:
+        table = render.table(f"models matching '{pattern}': {len(found)}", "spec", "input shape", "note")
+        for model in found:
+            table.add_row(render.text(model.spec), model.input_shape, render.text(model.note))
+        console.print(table)
+    else:
+        console.print(render.text(f"no model matches '{pattern}' (a word matches anywhere in a spec; "
+                                  "globs: 'timm:vit_*')"))
+    for package in missing:
+        console.print(render.text(f"{package}: not installed, not listed (pip install 'graphprune[zoo]')"))
     return 0

@@ -19,11 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from graphprune import cli_render as render
+from graphprune import progress
 from graphprune.errors import GraphpruneError, InputError, OutputError
 from graphprune.outputs import OutputSet
 
 OUT_SUFFIXES = (".pt2", ".pt", ".onnx", ".py")
 LABELS = {"--out": "model", "--out weights": "weights", "--report": "report", "--plot": "plot"}
+
+
+def check_spec(spec: str) -> None:
+    """Refuse a spec that is wrong on its face (``zoo:`` typo, empty part) before torch is imported."""
+    import models_zoo
+
+    models_zoo.check_spec(spec)
 
 
 def load_model(spec: str, input_size: int | None, submodule: str | None = None) -> tuple[Any, tuple[Any, ...]]:
@@ -118,21 +126,24 @@ def _add_python(outputs: OutputSet, flag: str, path: str) -> None:
                          "beside it; give paths that are regular files, not links or devices")
 
 
-def _outputs(args: argparse.Namespace, plan: Any) -> tuple[OutputSet, dict[str, str]]:
-    """Every file this run writes, checked before any work; and the plan's emit paths -> their flag."""
+def _fill(pairs: list[tuple[str, str]]) -> OutputSet:
     outputs = OutputSet()
-    named = [("--out", args.out)] if args.out is not None else []
-    emits = {path: f"emit[{i}]" for i, path in enumerate(_emit_paths(plan))}
-    for flag, path in [*named, *((flag, path) for path, flag in emits.items())]:
-        if path.endswith(".py"):
+    for flag, path in pairs:
+        if flag not in ("--plot", "--report") and path.endswith(".py"):
             _add_python(outputs, flag, path)
         else:
             outputs.add(flag, path)
-    if args.plot:
-        outputs.add("--plot", args.plot)
-    if args.report:
-        outputs.add("--report", args.report)
-    return outputs, emits
+    return outputs
+
+
+def _outputs(args: argparse.Namespace, plan: Any) -> tuple[OutputSet, dict[str, str]]:
+    """Every file this run writes, checked before any work; and the plan's emit paths -> their flag. The
+    options' own files are checked first, before scheduling the pipeline imports torch."""
+    named = [("--out", args.out)] if args.out is not None else []
+    files = [(flag, path) for flag, path in (("--plot", args.plot), ("--report", args.report)) if path]
+    _fill([*named, *files])
+    emits = {path: f"emit[{i}]" for i, path in enumerate(_emit_paths(plan))}
+    return _fill([*named, *((flag, path) for path, flag in emits.items()), *files]), emits
 
 
 def _save_module(module: Any, inputs: tuple[Any, ...], outputs: OutputSet, dynamic_batch: bool = True) -> None:
@@ -174,7 +185,8 @@ def _write_all(args: argparse.Namespace, result: Any, inputs: tuple[Any, ...], o
                seconds: dict[str, float], dynamic_batch: bool = True) -> None:
     if "--out" in outputs.targets:
         start = time.perf_counter()
-        _save_module(result.module, inputs, outputs, dynamic_batch)
+        with progress.stage(f"export {args.out}"):
+            _save_module(result.module, inputs, outputs, dynamic_batch)
         seconds["export" if Path(args.out).suffix == ".pt2" else "save"] = time.perf_counter() - start
     if args.plot:
         from graphprune.plot import plot_widths
@@ -204,18 +216,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     import graphprune
 
     plan = _prepared_plan(args)
+    check_spec(args.spec)
     outputs, emits = _outputs(args, plan)  # also validates the pipeline (schedule)
     with outputs:
         try:
-            start = time.perf_counter()
-            model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule)
-            seconds = {"load": time.perf_counter() - start}
-            result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec)
-            if int(os.environ.get("RANK", "0")) != 0:
-                return 0  # under torchrun every rank trains; only rank 0 writes and prints
-            _unstage_report(result.report, plan, outputs)
-            warn_static_batch(result.report.artifacts.get("emit", {}).get("files", []), plan.emit.dynamic_batch)
-            _write_all(args, result, tuple(inputs), outputs, seconds, plan.emit.dynamic_batch)
+            rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun one spinner, rank 0's
+            with progress.spinner(f"compile {args.spec}", enabled=not args.quiet and rank0):
+                start = time.perf_counter()
+                with progress.stage("load"):
+                    model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule)
+                seconds = {"load": time.perf_counter() - start}
+                result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec)
+                if not rank0:
+                    return 0  # under torchrun every rank trains; only rank 0 writes and prints
+                _unstage_report(result.report, plan, outputs)
+                warn_static_batch(result.report.artifacts.get("emit", {}).get("files", []), plan.emit.dynamic_batch)
+                _write_all(args, result, tuple(inputs), outputs, seconds, plan.emit.dynamic_batch)
             written = outputs.commit()
         except GraphpruneError as exc:
             exc.args = (outputs.unstage(str(exc)),)  # name the user's paths, not the staging ones

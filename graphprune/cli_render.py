@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 MAX_NODES = 3  # node names shown per reason
+LATENCY_COLUMNS = ("median ms", "min ms", "max ms", "speedup", "paired speedup")
 
 
 def console(stderr: bool = False) -> Any:
@@ -30,7 +31,7 @@ def table(title: str | None = None, *columns: str, **kwargs: Any) -> Any:
     out = Table(title=title, title_justify="left", **kwargs)
     for column in columns:
         right = column in {"before", "after", "reduction", "seconds", "size", "prunable", "group",
-                           "members", "models", "count"}
+                           "members", "models", "count", "batch", *LATENCY_COLUMNS}
         out.add_column(column, justify="right" if right else "left", overflow="fold")
     return out
 
@@ -102,6 +103,9 @@ def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[
             unknown.add_row(text(item["node"]), text(item["op"]))
         out.print(unknown)
 
+    if "latency" in report.artifacts:
+        print_latency(out, report.artifacts["latency"], report.macs_before, report.macs_after)
+
     times = table(None, "pass", "seconds")
     for name, value in {"load": seconds["load"], **report.seconds}.items():
         times.add_row(name, f"{value:.3f}")
@@ -119,3 +123,36 @@ def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[
                        f"parity max-abs {record['parity_max_abs']:.2e})"))
     for label, path, nbytes in written:
         out.print(text(f"wrote {label}: {path} ({human_bytes(nbytes)}, {nbytes:,} bytes)"))
+
+
+def print_latency(out: Any, record: dict[str, Any], macs_before: int, macs_after: int) -> None:
+    """The measure-latency artifact as a table (a row per batch size and variant), then how the fastest
+    pruned variant's speedup compares with the MAC reduction, the figure a pruned model is judged by."""
+    baseline, threads = record.get("baseline", "dense"), record.get("threads")
+    where = f"CPU, {threads} thread{'' if threads == 1 else 's'}" if threads else "CPU"
+    rows = table(f"latency ({where}; speedup over {baseline}; paired: median of per-round ratios)", "batch",
+                 "variant", *LATENCY_COLUMNS)
+    for batch, variants in record.get("batches", {}).items():
+        for name, t in variants.items():
+            rows.add_row(str(batch), text(name), *(_ms(t.get(k)) for k in ("median_ms", "min_ms", "max_ms")),
+                         *(_times(t.get(k)) for k in ("speedup", "paired_speedup")))
+    out.print(rows)
+    if macs_before <= 0 or macs_after <= 0:
+        return
+    mac_reduction = macs_before / macs_after
+    ratios = []
+    for batch, variants in record.get("batches", {}).items():
+        best = max((t["speedup"] for name, t in variants.items() if name != baseline and "speedup" in t), default=None)
+        if best is not None:
+            ratios.append(f"{best / mac_reduction:.2f} at batch {batch}")
+    if ratios:
+        out.print(text(f"MACs reduced {mac_reduction:.2f}x; fastest pruned speedup / MAC reduction: "
+                       + ", ".join(ratios)))
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _times(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}x"

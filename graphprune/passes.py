@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from graphprune import progress
 from graphprune.errors import GraphpruneError, PipelineError, PlanError
 from graphprune.state import CompileState
 
@@ -183,7 +184,8 @@ def run_pass(state: CompileState, p: Pass, why: str = "") -> CompileState:
         raise PipelineError(f"pass '{p.name}' requires {sorted(missing)}; passes run so far: {ran}")
     start = time.perf_counter()
     try:
-        new = p.run(state)
+        with progress.stage(p.name):  # the command line's spinner names the running pass
+            new = p.run(state)
     except GraphpruneError:
         raise
     except Exception as exc:

@@ -5,11 +5,31 @@ Why: pruning is only trustworthy if it is exercised on many architectures. This 
 ``torchvision:NAME`` and ``timm:NAME`` (randomly initialised, never downloaded), and user models
 given as ``package.module:factory`` or ``path/to/file.py:factory``, always returning the model in
 eval mode with deterministic example inputs.
+
+Importing the package imports no torch: ``load`` (which builds models) is imported on first use, so
+the command line lists the catalog and refuses a bad spec (``check_spec``) before torch is loaded.
 """
 
 from __future__ import annotations
 
-from models_zoo._catalog import ZooEntry, ZooSource, catalog, catalog_sources
-from models_zoo._loader import load
+import importlib
+from typing import Any
 
-__all__ = ["ZooEntry", "ZooSource", "catalog", "catalog_sources", "load"]
+from models_zoo._catalog import ZooEntry, ZooSource, catalog, catalog_sources
+from models_zoo._spec import check_spec
+
+__all__ = ["ZooEntry", "ZooSource", "catalog", "catalog_sources", "check_spec", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load":
+        from models_zoo._loader import load
+
+        globals()["load"] = load
+        return load
+    try:
+        return importlib.import_module(f"{__name__}.{name}")  # a submodule used as an attribute
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,30 +2,27 @@
 
 Why: the CLI's ``graphprune zoo`` and the test-suite both need one authoritative table of what
 ``zoo:NAME`` resolves to, with the input shape and class count each model expects, without having
-to build the models. External namespaces are summarised (not enumerated): torchvision and timm
-are optional dependencies and timm alone lists well over a thousand architectures.
+to build the models. The table names each factory as text and imports its module only to build the
+model, so reading the catalog (and checking a ``zoo:`` name) imports no torch. External namespaces
+are summarised here (not enumerated): torchvision and timm are optional dependencies and timm alone
+lists well over a thousand architectures; ``models_zoo._listing`` lists their names.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from models_zoo._common import ImageInputs
-from models_zoo.convnext import layerscale_net
-from models_zoo.densenet import densenet_tiny
-from models_zoo.groupnorm import gn_net
-from models_zoo.mobilenet import mobilenet_tiny
-from models_zoo.resnet import resnet20, resnet56
-from models_zoo.shufflenet import shufflenet_tiny
-from models_zoo.small import resnet8, small_cnn
-from models_zoo.vgg import vgg11_bn
-from models_zoo.vit import vit_tiny
+    from models_zoo._common import ImageInputs
+
+    Factory = Callable[..., tuple[nn.Module, ImageInputs]]
 
 ZOO_PREFIX = "zoo"
-Factory = Callable[..., tuple[nn.Module, ImageInputs]]
 CIFAR_INPUT = (1, 3, 32, 32)
 
 
@@ -52,24 +49,31 @@ class ZooSource:
     example: str
 
 
-_FACTORIES: dict[str, tuple[Factory, str]] = {
-    "resnet20": (resnet20, "CIFAR ResNet-20, BasicBlocks, 1x1 conv+BN projection shortcuts"),
-    "resnet56": (resnet56, "CIFAR ResNet-56, BasicBlocks, 1x1 conv+BN projection shortcuts"),
-    "vgg11_bn": (vgg11_bn, "CIFAR VGG-11-BN; classifier flattens a 512x2x2 map (flatten index maps)"),
-    "densenet_tiny": (densenet_tiny, "DenseNet-BC, 2 blocks, growth 12, nested torch.cat concatenations"),
+# name -> (module:function under models_zoo, description); the module is imported when the model is built
+_FACTORIES: dict[str, tuple[str, str]] = {
+    "resnet20": ("resnet:resnet20", "CIFAR ResNet-20, BasicBlocks, 1x1 conv+BN projection shortcuts"),
+    "resnet56": ("resnet:resnet56", "CIFAR ResNet-56, BasicBlocks, 1x1 conv+BN projection shortcuts"),
+    "vgg11_bn": ("vgg:vgg11_bn", "CIFAR VGG-11-BN; classifier flattens a 512x2x2 map (flatten index maps)"),
+    "densenet_tiny": (
+        "densenet:densenet_tiny", "DenseNet-BC, 2 blocks, growth 12, nested torch.cat concatenations",
+    ),
     "mobilenet_tiny": (
-        mobilenet_tiny,
+        "mobilenet:mobilenet_tiny",
         "MobileNetV2-style inverted residuals, SE, Hardswish, depthwise multiplier-2 conv",
     ),
-    "shufflenet_tiny": (shufflenet_tiny, "ShuffleNetV2-style chunk split, view-transpose-view shuffle, cat"),
-    "vit_tiny": (vit_tiny, "ViT dim 64, 4 heads, depth 2, hand-written qkv attention, cls token, pos embed"),
+    "shufflenet_tiny": (
+        "shufflenet:shufflenet_tiny", "ShuffleNetV2-style chunk split, view-transpose-view shuffle, cat",
+    ),
+    "vit_tiny": ("vit:vit_tiny", "ViT dim 64, 4 heads, depth 2, hand-written qkv attention, cls token, pos embed"),
     "layerscale_net": (
-        layerscale_net,
+        "convnext:layerscale_net",
         "ConvNeXt-like: dw7x7, channels-last LayerNorm/Linear via permute, loose layer-scale gamma",
     ),
-    "gn_net": (gn_net, "Residual CNN with GroupNorm(8) and groups=4 convs"),
-    "small_cnn": (small_cnn, "Plain 4-conv CNN, widths 16/32/32/64: the pruning-at-initialisation benchmark model"),
-    "resnet8": (resnet8, "CIFAR ResNet-8, one BasicBlock per stage: the small ResNet of the PaI benchmark"),
+    "gn_net": ("groupnorm:gn_net", "Residual CNN with GroupNorm(8) and groups=4 convs"),
+    "small_cnn": (
+        "small:small_cnn", "Plain 4-conv CNN, widths 16/32/32/64: the pruning-at-initialisation benchmark model",
+    ),
+    "resnet8": ("small:resnet8", "CIFAR ResNet-8, one BasicBlock per stage: the small ResNet of the PaI benchmark"),
 }
 
 
@@ -81,7 +85,10 @@ def zoo_names() -> list[str]:
 def zoo_factory(name: str) -> Factory | None:
     """The factory behind ``zoo:NAME``, or ``None`` if there is no such model."""
     found = _FACTORIES.get(name)
-    return found[0] if found else None
+    if found is None:
+        return None
+    module, _, function = found[0].partition(":")
+    return getattr(importlib.import_module(f"models_zoo.{module}"), function)
 
 
 def catalog() -> list[ZooEntry]:

@@ -24,6 +24,7 @@ from graphprune.errors import GraphpruneError, InputError, UnknownModelError, Us
 from models_zoo import _torchvision as tv
 from models_zoo._catalog import ZOO_PREFIX, zoo_factory, zoo_names
 from models_zoo._common import random_inputs, seeded
+from models_zoo._spec import malformed, split_spec, unknown_zoo
 from models_zoo._submodule import select_submodule
 from models_zoo._suggest import unknown as _unknown
 from models_zoo._torchvision import DEFAULT_IMAGE_SHAPE, TORCHVISION_INPUT_SIZE  # noqa: F401 (benchmarks)
@@ -31,8 +32,6 @@ from models_zoo._user import load_user_factory
 
 Inputs = tuple[torch.Tensor, ...]
 Loaded = tuple[nn.Module, Inputs]
-
-SPEC_FORMS = "zoo:NAME, torchvision:NAME, timm:NAME, package.module:factory or path/to/file.py:factory"
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -62,7 +61,7 @@ def _check_input_size(input_size: int | None) -> None:
 def _load_zoo(name: str, spec: str, input_size: int | None) -> Loaded:
     factory = zoo_factory(name)
     if factory is None:
-        raise _unknown(spec, "in-repo model", name, zoo_names(), f"{ZOO_PREFIX}:")
+        raise unknown_zoo(spec, name)
     return factory() if input_size is None else factory(input_size=input_size)
 
 
@@ -117,16 +116,13 @@ def _bare_name_candidates() -> dict[str, list[str]]:
 
 
 def _split(spec: str) -> tuple[str, str]:
-    if not isinstance(spec, str) or ":" not in spec:
+    parts = split_spec(spec)
+    if parts is None:
         candidates = _bare_name_candidates()
         matches = difflib.get_close_matches(str(spec), list(candidates), n=3, cutoff=0.6)
         specs = [full for match in matches for full in candidates[match]][:3]
-        hint = f"; did you mean {', '.join(specs)}?" if specs else ""
-        raise UnknownModelError(f"malformed model spec '{spec}': expected {SPEC_FORMS}{hint}")
-    location, _, name = spec.rpartition(":")
-    if not location or not name:
-        raise UnknownModelError(f"malformed model spec '{spec}': expected {SPEC_FORMS}")
-    return location, name
+        raise malformed(spec, f"; did you mean {', '.join(specs)}?" if specs else "")
+    return parts
 
 
 def _whole_model_error(location: str, name: str, spec: str) -> InputError | None:

@@ -66,6 +66,24 @@ def names(torchvision: ModuleType) -> list[str]:
     return [n for family in FAMILIES for n in _models(torchvision, family)]
 
 
+def by_family(torchvision: ModuleType) -> list[tuple[Family, str]]:
+    """Every model the namespace loads with its family, from the registry (nothing is built)."""
+    return [(family, n) for family in FAMILIES for n in _models(torchvision, family)]
+
+
+def input_shape(family: Family, name: str, input_size: int | None = None) -> tuple[int, ...]:
+    """The shape of the example input ``name`` is loaded with (detection: one image, given in a list)."""
+    size = input_size or FIXED_SIZE.get(name)
+    if family.name == "detection":
+        size = size or DEFAULT_IMAGE_SHAPE[-1]
+        return (3, size, size)
+    if family.name == "video":
+        size = size or VIDEO_SIZE.get(name, DEFAULT_IMAGE_SHAPE[-1])
+        return (1, 3, VIDEO_FRAMES, size, size)
+    size = size or TORCHVISION_INPUT_SIZE.get(name, DEFAULT_IMAGE_SHAPE[-1])
+    return (1, 3, size, size)
+
+
 def whole_model_error(torchvision: ModuleType, name: str, spec: str) -> InputError | None:
     """The error for pruning ``name`` whole when its family cannot be, else None."""
     family = family_of(torchvision, name)
@@ -112,14 +130,8 @@ def _build(torchvision: ModuleType, family: Family, name: str, spec: str,
         kwargs.update(min_size=size, max_size=size)  # the detection transform then keeps the image size
     with seeded():
         model = torchvision.models.get_model(name, weights=None, **kwargs)
-    if family.name == "detection":
-        size = input_size or DEFAULT_IMAGE_SHAPE[-1]
-        return model, ([random_inputs((3, size, size))[0]],)
-    if family.name == "video":
-        size = input_size or VIDEO_SIZE.get(name, DEFAULT_IMAGE_SHAPE[-1])
-        return model, random_inputs((1, 3, VIDEO_FRAMES, size, size))
-    size = input_size or TORCHVISION_INPUT_SIZE.get(name, DEFAULT_IMAGE_SHAPE[-1])
-    return model, random_inputs((1, 3, size, size))
+    inputs = random_inputs(input_shape(family, name, input_size))
+    return model, ([inputs[0]],) if family.name == "detection" else inputs
 
 
 def load_torchvision(torchvision: ModuleType, name: str, spec: str,

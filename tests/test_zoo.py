@@ -304,7 +304,7 @@ def test_malformed_specs_raise_unknown_model_error(spec: str, fragment: str) -> 
 
 
 def test_public_api() -> None:
-    assert set(models_zoo.__all__) == {"ZooEntry", "ZooSource", "catalog", "catalog_sources", "load"}
+    assert set(models_zoo.__all__) == {"ZooEntry", "ZooSource", "catalog", "catalog_sources", "check_spec", "load"}
     with pytest.raises(InputError):
         load("zoo:resnet20", input_size=0)
 
