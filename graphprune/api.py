@@ -67,7 +67,8 @@ def _warnings(state: CompileState, macs_before: int) -> list[str]:
         out.append("nothing to prune: no channel group is prunable (every channel reaches an output or is "
                    "frozen; see 'frozen'), the model is returned unchanged")
     if macs_before == 0:
-        out.append("the example inputs give 0 MACs (an empty batch?): reductions are not defined")
+        out.append("the model does 0 MACs on the example inputs (no conv/linear/matmul work, or an empty batch): "
+                   "MAC reductions are not defined")
     return out
 
 
