@@ -99,8 +99,12 @@ def _add_compile(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                    help="continue an interrupted [admm] run from its checkpoint_dir (same plan and seed)")
     p.add_argument("--overwrite", action="store_true",
                    help="let a fresh [admm] run delete the checkpoint and metrics already in its checkpoint_dir")
-    p.add_argument("--data", metavar="NAME", default=None,
-                   help="dataset for data-driven passes (scoring, ADMM): digits or shapes (built in, no download)")
+    p.add_argument("--weights", metavar="FILE", default=None,
+                   help="load the model's weights from FILE: a state_dict, a checkpoint holding one (state_dict / "
+                        "model key; timm's train.py), or .safetensors")
+    p.add_argument("--data", metavar="SPEC", default=None,
+                   help="data for data-driven passes (scoring, ADMM, finetune): a built-in (digits, shapes), "
+                        "imagefolder:DIR, package.module:factory or path/to/file.py:factory")
     p.add_argument("--round-to", type=_positive_int, default=None, dest="round_to",
                    help="keep a multiple of this many channels per group (default 1)")
     p.add_argument("--exact", action="store_const", const=True, default=None,

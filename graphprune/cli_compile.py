@@ -26,10 +26,11 @@ OUT_SUFFIXES = (".pt2", ".pt", ".onnx", ".py")
 LABELS = {"--out": "model", "--out weights": "weights", "--report": "report", "--plot": "plot"}
 
 
-def load_model(spec: str, input_size: int | None, submodule: str | None = None) -> tuple[Any, tuple[Any, ...]]:
+def load_model(spec: str, input_size: int | None, submodule: str | None = None,
+               weights: str | None = None) -> tuple[Any, tuple[Any, ...]]:
     import models_zoo
 
-    return models_zoo.load(spec, input_size=input_size, submodule=submodule)
+    return models_zoo.load(spec, input_size=input_size, submodule=submodule, weights=weights)
 
 
 def input_size_of(flag: int | None, plan: Any) -> int | None:
@@ -55,6 +56,8 @@ def _prepared_plan(args: argparse.Namespace) -> Any:
             raise InputError(f"--out {args.out}: suffix does not match the plan's emit.format = "
                              f"'{plan.emit.format}' (expected {expected})")
         plan = dataclasses.replace(plan, emit=dataclasses.replace(plan.emit, path=None))
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise InputError(f"--weights {args.weights}: no such file")
     if args.data:
         plan = dataclasses.replace(plan, data={**(plan.data or {}), "name": args.data})
     if args.resume:
@@ -208,7 +211,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     with outputs:
         try:
             start = time.perf_counter()
-            model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule)
+            model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule, args.weights)
             seconds = {"load": time.perf_counter() - start}
             result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec)
             if int(os.environ.get("RANK", "0")) != 0:
