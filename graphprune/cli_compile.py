@@ -60,21 +60,30 @@ def _prepared_plan(args: argparse.Namespace) -> Any:
         raise InputError(f"--weights {args.weights}: no such file")
     if args.data:
         plan = dataclasses.replace(plan, data={**(plan.data or {}), "name": args.data})
-    if args.resume:
-        if "admm" not in plan.pass_options:
-            raise InputError("--resume continues ADMM training: the plan has no [admm] section")
-        options = {**plan.pass_options, "admm": {**plan.pass_options["admm"], "resume": True}}
-        plan = dataclasses.replace(plan, pass_options=options)
-    if args.overwrite:
-        if "admm" not in plan.pass_options:
-            raise InputError("--overwrite restarts ADMM training: the plan has no [admm] section")
-        options = {**plan.pass_options, "admm": {**plan.pass_options["admm"], "overwrite": True}}
-        plan = dataclasses.replace(plan, pass_options=options)
+    for flag, key, value in (("--resume", "resume", args.resume), ("--overwrite", "overwrite", args.overwrite),
+                             ("--epochs", "epochs", args.epochs)):
+        if value is not None and value is not False:
+            plan = _set_training_option(plan, flag, key, value)
     if args.latency:
         plan = dataclasses.replace(plan, pass_options={**plan.pass_options, "measure-latency": {}})
     if args.input_size is not None:  # the flag wins over the plan's [model] input_shape
         plan = dataclasses.replace(plan, input_shape=None)
     return plan
+
+
+TRAINING_PASSES = {"--resume": ("admm", "finetune"), "--overwrite": ("admm", "finetune"), "--epochs": ("finetune",)}
+TRAINING_VERBS = {"--resume": "continues training", "--overwrite": "restarts training",
+                  "--epochs": "sets the recovery epochs"}
+
+
+def _set_training_option(plan: Any, flag: str, key: str, value: Any) -> Any:
+    """``key = value`` in every training section of the plan the flag applies to ([admm], [finetune])."""
+    sections = [name for name in TRAINING_PASSES[flag] if name in plan.pass_options]
+    if not sections:
+        wanted = " or ".join(f"[{name}]" for name in TRAINING_PASSES[flag])
+        raise InputError(f"{flag} {TRAINING_VERBS[flag]}: the plan has no {wanted} section")
+    options = {**plan.pass_options, **{name: {**plan.pass_options[name], key: value} for name in sections}}
+    return dataclasses.replace(plan, pass_options=options)
 
 
 def _check_out(path: str) -> None:

@@ -109,7 +109,7 @@ DATA_KEYS: dict[str, Check] = {
 }
 SHORTHAND = {"sparsity": "prune", "score": "prune", "round_to": "allocate", "min_channels": "allocate",
              "exact": "allocate", "scope": "allocate", "max_per_group": "allocate"}
-PASS_SECTIONS = ("admm", "purify")  # [admm] is sugar for [passes.admm]
+PASS_SECTIONS = ("admm", "purify", "finetune")  # [admm] is sugar for [passes.admm]
 TOP_KEYS = ("model", "prune", "allocate", "emit", "data", "passes", "pipeline", *PASS_SECTIONS, *SHORTHAND)
 
 
