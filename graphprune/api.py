@@ -160,6 +160,8 @@ def _report(state: CompileState, params_before: int, macs_before: int) -> Report
         artifacts=dict(state.artifacts),
         tied=ties(tensor_aliases(state.model)),
         warnings=_warnings(state, macs_before),
+        inputs=[{"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
+                if isinstance(x, torch.Tensor) else None for x in state.example_inputs],
     )
 
 

@@ -153,14 +153,17 @@ def _save_module(module: Any, inputs: tuple[Any, ...], outputs: OutputSet, dynam
     out = outputs.targets["--out"].path
     staged = outputs.staged("--out")
     if out.suffix == ".pt":
-        from graphprune.io import torch_save
+        from graphprune.loading import save_pt
 
         try:
-            outputs.write("--out", lambda path: torch_save(module, path))
+            reasons = outputs.write("--out", lambda path: save_pt(module, path))
         except OutputError:
             raise
         except Exception as exc:  # an unpicklable attribute of a layer, say
             raise OutputError(f"--out {out}: torch.save failed ({type(exc).__name__}: {exc})") from exc
+        if reasons:
+            print(f"graphprune: warning: --out {out}: loading this .pt needs graphprune installed "
+                  f"({'; '.join(reasons)}); .pt2 and .onnx load without it", file=sys.stderr)
         return
     from graphprune.export import ExportError as EmitError
     from graphprune.export import emit
