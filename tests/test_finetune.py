@@ -28,6 +28,12 @@ from models_zoo.data import load_dataset
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich honours COLUMNS: keep paths and table rows on one line whatever the runner's terminal says."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+
 @pytest.fixture(scope="module")
 def trained() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     """zoo:resnet8 trained for 3 epochs on 8x8 digits (~97 % validation accuracy, about a second)."""
