@@ -192,6 +192,9 @@ def test_cli_bad_finetune_option_is_one_line(tmp_path: Path, capsys: pytest.Capt
     assert main(["compile", "zoo:resnet8", "--plan", str(plan), "--data", "digits"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["graphprune: error: finetune.schedule: expected one of cosine, constant, got 'step'"]
+    assert main(["compile", "zoo:resnet8", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.strip() == ("graphprune: error: --epochs sets the recovery epochs: the plan has "
+                                               "no [finetune] section")
     plan.write_text("sparsity = 0.5\n[finetune]\nepochs = 'two'\n")
     assert main(["compile", "zoo:resnet8", "--plan", str(plan), "--data", "digits"]) == 2
     assert "finetune.epochs: expected float, got 'two'" in capsys.readouterr().err

@@ -30,6 +30,7 @@ from torch import nn
 
 from graphprune.admm.config import Period, steps_of
 from graphprune.errors import InputError
+from graphprune.latency import eval_mode
 from graphprune.training import checkpoint as ckpt
 from graphprune.training import distributed as D
 from graphprune.training import optim
@@ -177,8 +178,6 @@ class _Recovery:
         if not self.config.distill:
             return self.loss_fn(output, target)
         device = next(self.teacher.parameters()).device
-        from graphprune.latency import eval_mode
-
         with eval_mode([self.teacher]), torch.no_grad():
             teacher_out = forward(self.teacher, to_device(inputs, device))
         return distillation_loss(self.loss_fn, output, teacher_out, target, self.config.temperature,
