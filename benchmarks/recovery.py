@@ -92,25 +92,25 @@ def dense_model(args: argparse.Namespace, task: Any, name: str, seed: int) -> tu
     return model.eval(), inputs
 
 
-def plan(ratio: float, method: str, epochs: float, seed: int) -> dict[str, Any]:
+def plan(ratio: float, method: str, epochs: float, seed: int, weight: float = 0.9,
+         temperature: float = 4.0) -> dict[str, Any]:
     finetune = {"epochs": 0 if method == "bn" else epochs, "optimizer": "sgd", "lr": 0.01, "schedule": "cosine",
-                "distill": method == "distill", "temperature": 4.0, "distill_weight": 0.9, "recalibrate_bn": 20,
-                "seed": seed, "progress": False}
+                "distill": method == "distill", "temperature": temperature, "distill_weight": weight,
+                "recalibrate_bn": 20, "seed": seed, "progress": False}
     return {"prune": [{"select": "*", "budget": {"macs": 1 / ratio}, "score": "l2"}],
             "allocate": {"scope": "global", "max_per_group": 0.9}, "finetune": finetune}
 
 
-def run_one(model: nn.Module, inputs: tuple, task: Any, ratio: float, method: str, epochs: float,
+def run_one(model: nn.Module, inputs: tuple, task: Any, ratio: float, method: str, args: argparse.Namespace,
             seed: int) -> dict[str, Any]:
     start = time.perf_counter()
+    settings = plan(ratio, method, args.epochs, seed, args.distill_weight, args.temperature)
     if method == "none":
-        result = graphprune.compile(model, inputs, plan={k: v for k, v in plan(ratio, method, epochs, seed).items()
-                                                         if k != "finetune"})
+        result = graphprune.compile(model, inputs, plan={k: v for k, v in settings.items() if k != "finetune"})
         acc = evaluate(result.module, task.test)["acc"]
     else:
         train = dataclasses.replace(task.train, seed=seed)  # this seed's batch order
-        result = graphprune.compile(model, inputs, plan=plan(ratio, method, epochs, seed), data=train,
-                                    val_data=task.test)
+        result = graphprune.compile(model, inputs, plan=settings, data=train, val_data=task.test)
         acc = result.report.artifacts["finetune"]["accuracy"]["recovered"]
     report = result.report
     return {"test_acc": round(acc, 5), "dense_acc": round(evaluate(model, task.test)["acc"], 5),
@@ -135,13 +135,14 @@ def run(args: argparse.Namespace) -> None:
             for seed in args.seeds:
                 model, inputs = dense_model(args, task, name, seed)
                 for ratio in args.ratios:
-                    for method in METHODS:
+                    for method in args.methods:
                         record = {"task": task_name, "model": name, "seed": seed, "ratio": ratio, "method": method,
                                   "epochs": args.epochs, "dense_epochs": args.dense_epochs,
-                                  "image_size": args.image_size}
+                                  "image_size": args.image_size, "distill_weight": args.distill_weight,
+                                  "temperature": args.temperature}
                         if _key(record) in done:
                             continue
-                        record.update(run_one(model, inputs, task, ratio, method, args.epochs, seed))
+                        record.update(run_one(model, inputs, task, ratio, method, args, seed))
                         print(json.dumps(record), flush=True)
                         results.parent.mkdir(parents=True, exist_ok=True)
                         with results.open("a") as f:
@@ -150,7 +151,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _key(r: dict[str, Any]) -> tuple:
-    return tuple(r[k] for k in ("task", "model", "seed", "ratio", "method", "epochs", "dense_epochs", "image_size"))
+    keys = ("task", "model", "seed", "ratio", "method", "epochs", "dense_epochs", "image_size")
+    return (*(r[k] for k in keys), r.get("distill_weight", 0.9), r.get("temperature", 4.0))
 
 
 def table(records: list[dict[str, Any]]) -> str:
@@ -158,18 +160,18 @@ def table(records: list[dict[str, Any]]) -> str:
     groups: dict[tuple, dict[str, list[float]]] = {}
     dense: dict[tuple, list[float]] = {}
     for r in records:
-        row = (r["task"], r["model"], r["ratio"], r["epochs"])
+        row = (r["task"], r["model"], r["ratio"], r["epochs"], r.get("distill_weight", 0.9), r.get("temperature", 4.0))
         groups.setdefault(row, {}).setdefault(r["method"], []).append(r["test_acc"])
         if r["method"] == "none":
             dense.setdefault(row, []).append(r["dense_acc"])
-    lines = ["| task | model | MACs | recovery epochs | seeds | dense | " + " | ".join(METHODS) +
-             " | distill - finetune |", "|---" * (7 + len(METHODS)) + "|"]
+    lines = ["| task | model | MACs | recovery epochs | distill weight, T | seeds | dense | " + " | ".join(METHODS) +
+             " | distill - finetune |", "|---" * (8 + len(METHODS)) + "|"]
     for row, by_method in sorted(groups.items()):
         cells = [_cell(by_method.get(m, [])) for m in METHODS]
         gap = _gap(by_method.get("distill", []), by_method.get("finetune", []))
-        seeds = len(by_method.get("none", []))
-        lines.append(f"| {row[0]} | {row[1]} | 1/{row[2]:g} | {row[3]:g} | {seeds} | {_cell(dense.get(row, []))} | "
-                     + " | ".join(cells) + f" | {gap} |")
+        seeds = max(len(v) for v in by_method.values())
+        lines.append(f"| {row[0]} | {row[1]} | 1/{row[2]:g} | {row[3]:g} | {row[4]:g}, {row[5]:g} | {seeds} | "
+                     f"{_cell(dense.get(row, []))} | " + " | ".join(cells) + f" | {gap} |")
     return "\n".join(lines)
 
 
@@ -189,9 +191,10 @@ def _gap(distill: list[float], finetune: list[float]) -> str:
     return f"{mean:+.1f}" if len(diffs) == 1 else f"{mean:+.1f} ± {statistics.stdev(diffs):.1f}"
 
 
-def write_table(results: Path, doc: Path) -> str:
+def write_table(results: Path, doc: Path | None) -> str:
+    """The table of ``results``, also written between the markers of ``doc`` when given."""
     text = table(load_results(results))
-    if doc.exists() and TABLE_START in doc.read_text():
+    if doc is not None and doc.exists() and TABLE_START in doc.read_text():
         before, rest = doc.read_text().split(TABLE_START, 1)
         after = rest.split(TABLE_END, 1)[1]
         doc.write_text(f"{before}{TABLE_START}\n{text}\n{TABLE_END}{after}")
@@ -206,6 +209,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=2.0, help="recovery epochs (finetune and distill alike)")
     parser.add_argument("--dense-epochs", type=int, default=8)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--distill-weight", type=float, default=0.9, help="share of the distillation term")
+    parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", default="/tmp/graphprune-recovery", help="cache of trained dense models")
@@ -219,7 +225,7 @@ def main() -> None:
         args.results = str(Path(args.work) / "quick.jsonl")
     if not args.table:
         run(args)
-    print(write_table(Path(args.results), DOC if not args.quick else Path("/dev/null")))
+    print(write_table(Path(args.results), DOC if Path(args.results) == RESULTS else None))
 
 
 if __name__ == "__main__":

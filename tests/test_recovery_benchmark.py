@@ -24,7 +24,7 @@ def test_table_aggregates_seeds_and_pairs_the_gap(tmp_path: Path) -> None:
     records = [{**base, "seed": seed, "method": m, "test_acc": accs[m][seed], "dense_acc": 0.97 + seed / 100}
                for seed in (0, 1) for m in bench.METHODS]
     row = bench.table(records).splitlines()[2]
-    assert row == ("| digits | resnet20 | 1/2 | 2 | 2 | 97.5 ± 0.7 | 40.0 ± 14.1 | 90.0 ± 0.0 | 97.0 ± 1.4 | "
+    assert row == ("| digits | resnet20 | 1/2 | 2 | 0.9, 4 | 2 | 97.5 ± 0.7 | 40.0 ± 14.1 | 90.0 ± 0.0 | 97.0 ± 1.4 | "
                    "97.5 ± 0.7 | +0.5 ± 0.7 |")
     results, doc = tmp_path / "r.jsonl", tmp_path / "doc.md"
     results.write_text("".join(json.dumps(r) + "\n" for r in records))
