@@ -30,7 +30,7 @@ def table(title: str | None = None, *columns: str, **kwargs: Any) -> Any:
     out = Table(title=title, title_justify="left", **kwargs)
     for column in columns:
         right = column in {"before", "after", "reduction", "seconds", "size", "prunable", "group",
-                           "members", "models", "count", "accuracy", "loss"} or column.startswith("batch ")
+                           "members", "models", "count"}
         out.add_column(column, justify="right" if right else "left", overflow="fold")
     return out
 
@@ -78,6 +78,27 @@ def plan_summary(plan: dict[str, Any]) -> str:
     return "; ".join(rules) + ("  (" + ", ".join(extras) + ")" if extras else "")
 
 
+ACCURACY_ROWS = (("before pruning", "dense"), ("after pruning", "pruned"), ("after recovery", "recovered"))
+
+
+def print_accuracy(out: Any, record: dict[str, Any] | None) -> None:
+    """What the recovery pass measured: accuracy and loss before pruning, after pruning, after recovery."""
+    if not record:
+        return
+    how = "distilled from the dense model" if record.get("distill") else "fine-tuned"
+    accuracy = table(f"accuracy ({record['measured_on']}, {record['examples']} examples)", "", "accuracy", "loss")
+    for column in accuracy.columns[1:]:
+        column.justify = "right"
+    for label, key in ACCURACY_ROWS:
+        acc, loss = record["accuracy"].get(key), record["loss"].get(key)
+        epochs = f"{record['epochs']:g} epoch{'' if record['epochs'] == 1 else 's'}"
+        name = f"{label} ({how}, {epochs})" if key == "recovered" else label
+        accuracy.add_row(name, "n/a" if acc is None else f"{acc:.2%}", "n/a" if loss is None else f"{loss:.4f}")
+    out.print(accuracy)
+    resumed = record.get("resumed_from")
+    if resumed:
+        out.print(text(f"finetune resumed from step {resumed['step']} of {resumed['checkpoint']}"))
+
 def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[str, float],
                   written: Iterable[tuple[str, Any, int]]) -> None:
     """The compile summary: sizes, groups, unknown ops, pass times, budget, emitted and written files
@@ -115,49 +136,9 @@ def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[
         out.print(text(f"budget: {b['metric']} asked {b['asked']:.3f} of dense, achieved {b.get('achieved', '?')} "
                        f"({'within' if b.get('within_tolerance') else 'OUTSIDE'} 2 %)"))
     print_accuracy(out, report.artifacts.get("finetune"))
-    print_latency(out, report.artifacts.get("latency"))
     for record in report.artifacts.get("emit", {}).get("files", []):
         out.print(text(f"emitted {record['format']}: {record['file']} ({human_bytes(record['size_bytes'])}, "
                        f"parity max-abs {record['parity_max_abs']:.2e})"))
     for label, path, nbytes in written:
         out.print(text(f"wrote {label}: {path} ({human_bytes(nbytes)}, {nbytes:,} bytes)"))
 
-
-ACCURACY_ROWS = (("before pruning", "dense"), ("after pruning", "pruned"), ("after recovery", "recovered"))
-
-
-def print_accuracy(out: Any, record: dict[str, Any] | None) -> None:
-    """What the recovery pass measured: accuracy and loss before pruning, after pruning, after recovery."""
-    if not record:
-        return
-    how = "distilled from the dense model" if record.get("distill") else "fine-tuned"
-    accuracy = table(f"accuracy ({record['measured_on']}, {record['examples']} examples)", "", "accuracy", "loss")
-    for label, key in ACCURACY_ROWS:
-        acc, loss = record["accuracy"].get(key), record["loss"].get(key)
-        epochs = f"{record['epochs']:g} epoch{'' if record['epochs'] == 1 else 's'}"
-        name = f"{label} ({how}, {epochs})" if key == "recovered" else label
-        accuracy.add_row(name, "n/a" if acc is None else f"{acc:.2%}", "n/a" if loss is None else f"{loss:.4f}")
-    out.print(accuracy)
-    resumed = record.get("resumed_from")
-    if resumed:
-        out.print(text(f"finetune resumed from step {resumed['step']} of {resumed['checkpoint']}"))
-
-
-def print_latency(out: Any, record: dict[str, Any] | None) -> None:
-    """The measured latency: median ms per variant and batch size, and the speedup over dense."""
-    if not record:
-        return
-    batches = list(record["batches"])
-    columns = [c for b in batches for c in (f"batch {b} ms", f"batch {b} speedup")]
-    threads = record["threads"]
-    latency = table(f"latency (CPU, {threads} thread{'s' if threads != 1 else ''}, median of rounds)", "variant",
-                    *columns)
-    variants = list(dict.fromkeys(v for b in batches for v in record["batches"][b]))
-    for variant in variants:
-        cells = []
-        for b in batches:
-            entry = record["batches"][b].get(variant, {})
-            cells += [f"{entry['median_ms']:.3f}" if "median_ms" in entry else "-",
-                      f"{entry['speedup']:.2f}x" if "speedup" in entry else "-"]
-        latency.add_row(variant, *cells)
-    out.print(latency)
