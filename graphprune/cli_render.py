@@ -99,6 +99,7 @@ def print_accuracy(out: Any, record: dict[str, Any] | None) -> None:
     if resumed:
         out.print(text(f"finetune resumed from step {resumed['step']} of {resumed['checkpoint']}"))
 
+
 def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[str, float],
                   written: Iterable[tuple[str, Any, int]]) -> None:
     """The compile summary: sizes, groups, unknown ops, pass times, budget, emitted and written files
@@ -141,4 +142,3 @@ def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[
                        f"parity max-abs {record['parity_max_abs']:.2e})"))
     for label, path, nbytes in written:
         out.print(text(f"wrote {label}: {path} ({human_bytes(nbytes)}, {nbytes:,} bytes)"))
-
