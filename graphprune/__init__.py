@@ -11,10 +11,11 @@ from typing import Any
 from graphprune.errors import GraphpruneError, InputError, PlanError, TraceError, UnknownModelError
 
 __all__ = ["GraphpruneError", "InputError", "PlanError", "Report", "Result", "TraceError",
-           "UnknownModelError", "compile"]
+           "UnknownModelError", "apply", "compile", "load"]
 __version__ = "0.1.0"
 
-_LAZY = {"Result": "graphprune.api", "compile": "graphprune.api", "Report": "graphprune.report"}
+_LAZY = {"Result": "graphprune.api", "compile": "graphprune.api", "Report": "graphprune.report",
+         "apply": "graphprune.replay", "load": "graphprune.loading"}
 
 
 def __getattr__(name: str) -> Any:

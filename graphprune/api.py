@@ -90,7 +90,7 @@ def _check_plan_against(plan: Plan, model: nn.Module, inputs: tuple[Any, ...]) -
 
 def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwargs: dict[str, Any] | None = None,
             name: str | None = None, leaf_modules: tuple[type, ...] = (), data: Any = None,
-            **overrides: Any) -> Result:
+            val_data: Any = None, **overrides: Any) -> Result:
     """Prune ``model`` into a smaller fx.GraphModule computing the masked dense function.
 
     ``example_inputs`` (positional) and ``kwargs`` (keyword example inputs) are bound to ``forward``
@@ -100,15 +100,19 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     ``plan``: None (remove 50 % of every group by L2 magnitude), a recipe name, a TOML/YAML/JSON path,
     a dict or a ``Plan``; keyword overrides (``sparsity``, ``score``, ``round_to``, ``min_channels``,
     ``exact``, ``scope``, ``max_per_group``) apply on top. ``data``: (input, target) batches for
-    data-driven passes."""
+    data-driven passes (else the plan's ``[data]``); ``val_data``: validation batches for the accuracy
+    a recovery pass measures."""
     bound = _check_inputs(model, example_inputs, kwargs)
     _check_finite(model)
     inputs = bound.traced
     plan = with_overrides(load_plan(plan), overrides)
     _check_plan_against(plan, model, inputs)
     pipeline = schedule(plan, {"trace": {"leaf_modules": tuple(leaf_modules)}} if leaf_modules else None)
+    loaded = _plan_data(plan, model, inputs) if data is None else None
     state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
-                         data=data if data is not None else _plan_data(plan, inputs),
+                         data=data if loaded is None else loaded.train,
+                         val_data=val_data if loaded is None else loaded.val,
+                         artifacts={} if loaded is None else {"data": loaded.record},
                          input_constants=bound.constants)
     state = run_schedule(state, pipeline)
     params_before = count_params(model)
@@ -120,17 +124,17 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     return Result(module, report, state)
 
 
-def _plan_data(plan: Plan, inputs: tuple[Any, ...]) -> Any:
-    """The plan's built-in dataset, at the example input's spatial size unless the plan says otherwise."""
+def _plan_data(plan: Plan, model: nn.Module, inputs: tuple[Any, ...]) -> Any:
+    """The plan's ``[data]`` (a built-in, an image folder or the user's factory; ``models_zoo.userdata``)."""
     if plan.data is None:
         return None
-    from models_zoo.data import load_dataset
+    from models_zoo.userdata import load_data, name_problem
 
-    size = inputs[0].shape[-1] if isinstance(inputs[0], torch.Tensor) and inputs[0].ndim == 4 else 16
-    try:
-        return load_dataset(**{"image_size": int(size), **plan.data})
-    except ValueError as exc:
-        raise plan.error("data.name", str(exc)) from None
+    options = {"name": "digits", **plan.data}
+    problem = name_problem(str(options["name"]))
+    if problem:
+        raise plan.error("data.name", problem)
+    return load_data(options, model, inputs)
 
 
 def _report(state: CompileState, params_before: int, macs_before: int) -> Report:
@@ -157,6 +161,8 @@ def _report(state: CompileState, params_before: int, macs_before: int) -> Report
         artifacts=dict(state.artifacts),
         tied=ties(tensor_aliases(state.model)),
         warnings=_warnings(state, macs_before),
+        inputs=[{"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
+                if isinstance(x, torch.Tensor) else None for x in state.example_inputs],
     )
 
 

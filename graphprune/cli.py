@@ -50,6 +50,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 SPEC_HELP = ("model spec: zoo:NAME, torchvision:NAME, timm:NAME, package.module:factory or "
              "path/to/file.py:factory (see `graphprune zoo`)")
 SIZE_HELP = "spatial input size (height = width) of the example input"
@@ -99,11 +109,17 @@ def _add_compile(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                    help="channel criterion for every rule: l1, l2 (default), bn-scale, taylor, fpgm, snip, grasp, "
                         "synflow, px, random")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted [admm] run from its checkpoint_dir (same plan and seed)")
+                   help="continue an interrupted [admm] / [finetune] run from its checkpoint_dir (same plan and seed)")
     p.add_argument("--overwrite", action="store_true",
-                   help="let a fresh [admm] run delete the checkpoint and metrics already in its checkpoint_dir")
-    p.add_argument("--data", metavar="NAME", default=None,
-                   help="dataset for data-driven passes (scoring, ADMM): digits or shapes (built in, no download)")
+                   help="let a fresh [admm] / [finetune] run delete the checkpoint and metrics in its checkpoint_dir")
+    p.add_argument("--epochs", type=_non_negative_float, default=None, metavar="N",
+                   help="recovery epochs: replaces the plan's [finetune] epochs")
+    p.add_argument("--weights", metavar="FILE", default=None,
+                   help="load the model's weights from FILE: a state_dict, a checkpoint holding one (state_dict / "
+                        "model key; timm's train.py), or .safetensors")
+    p.add_argument("--data", metavar="SPEC", default=None,
+                   help="data for data-driven passes (scoring, ADMM, finetune): a built-in (digits, shapes), "
+                        "imagefolder:DIR, package.module:factory or path/to/file.py:factory")
     p.add_argument("--round-to", type=_positive_int, default=None, dest="round_to",
                    help="keep a multiple of this many channels per group (default 1)")
     p.add_argument("--exact", action="store_const", const=True, default=None,

@@ -34,10 +34,11 @@ def check_spec(spec: str) -> None:
     models_zoo.check_spec(spec)
 
 
-def load_model(spec: str, input_size: int | None, submodule: str | None = None) -> tuple[Any, tuple[Any, ...]]:
+def load_model(spec: str, input_size: int | None, submodule: str | None = None,
+               weights: str | None = None) -> tuple[Any, tuple[Any, ...]]:
     import models_zoo
 
-    return models_zoo.load(spec, input_size=input_size, submodule=submodule)
+    return models_zoo.load(spec, input_size=input_size, submodule=submodule, weights=weights)
 
 
 def input_size_of(flag: int | None, plan: Any) -> int | None:
@@ -63,23 +64,34 @@ def _prepared_plan(args: argparse.Namespace) -> Any:
             raise InputError(f"--out {args.out}: suffix does not match the plan's emit.format = "
                              f"'{plan.emit.format}' (expected {expected})")
         plan = dataclasses.replace(plan, emit=dataclasses.replace(plan.emit, path=None))
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise InputError(f"--weights {args.weights}: no such file")
     if args.data:
         plan = dataclasses.replace(plan, data={**(plan.data or {}), "name": args.data})
-    if args.resume:
-        if "admm" not in plan.pass_options:
-            raise InputError("--resume continues ADMM training: the plan has no [admm] section")
-        options = {**plan.pass_options, "admm": {**plan.pass_options["admm"], "resume": True}}
-        plan = dataclasses.replace(plan, pass_options=options)
-    if args.overwrite:
-        if "admm" not in plan.pass_options:
-            raise InputError("--overwrite restarts ADMM training: the plan has no [admm] section")
-        options = {**plan.pass_options, "admm": {**plan.pass_options["admm"], "overwrite": True}}
-        plan = dataclasses.replace(plan, pass_options=options)
+    for flag, key, value in (("--resume", "resume", args.resume), ("--overwrite", "overwrite", args.overwrite),
+                             ("--epochs", "epochs", args.epochs)):
+        if value is not None and value is not False:
+            plan = _set_training_option(plan, flag, key, value)
     if args.latency:
         plan = dataclasses.replace(plan, pass_options={**plan.pass_options, "measure-latency": {}})
     if args.input_size is not None:  # the flag wins over the plan's [model] input_shape
         plan = dataclasses.replace(plan, input_shape=None)
     return plan
+
+
+TRAINING_PASSES = {"--resume": ("admm", "finetune"), "--overwrite": ("admm", "finetune"), "--epochs": ("finetune",)}
+TRAINING_VERBS = {"--resume": "continues training", "--overwrite": "restarts training",
+                  "--epochs": "sets the recovery epochs"}
+
+
+def _set_training_option(plan: Any, flag: str, key: str, value: Any) -> Any:
+    """``key = value`` in every training section of the plan the flag applies to ([admm], [finetune])."""
+    sections = [name for name in TRAINING_PASSES[flag] if name in plan.pass_options]
+    if not sections:
+        wanted = " or ".join(f"[{name}]" for name in TRAINING_PASSES[flag])
+        raise InputError(f"{flag} {TRAINING_VERBS[flag]}: the plan has no {wanted} section")
+    options = {**plan.pass_options, **{name: {**plan.pass_options[name], key: value} for name in sections}}
+    return dataclasses.replace(plan, pass_options=options)
 
 
 def _check_out(path: str) -> None:
@@ -152,14 +164,17 @@ def _save_module(module: Any, inputs: tuple[Any, ...], outputs: OutputSet, dynam
     out = outputs.targets["--out"].path
     staged = outputs.staged("--out")
     if out.suffix == ".pt":
-        from graphprune.io import torch_save
+        from graphprune.loading import save_pt
 
         try:
-            outputs.write("--out", lambda path: torch_save(module, path))
+            reasons = outputs.write("--out", lambda path: save_pt(module, path))
         except OutputError:
             raise
         except Exception as exc:  # an unpicklable attribute of a layer, say
             raise OutputError(f"--out {out}: torch.save failed ({type(exc).__name__}: {exc})") from exc
+        if reasons:
+            print(f"graphprune: warning: --out {out}: loading this .pt needs graphprune installed "
+                  f"({'; '.join(reasons)}); .pt2 and .onnx load without it", file=sys.stderr)
         return
     from graphprune.export import ExportError as EmitError
     from graphprune.export import emit
@@ -224,7 +239,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             with progress.spinner(f"compile {args.spec}", enabled=not args.quiet and rank0):
                 start = time.perf_counter()
                 with progress.stage("load"):
-                    model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule)
+                    model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule,
+                                               args.weights)
                 seconds = {"load": time.perf_counter() - start}
                 result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec)
                 if not rank0:

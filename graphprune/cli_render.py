@@ -79,6 +79,28 @@ def plan_summary(plan: dict[str, Any]) -> str:
     return "; ".join(rules) + ("  (" + ", ".join(extras) + ")" if extras else "")
 
 
+ACCURACY_ROWS = (("before pruning", "dense"), ("after pruning", "pruned"), ("after recovery", "recovered"))
+
+
+def print_accuracy(out: Any, record: dict[str, Any] | None) -> None:
+    """What the recovery pass measured: accuracy and loss before pruning, after pruning, after recovery."""
+    if not record:
+        return
+    how = "distilled from the dense model" if record.get("distill") else "fine-tuned"
+    accuracy = table(f"accuracy ({record['measured_on']}, {record['examples']} examples)", "", "accuracy", "loss")
+    for column in accuracy.columns[1:]:
+        column.justify = "right"
+    for label, key in ACCURACY_ROWS:
+        acc, loss = record["accuracy"].get(key), record["loss"].get(key)
+        epochs = f"{record['epochs']:g} epoch{'' if record['epochs'] == 1 else 's'}"
+        name = f"{label} ({how}, {epochs})" if key == "recovered" else label
+        accuracy.add_row(name, "n/a" if acc is None else f"{acc:.2%}", "n/a" if loss is None else f"{loss:.4f}")
+    out.print(accuracy)
+    resumed = record.get("resumed_from")
+    if resumed:
+        out.print(text(f"finetune resumed from step {resumed['step']} of {resumed['checkpoint']}"))
+
+
 def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[str, float],
                   written: Iterable[tuple[str, Any, int]]) -> None:
     """The compile summary: sizes, groups, unknown ops, pass times, budget, emitted and written files
@@ -118,6 +140,7 @@ def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[
         b = report.budget
         out.print(text(f"budget: {b['metric']} asked {b['asked']:.3f} of dense, achieved {b.get('achieved', '?')} "
                        f"({'within' if b.get('within_tolerance') else 'OUTSIDE'} 2 %)"))
+    print_accuracy(out, report.artifacts.get("finetune"))
     for record in report.artifacts.get("emit", {}).get("files", []):
         out.print(text(f"emitted {record['format']}: {record['file']} ({human_bytes(record['size_bytes'])}, "
                        f"parity max-abs {record['parity_max_abs']:.2e})"))

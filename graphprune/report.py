@@ -42,6 +42,7 @@ class Report:
     artifacts: dict[str, Any] = field(default_factory=dict)  # per-pass records (allocate, purify, emit, ...)
     tied: list[list[str]] = field(default_factory=list)  # names of one shared tensor, canonical first
     warnings: list[str] = field(default_factory=list)  # what the user should know (nothing to prune, ...)
+    inputs: list[dict[str, Any] | None] = field(default_factory=list)  # per traced input: shape, dtype (or None)
 
     @property
     def macs_reduction(self) -> float | None:

@@ -32,7 +32,8 @@ DEFAULT_PROVIDERS = {  # fact -> the pass that provides it unless the plan confi
 }
 RERUN_PROVIDERS = {"shapes": "propagate-shapes", "groups": "analyze-channels", "canonical": "canonicalize"}
 STAGES = ["trace", "propagate-shapes", "canonicalize", "analyze-channels", "score-*", "admm", "allocate",
-          "apply-masks", "remove-channels", "remove-unused-paths", "purify", "fuse", "emit", "measure-latency"]
+          "apply-masks", "remove-channels", "remove-unused-paths", "purify", "finetune",
+          "fuse", "emit", "measure-latency"]
 PER_WEIGHT_ALIASES = {"l1": "magnitude", "l2": "magnitude"}  # a weight's L1 and L2 norm are both |w|
 FIXED_POINT = ("remove-unused-paths", "remove-channels")  # detect dead channels, remove, until none
 PLAN_CONFIGURED = {"allocate"}  # passes built from the whole plan rather than a [passes.NAME] table

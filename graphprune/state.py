@@ -41,6 +41,7 @@ class CompileState:
     weight_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     masks: dict[str, Any] = field(default_factory=dict)  # parameter fqn -> bool tensor, same shape (True = kept)
     data: Any = None  # iterable of (input, target) batches for data-driven passes (scoring, ADMM)
+    val_data: Any = None  # validation batches (accuracy before/after pruning and recovery), or None
     artifacts: dict[str, Any] = field(default_factory=dict)  # pass name -> JSON-able record for the report
     plan: Any = None  # the validated graphprune.plan.Plan this compile follows
     trail: tuple[dict[str, Any], ...] = ()  # per pass run: name, why, seconds (the scheduler's record)

@@ -148,15 +148,17 @@ def _build(location: str, name: str, spec: str, input_size: int | None) -> tuple
         raise UserCodeError.wrap(f"cannot load '{spec}'", exc) from exc
 
 
-def load(spec: str, input_size: int | None = None, submodule: str | None = None) -> Loaded:
+def load(spec: str, input_size: int | None = None, submodule: str | None = None,
+         weights: str | None = None) -> Loaded:
     """Build the model a spec names, in eval mode, with deterministic batch-1 example inputs.
 
     ``input_size`` overrides the spatial size (height = width) of an image or video model's input;
     models built for a fixed size (ViTs, the zoo's VGG) are constructed for it. ``submodule`` (a
     dotted path, e.g. ``backbone``) returns that part of the model with the inputs of its first call
     when the whole model runs; a model that cannot be pruned whole (torchvision detection) needs one.
-    Raises ``UnknownModelError`` for a spec that does not resolve and ``UserCodeError`` when the
-    model's own code fails.
+    ``weights``: a weights file for the whole model (``graphprune.weights``), loaded before a part is
+    selected. Raises ``UnknownModelError`` for a spec that does not resolve and ``UserCodeError`` when
+    the model's own code fails.
     """
     _check_input_size(input_size)
     location, name = _split(spec)
@@ -165,6 +167,10 @@ def load(spec: str, input_size: int | None = None, submodule: str | None = None)
         if error is not None:
             raise error
     model, inputs = _build(location, name, spec, input_size)
+    if weights is not None:
+        from graphprune.weights import load_weights
+
+        load_weights(model, weights, spec)
     if submodule is not None:
         return select_submodule(model, tuple(inputs), submodule, spec)
     return model, inputs

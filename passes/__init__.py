@@ -43,3 +43,8 @@ from passes.fuse import Fuse  # noqa: E402
 from passes.measure_latency import MeasureLatency  # noqa: E402
 
 __all__ += ["Emit", "Fuse", "MeasureLatency"]
+
+# recovery training (fine-tuning, distillation from the dense model)
+from passes.finetune import Finetune  # noqa: E402
+
+__all__ += ["Finetune"]

@@ -159,7 +159,7 @@ def test_zoo_lists_catalog_and_namespaces(capsys: pytest.CaptureFixture[str]) ->
         (["compile", SPEC, "--out", "model.tflite"], "unsupported suffix '.tflite'"),
         (["compile", SPEC, "--score", "l3"], "unknown criterion 'l3'"),
         (["compile", SPEC, "--input-size", "0"], "expected a positive integer"),
-        (["compile", SPEC, "--resume"], "--resume continues ADMM training: the plan has no [admm] section"),
+        (["compile", SPEC, "--resume"], "--resume continues training: the plan has no [admm] or [finetune] section"),
         (["compile", SPEC, "--data", "imagenet"], "data.name: unknown dataset 'imagenet'"),
         (["compile"], "required: SPEC"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -100,13 +100,16 @@ EMIT_KEYS: dict[str, Check] = {
 }
 MODEL_KEYS: dict[str, Check] = {"input_shape": _shape}
 DATA_KEYS: dict[str, Check] = {
-    "name": lambda v: None if isinstance(v, str) and v else "a dataset name such as 'digits'",
+    "name": lambda v: None if isinstance(v, str) and v else
+    "a dataset: 'digits', 'imagefolder:DIR', 'package.module:factory' or 'file.py:factory'",
     "batch_size": _positive_int,
     "image_size": _positive_int,
+    "workers": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "an integer >= 0",
+    "val_split": _number(0, 1, hi_open=True),
 }
 SHORTHAND = {"sparsity": "prune", "score": "prune", "round_to": "allocate", "min_channels": "allocate",
              "exact": "allocate", "scope": "allocate", "max_per_group": "allocate"}
-PASS_SECTIONS = ("admm", "purify")  # [admm] is sugar for [passes.admm]
+PASS_SECTIONS = ("admm", "purify", "finetune")  # [admm] is sugar for [passes.admm]
 TOP_KEYS = ("model", "prune", "allocate", "emit", "data", "passes", "pipeline", *PASS_SECTIONS, *SHORTHAND)
 
 

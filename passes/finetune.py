@@ -1,0 +1,81 @@
+"""finetune: recovery training of the pruned model, optionally distilling the dense model's logits.
+
+Preconditions: ``removed`` (it trains what removal left; the scheduler places it after removal,
+purification and the unused-path fixed point, before fusing and emitting) and training data in
+``state.data``. Effects: the state's GraphModule is unshared from the user's model and trained in place
+(``recovered``); ``artifacts["finetune"]`` records the accuracy before pruning (the user's dense model),
+after pruning and after recovery (on ``state.val_data``, else the training data), the run's settings,
+steps and checkpoint directory. Configuration mirrors the plan's ``[finetune]`` table
+(``graphprune.training.recovery.RecoveryConfig``); ``loss_fn`` takes the user's task loss in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch.nn.functional as F
+
+from graphprune.errors import InputError
+from graphprune.passes import Pass
+from graphprune.state import CompileState
+from graphprune.trace import unshare
+
+
+@dataclass(frozen=True)
+class Finetune(Pass):
+    name = "finetune"
+    requires = frozenset({"removed"})
+    provides = frozenset({"recovered"})
+    invalidates = frozenset({"scores:*"})  # scores of the weights before training
+
+    epochs: float = 1.0
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float | None = None  # None: 0.01 for sgd, 1e-3 for adam/adamw
+    momentum: float = 0.9
+    weight_decay: float | None = None  # None: 5e-4 for sgd, 0 for adam, 0.01 for adamw
+    schedule: str = "cosine"  # cosine | constant
+    distill: bool = False  # train against the dense model's logits
+    temperature: float = 4.0
+    distill_weight: float = 0.9
+    recalibrate_bn: int = 0
+    seed: int = 0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | str = "1 epoch"
+    resume: bool = False
+    overwrite: bool = False
+    log_every: int = 10
+    progress: bool = True
+    device: str | None = None
+    batch_size: int | None = None  # global batch when state.data is a Dataset
+    loss_fn: Callable[..., Any] = field(default=F.cross_entropy, compare=False, repr=False)
+
+    def config(self):
+        from graphprune.training.recovery import RecoveryConfig
+
+        names = {f.name for f in fields(RecoveryConfig)}
+        return RecoveryConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def run(self, state: CompileState) -> CompileState:
+        from graphprune.training.recovery import run_recovery
+
+        if state.data is None:
+            raise InputError("finetune: no training data; give data= in Python or --data on the command line")
+        config = self.config()
+        unshare(state.gm, state.model)  # training must never write into the user's tensors
+        result = run_recovery(state.gm, state.model, state.data, state.val_data, config, masks=state.masks,
+                              loss_fn=self.loss_fn, batch_size=self.batch_size, example_inputs=state.example_inputs)
+        epochs = [{"epoch": r["epoch"], "loss": r.get("loss"), "lr": r["lr"], "val_acc": r["eval"]["acc"]}
+                  for r in result.metrics if r["event"] in ("epoch", "done") and r.get("eval")]
+        record = {"accuracy": {k: None if v is None else round(v["acc"], 6) for k, v in result.accuracy.items()},
+                  "loss": {k: None if v is None else round(v["loss"], 6) for k, v in result.accuracy.items()},
+                  "measured_on": result.measured_on,
+                  "examples": next((v["examples"] for v in result.accuracy.values() if v), None),
+                  "distill": config.distill, "epochs": config.epochs, "steps": result.steps,
+                  "steps_per_epoch": result.steps_per_epoch, "settings": config.trajectory(),
+                  "checkpoint_dir": config.checkpoint_dir,
+                  "resumed_from": None if result.resumed is None else
+                  {k: result.resumed[k] for k in ("step", "epoch", "checkpoint")},
+                  "epochs_log": epochs}
+        return state.with_(artifacts={**state.artifacts, "finetune": record})
