@@ -25,7 +25,7 @@ DECLARED = [
 ]
 
 
-@pytest.mark.parametrize(("key", "kind"), DECLARED, ids=[str(k) for k, _ in DECLARED])
+@pytest.mark.parametrize(("key", "kind"), DECLARED, ids=[getattr(k, "__name__", None) or str(k) for k, _ in DECLARED])
 def test_rules_declare_their_liveness_kind(key: object, kind: Liveness) -> None:
     assert RULES[key].liveness is kind
 
