@@ -53,7 +53,7 @@ CASES = [
     (["compile", "zoo:resnet20", "--sparsity", "half"], 2, "invalid float value"),
     (["compile", "zoo:resnet20", "--input-size", "0"], 2, "expected a positive integer"),
     (["compile", "zoo:resnet20", "--sparsity", "1.5"], 2, "sparsity: expected a number in [0, 1)"),
-    (["compile", "zoo:resnet20", "--resume"], 2, "the plan has no [admm] section"),
+    (["compile", "zoo:resnet20", "--resume"], 2, "the plan has no [admm] or [finetune] section"),
     (["compile", "zoo:resnet20", "--out", "m.tflite"], 2, "unsupported suffix '.tflite'"),
     (["compile", "zoo:resnet20", "--out", "m.onnx", "--report", "m.onnx"], 2, "name the same file"),
     (["compile", "zoo:resnet20", "--plan", "no/such/plan.toml"], 2, "does not exist"),

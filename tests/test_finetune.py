@@ -91,12 +91,20 @@ def test_distillation_loss_is_hintons() -> None:
         soft_loss({"out": s}, t, temperature)
 
 
+def _digits_steps(epochs: float) -> int:
+    """Optimizer steps of ``epochs`` over the built-in digits training split (a run is
+    ``round(epochs * steps_per_epoch)`` steps)."""
+    from models_zoo.data import load_dataset
+
+    return round(epochs * len(load_dataset(name="digits", image_size=8)))
+
+
 def test_masks_stay_applied_while_training() -> None:
     model, inputs = models_zoo.load("zoo:resnet8", input_size=8)
     plan = {"prune": [{"structure": "irregular", "sparsity": 0.5}], "data": {"name": "digits"},
             "finetune": {"epochs": 0.5, "progress": False}}
     result = graphprune.compile(model, inputs, plan=plan)
-    assert result.state.masks and result.report.artifacts["finetune"]["steps"] == 11
+    assert result.state.masks and result.report.artifacts["finetune"]["steps"] == _digits_steps(0.5)
     trained = 0
     for name, mask in result.state.masks.items():
         weight, dense = result.module.get_parameter(name), model.get_parameter(name)
@@ -216,9 +224,9 @@ def test_cli_prints_accuracy_and_resumes(tmp_path: Path, capsys: pytest.CaptureF
     assert main(args) == 2  # the directory holds that run now
     assert "already holds a run" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0
-    assert json.loads(report.read_text())["artifacts"]["finetune"]["resumed_from"]["step"] == 11
+    assert json.loads(report.read_text())["artifacts"]["finetune"]["resumed_from"]["step"] == _digits_steps(0.5)
     assert main([*args, "--epochs", "1", "--overwrite"]) == 0
-    assert json.loads(report.read_text())["artifacts"]["finetune"]["steps"] == 22
+    assert json.loads(report.read_text())["artifacts"]["finetune"]["steps"] == _digits_steps(1)
 
 
 def test_user_model_on_another_device_is_not_moved() -> None:
