@@ -104,10 +104,11 @@ def configure(instance: Pass, options: Mapping[str, Any], where: str, plan: Any 
 
 
 def _union_members(hint: Any) -> tuple[type, ...]:
-    """The classes of a union annotation (``int | str`` -> (int, str)); () for anything else."""
+    """The classes a field declares: a union's members (``int | str`` -> (int, str)), a plain class
+    (``float`` -> (float,)); () for anything else (the default's type decides then)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return tuple(t for t in typing.get_args(hint) if isinstance(t, type))
-    return ()
+    return (hint,) if isinstance(hint, type) and hint in (int, float, str, bool) else ()
 
 
 def _coerce(value: Any, default: Any, where: str, union: tuple[type, ...] = ()) -> Any:
@@ -115,6 +116,8 @@ def _coerce(value: Any, default: Any, where: str, union: tuple[type, ...] = ()) 
     (an ``int | str`` field takes both), else the default's type (an int for a float, a list for a tuple)."""
     if union and isinstance(value, union) and (bool in union or not isinstance(value, bool)):
         return value
+    if float in union and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # a float field takes an int
     expected = " or ".join(t.__name__ for t in union if t is not type(None)) or type(default).__name__
     if default is None or isinstance(value, type(default)) and not (isinstance(value, bool)
                                                                       and not isinstance(default, bool)):

@@ -232,3 +232,17 @@ def test_broken_plugin_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep])
     with pytest.raises(graphprune.GraphpruneError, match="pass plugin 'broken'"):
         load_entry_points()
+
+
+@pytest.mark.parametrize(("value", "accepted"), [(0.2, 0.2), (3, 3.0), (0.5, None), (True, None)])
+def test_pass_options_follow_the_declared_type(value, accepted) -> None:
+    """``retrain_epochs: float = 5`` takes 0.2 (its int default does not make it an int option);
+    ``iterations: int`` refuses 0.5; a bool is never a number."""
+    key = "iterations" if value == 0.5 else "retrain_epochs"
+    plan = load_plan({"sparsity": 0.5, "admm": {key: value}})
+    if accepted is None:
+        with pytest.raises(PlanError, match=f"admm.{key}: expected"):
+            schedule(plan)
+        return
+    admm = [s.pass_ for s in schedule(plan).steps if getattr(s, "pass_", None) is not None and s.pass_.name == "admm"]
+    assert [a.retrain_epochs for a in admm] == [accepted] and isinstance(admm[0].retrain_epochs, float)
