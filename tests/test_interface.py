@@ -261,3 +261,24 @@ def test_an_input_structure_is_an_input() -> None:
     result = graphprune.compile(model, batch, sparsity=0.5)
     assert len(result.report.kept["image.weight"][0]) == 8 and len(result.report.kept["aux.weight"][0]) == 8
     assert masked_equivalence_error(model, result.module, result.report.kept, (batch,)) < 1e-5
+
+
+class ChannelNorm(nn.Module):
+    """A per-position L2 norm over channels, with dim given by position (``vector_norm(x, 2, 1)``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 1)
+        self.head = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x: torch.Tensor):
+        y = torch.relu(self.conv(x))
+        return self.head(y), torch.linalg.vector_norm(y, 2, 1)
+
+
+def test_a_positional_norm_dim_is_read_as_the_dim() -> None:
+    torch.manual_seed(0)
+    model, x = ChannelNorm().eval(), torch.randn(1, 3, 6, 6)
+    result = graphprune.compile(model, (x,), sparsity=0.5)
+    assert len(result.report.kept["conv.weight"][0]) == 8 and result.report.inexact == []
+    assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5

@@ -29,7 +29,7 @@ REDUCTIONS = [torch.sum, torch.mean, torch.amax, torch.amin, torch.max, torch.mi
 
 def _reduced_dims(ctx: RuleContext, rank: int) -> list[int] | None:
     dim = ctx.value(ctx.arg(1, "dim", None))
-    if ctx.node.target in (torch.norm, Method("norm")):
+    if ctx.node.target in (torch.norm, Method("norm"), torch.linalg.vector_norm):  # (input, p/ord, dim)
         dim = ctx.value(ctx.node.kwargs.get("dim", ctx.arg(2, "dim", None)))
     if dim is None or isinstance(dim, TensorInfo):
         return None
