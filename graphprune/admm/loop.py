@@ -38,8 +38,8 @@ from graphprune.errors import InputError
 from graphprune.training import checkpoint as ckpt
 from graphprune.training import distributed as D
 from graphprune.training.data import BatchStream
-from graphprune.training.identity import run_identity
 from graphprune.training.progress import MetricsLog, Progress
+from graphprune.training.runs import open_run, save_run
 from graphprune.training.spec import StepInfo, TrainSpec, batch_accuracy, forward, recalibrate_batchnorm, to_device
 
 Tensor = torch.Tensor
@@ -279,28 +279,25 @@ class _Run:
         if self.ckpt_path is None:
             return False
         c = self.config
-        resume = ckpt.claim_directory(self.ckpt_path.parent, resume=c.resume, overwrite=c.overwrite, main=self.d.main)
-        D.barrier(self.d)  # every rank has looked before rank 0 writes the first record
         settings = {**{f"admm.{k}": v for k, v in c.trajectory().items()}, "admm.update_every": self.period,
                     "world size": self.d.world}
-        self.identity = run_identity(settings, self.module, list(self.params), self.example_inputs,
-                                     BatchStream(self.spec.data, seed=c.seed, batch_size=self.spec.batch_size,
-                                                 world=self.d.world).fingerprint())
+        resume, self.identity = open_run(
+            self.ckpt_path, resume=c.resume, overwrite=c.overwrite, dist=self.d, settings=settings,
+            module=self.module, constrained=list(self.params), example_inputs=self.example_inputs,
+            fingerprint=lambda: BatchStream(self.spec.data, seed=c.seed, batch_size=self.spec.batch_size,
+                                            world=self.d.world).fingerprint())
         return resume
 
     def _save(self) -> None:
         if self.ckpt_path is None:
             return
-        rng = D.all_gather_object(ckpt.rng_state(), self.d)
-        if not self.d.main:
-            return
-        ckpt.save_checkpoint(self.ckpt_path, {
+        save_run(self.ckpt_path, self.d, {
             "identity": self.identity, "step": self.step, "phase_index": self.pi, "local": self.local,
             "rho": self.rho, "model": self.module.state_dict(), "z": self.z, "u": self.u, "masks": self.masks,
             "keep": None if self.keep is None else torch.from_numpy(self.keep),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "rng": rng, "data": self.stream.position(self.step), "window": self.window, "done": self.done,
+            "data": self.stream.position(self.step), "window": self.window, "done": self.done,
             "last": self.last})
 
     def _restore(self) -> None:

@@ -37,8 +37,8 @@ from graphprune.training import optim
 from graphprune.training.data import BatchStream
 from graphprune.training.distill import distillation_loss
 from graphprune.training.evaluate import evaluate
-from graphprune.training.identity import run_identity
 from graphprune.training.progress import MetricsLog, Progress
+from graphprune.training.runs import open_run, save_run
 from graphprune.training.spec import batch_accuracy, forward, recalibrate_batchnorm, to_device
 
 TRAJECTORY = ("epochs", "optimizer", "lr", "momentum", "weight_decay", "schedule", "distill", "temperature",
@@ -230,24 +230,22 @@ class _Recovery:
         if self.ckpt_path is None:
             return False
         c = self.config
-        resume = ckpt.claim_directory(self.ckpt_path.parent, resume=c.resume, overwrite=c.overwrite, main=self.d.main)
-        D.barrier(self.d)
         settings = {**{f"finetune.{k}": v for k, v in c.trajectory().items()}, "world size": self.d.world}
-        fingerprint = BatchStream(self.data, seed=c.seed, batch_size=self.batch_size, world=self.d.world).fingerprint()
-        self.identity = run_identity(settings, self.student, list(self.masks), self.example_inputs, fingerprint)
+        resume, self.identity = open_run(
+            self.ckpt_path, resume=c.resume, overwrite=c.overwrite, dist=self.d, settings=settings,
+            module=self.student, constrained=list(self.masks), example_inputs=self.example_inputs,
+            fingerprint=lambda: BatchStream(self.data, seed=c.seed, batch_size=self.batch_size,
+                                            world=self.d.world).fingerprint())
         return resume
 
     def _save(self) -> None:
         if self.ckpt_path is None:
             return
-        rng = D.all_gather_object(ckpt.rng_state(), self.d)
-        if not self.d.main:
-            return
-        ckpt.save_checkpoint(self.ckpt_path, {
+        save_run(self.ckpt_path, self.d, {
             "identity": self.identity, "step": self.step, "model": self.student.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "rng": rng, "data": self.stream.position(self.step), "window": self.window, "done": self.done,
+            "data": self.stream.position(self.step), "window": self.window, "done": self.done,
             "last": self.last})
 
     def _restore(self) -> None:
