@@ -30,7 +30,6 @@ class BoundInputs:
     """``traced``: the graph's inputs in placeholder order; ``constants``: the rest, for the tracer."""
 
     traced: tuple[Any, ...]
-    names: tuple[str, ...]
     constants: dict[str, Any]
 
 
@@ -68,11 +67,10 @@ def bind_inputs(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, An
     except TypeError as exc:
         raise InputError(f"example inputs do not fit {type(model).__name__}.forward{_signature(model)}: "
                          f"{exc}") from None
-    traced, names, constants = [], [], {}
+    traced, constants = [], {}
     for param in signature.parameters.values():
         if param.kind == param.VAR_POSITIONAL:  # passed on by position, as a call would
             traced.extend(bound.arguments.get(param.name, ()))
-            names.extend(f"{param.name}[{i}]" for i in range(len(bound.arguments.get(param.name, ()))))
             continue
         if param.kind == param.VAR_KEYWORD:
             if bound.arguments.get(param.name):
@@ -88,12 +86,11 @@ def bind_inputs(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, An
         value = bound.arguments[param.name]
         if holds_tensor(value):
             traced.append(value)
-            names.append(param.name)
         else:
             constants[param.name] = value
     if not traced:
         raise InputError("example inputs hold no tensor: give at least one example tensor")
-    return BoundInputs(tuple(traced), tuple(names), constants)
+    return BoundInputs(tuple(traced), constants)
 
 
 def inline_constant_inputs(gm: fx.GraphModule, model: nn.Module, constants: Mapping[str, Any]) -> None:
