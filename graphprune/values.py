@@ -18,10 +18,10 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from graphprune.channels.registry import Method
+from graphprune.ops.registry import Method
 from graphprune.eager_args import node_args
 from graphprune.errors import InputError
-from graphprune.shapes import FORMULAS, Call, Meta, spec
+from graphprune.shapes import Call, Meta, formula_for, spec
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,9 @@ def _formula_for(n: fx.Node, module: nn.Module | None) -> Any:
     if module is not None:
         if module._forward_hooks or module._forward_pre_hooks:
             return None  # a hook may change what the call returns
-        return FORMULAS.get(type(module))
+        return formula_for(type(module))
     key = Method(n.target) if n.op == "call_method" else n.target
-    try:
-        return FORMULAS.get(key)
-    except TypeError:  # unhashable callable
-        return None
+    return formula_for(key)
 
 
 def _placeholder(n: fx.Node, pending: Any) -> Any:

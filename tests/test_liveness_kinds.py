@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphprune.channels.registry import RULES, Liveness, Method, register
+from graphprune.ops.registry import SPECS, Liveness, Method, register
 from graphprune.liveness.ops import kind_of
 from graphprune.trace import trace
 
@@ -27,11 +27,11 @@ DECLARED = [
 
 @pytest.mark.parametrize(("key", "kind"), DECLARED, ids=[getattr(k, "__name__", None) or str(k) for k, _ in DECLARED])
 def test_rules_declare_their_liveness_kind(key: object, kind: Liveness) -> None:
-    assert RULES[key].liveness is kind
+    assert SPECS[key].liveness is kind
 
 
 def test_every_rule_declares_a_liveness_kind() -> None:
-    assert all(isinstance(rule.liveness, Liveness) for rule in RULES.values())
+    assert all(isinstance(rule.liveness, Liveness) for rule in SPECS.values())
 
 
 class RenamedConv(nn.Conv2d):
@@ -41,7 +41,7 @@ class RenamedConv(nn.Conv2d):
 
 
 def test_a_renamed_rule_keeps_its_liveness() -> None:
-    conv_rule = RULES[nn.Conv2d]
+    conv_rule = SPECS[nn.Conv2d]
 
     @register([RenamedConv], liveness=conv_rule.liveness)
     def some_other_name(ctx):  # noqa: ANN001, ANN202
@@ -53,4 +53,4 @@ def test_a_renamed_rule_keeps_its_liveness() -> None:
         node = next(n for n in gm.graph.nodes if n.op == "call_module")
         assert kind_of(node, gm).zero == "linear"
     finally:
-        RULES.pop(RenamedConv)
+        SPECS.pop(RenamedConv)

@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import models_zoo
-from graphprune.channels.registry import Method
-from graphprune.shapes import FORMULAS, Call, Meta, spec
+from graphprune.ops.registry import Method
+from graphprune.shapes import Call, Meta, formula_for, spec
 from graphprune.trace import trace
 from graphprune.values import propagate_counting
 
@@ -55,7 +55,7 @@ def check(key, fn, args, kwargs=None, module=None, handled=True):
     kwargs = kwargs or {}
     real, macs = _real(fn, args, kwargs)
     call = Call(_meta(tuple(args)), _meta(kwargs), module)
-    got = FORMULAS[key](call)
+    got = formula_for(key)(call)
     if real is None:
         assert got is None, "formula accepted a call torch rejects"
         return
@@ -138,10 +138,10 @@ def test_function_formula_matches_torch(key, args):
 
 def test_formulas_decline_what_they_do_not_model():
     integer = torch.arange(6).reshape(2, 3)
-    assert FORMULAS[operator.add](Call((spec(integer), spec(t(2, 3))), {})) is None  # type promotion
-    assert FORMULAS[F.relu](Call((spec(integer),), {})) is None
+    assert formula_for(operator.add)(Call((spec(integer), spec(t(2, 3))), {})) is None  # type promotion
+    assert formula_for(F.relu)(Call((spec(integer),), {})) is None
     conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect")
-    assert FORMULAS[nn.Conv2d](Call((spec(t(1, 2, 4, 4)),), {}, conv)) is None
+    assert formula_for(nn.Conv2d)(Call((spec(t(1, 2, 4, 4)),), {}, conv)) is None
 
 
 @pytest.mark.parametrize("name", ["zoo:densenet_tiny", "zoo:mobilenet_tiny", "zoo:shufflenet_tiny",

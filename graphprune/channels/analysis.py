@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch.fx as fx
 
-import graphprune.channels.rules  # noqa: F401  (fills the rule table)
+import graphprune.ops  # noqa: F401  (fills the rule table)
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.elements import ElementTable
 from graphprune.channels.layout import Layout, iter_layouts
 from graphprune.channels.probe import probe_movement
-from graphprune.channels.registry import describe, lookup, node_key
+from graphprune.ops.registry import describe, lookup, node_key
 from graphprune.interface import tensor_aliases
 from graphprune.values import TensorInfo
 

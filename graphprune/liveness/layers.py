@@ -15,8 +15,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from graphprune.channels.registry import Liveness, lookup, node_key
-from graphprune.channels.rules.conv import _F_CONV
+from graphprune.ops.registry import Liveness, lookup, node_key
+from graphprune.ops.conv import _F_CONV
 from graphprune.eager_args import node_args
 
 ROUNDING = 1e-6  # |norm(0)| below this fraction of its terms' magnitude is float rounding, i.e. zero

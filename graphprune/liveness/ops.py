@@ -1,6 +1,6 @@
 """How each op treats an all-zero channel (forward) and which input channels it reads (backward).
 
-Ops are classified by the ``Liveness`` kind their channel rule declares (``graphprune.channels.registry``)
+Ops are classified by the ``Liveness`` kind their channel rule declares (``graphprune.ops.registry``)
 and, for element-wise families, by the exact function. Anything not listed is generic: it reads every input channel and
 its result is never known to be zero. Zero kinds say when output channel c is zero for every input:
 
@@ -31,8 +31,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-import graphprune.channels.rules  # noqa: F401  (fills the rule table)
-from graphprune.channels.registry import Liveness, Method, lookup, methods, node_key
+import graphprune.ops  # noqa: F401  (fills the rule table)
+from graphprune.ops.registry import Liveness, Method, lookup, methods, node_key
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Shape formulas for common ops (see ``registry``); importing the package fills the table."""
+"""Shape formulas for common ops (see ``registry``); importing the package declares them in the op table."""
 
-from graphprune.shapes import layers, ops, thirdparty  # noqa: F401  (fill FORMULAS)
-from graphprune.shapes.registry import FORMULAS, Call, Meta, spec
+from graphprune.shapes import layers, ops, thirdparty  # noqa: F401  (declare the formulas)
+from graphprune.shapes.registry import Call, Meta, formula_for, spec
 
-__all__ = ["FORMULAS", "Call", "Meta", "spec"]
+__all__ = ["Call", "Meta", "formula_for", "spec"]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graphprune.channels.registry import Method
+from graphprune.ops.registry import Method, formula, formula_for  # noqa: F401  (re-exported for formula modules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +70,6 @@ class Call:
 
 
 Formula = Callable[[Call], Any]
-FORMULAS: dict[Any, Formula] = {}
-
-
-def formula(keys: Iterable[Any]) -> Callable[[Formula], Formula]:
-    """Decorator: register ``fn`` as the shape formula of every key."""
-
-    def deco(fn: Formula) -> Formula:
-        for key in keys:
-            FORMULAS[key] = fn
-        return fn
-
-    return deco
 
 
 def method_keys(*names: str) -> list[Method]:

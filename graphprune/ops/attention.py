@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import Liveness, methods, register
+from graphprune.ops.registry import Liveness, methods, register
 
 
 def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int) -> dict[int, Ids]:

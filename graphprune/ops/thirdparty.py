@@ -5,13 +5,7 @@ torch layer it behaves like (same parameters, same per-channel semantics)."""
 from __future__ import annotations
 
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import RULES, Liveness, Rule, register_when_imported
-
-
-def _alias(new_types: list[type], like: type) -> None:
-    rule: Rule = RULES[like]
-    for t in new_types:
-        RULES[t] = rule
+from graphprune.ops.registry import Liveness, alias, declare, register_when_imported
 
 
 def _register_torchvision() -> None:
@@ -23,9 +17,9 @@ def _register_torchvision() -> None:
         stochastic_depth = importlib.import_module("torchvision.ops.stochastic_depth")
     except Exception:
         return
-    _alias([misc.FrozenBatchNorm2d], nn.BatchNorm2d)
-    _alias([stochastic_depth.StochasticDepth], nn.Identity)
-    RULES[stochastic_depth.stochastic_depth] = RULES[nn.Identity]
+    alias([misc.FrozenBatchNorm2d], nn.BatchNorm2d)
+    alias([stochastic_depth.StochasticDepth], nn.Identity)
+    alias([stochastic_depth.stochastic_depth], nn.Identity)
 
 
 def _per_head_bias(ctx) -> Layout:
@@ -42,7 +36,8 @@ def _register_torchvision_swin() -> None:
         swin = importlib.import_module("torchvision.models.swin_transformer")
     except Exception:
         return
-    RULES[swin._get_relative_position_bias] = Rule("per_head_bias", _per_head_bias, liveness=Liveness.GENERIC)
+    declare([swin._get_relative_position_bias], name="per_head_bias", propagate=_per_head_bias,
+            liveness=Liveness.GENERIC)
 
 
 def _register_timm() -> None:
@@ -54,10 +49,10 @@ def _register_timm() -> None:
         norm_act = importlib.import_module("timm.layers.norm_act")
     except Exception:
         return
-    _alias([conv2d_same.Conv2dSame], nn.Conv2d)
+    alias([conv2d_same.Conv2dSame], nn.Conv2d)
     bn_like = [getattr(norm_act, n) for n in ("BatchNormAct2d", "SyncBatchNormAct", "FrozenBatchNormAct2d")
                if hasattr(norm_act, n)]
-    _alias(bn_like, nn.BatchNorm2d)
+    alias(bn_like, nn.BatchNorm2d)
 
 
 _register_torchvision()

@@ -20,7 +20,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import Liveness, register
+from graphprune.ops.registry import Liveness, register
 from graphprune.values import TensorInfo
 
 _CONV_ND = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2,

@@ -16,7 +16,7 @@ from torch import nn
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import Liveness, methods, register
+from graphprune.ops.registry import Liveness, methods, register
 from graphprune.values import TensorInfo
 
 

@@ -15,8 +15,8 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.channels.registry import Liveness, register
-from graphprune.channels.rules.elementwise import same_layout
+from graphprune.ops.registry import Liveness, register
+from graphprune.ops.elementwise import same_layout
 
 _PER_CHANNEL_BUFFERS = ("weight", "bias", "running_mean", "running_var")
 
