@@ -21,7 +21,7 @@ from torch import nn
 
 from graphprune import tensor_ops
 from graphprune.channels.kept import KeptView
-from graphprune.channels.registry import lookup, node_key
+from graphprune.ops.registry import lookup, node_key
 from graphprune.codegen import recompile_if_changed
 from graphprune.errors import GraphpruneError, RemovalError
 from graphprune.passes import Pass
