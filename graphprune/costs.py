@@ -17,13 +17,12 @@ import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
-from torch import nn
 
 from graphprune.channels.layout import Layout
+from graphprune.ops.registry import Trait, has_trait
 from graphprune.state import CompileState
 from graphprune.values import TensorInfo
 
-LINEAR_OPS = {F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
 MATMUL_OPS = {torch.matmul, operator.matmul, torch.bmm, "matmul", "bmm", "__matmul__"}
 
 
@@ -81,17 +80,17 @@ def _weight(node: fx.Node, state: CompileState) -> tuple[tuple[int, ...], list, 
     thirds of an attention in_proj_weight) counts with the slice's own channels."""
     if node.op == "call_module":
         module = state.gm.get_submodule(str(node.target))
-        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        if has_trait(module, Trait.WEIGHT_LAYER):
             members = state.analysis.table.members
             fqn, w = f"{node.target}.weight", module.weight
             ids = [members[(fqn, d)].ids if (fqn, d) in members else None for d in range(w.ndim)]
-            return tuple(w.shape), ids, bool(getattr(module, "transposed", False))
-    if node.op == "call_function" and node.target in LINEAR_OPS and len(node.args) > 1:
+            return tuple(w.shape), ids, has_trait(module, Trait.TRANSPOSED)
+    if node.op == "call_function" and has_trait(node.target, Trait.WEIGHT_LAYER) and len(node.args) > 1:
         w = node.args[1]
         info = state.values.get(w.name) if isinstance(w, fx.Node) else None
         if isinstance(info, TensorInfo):
             ids = _ids(state.analysis.layouts.get(w.name), range(info.ndim))
-            return info.shape, ids, "transpose" in node.target.__name__
+            return info.shape, ids, has_trait(node.target, Trait.TRANSPOSED)
     return None
 
 

@@ -9,7 +9,6 @@ under no_grad.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,22 +17,12 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from graphprune.ops.registry import Method
+import graphprune.ops  # noqa: F401  (declares every op's shape formula)
 from graphprune.eager_args import node_args
 from graphprune.errors import InputError
+from graphprune.ops.registry import Method
 from graphprune.shapes import Call, Meta, formula_for, spec
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """What the analysis keeps of a tensor result."""
-
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
+from graphprune.shapes.registry import TensorInfo
 
 
 def summarize(value: Any) -> Any:

@@ -21,9 +21,9 @@ from torch import nn
 
 from graphprune import tensor_ops
 from graphprune.channels.kept import KeptView
-from graphprune.ops.registry import lookup, node_key
 from graphprune.codegen import recompile_if_changed
 from graphprune.errors import GraphpruneError, RemovalError
+from graphprune.ops.registry import lookup, node_key
 from graphprune.passes import Pass
 from graphprune.resize import fix_attributes
 from graphprune.state import CompileState

@@ -22,6 +22,7 @@ from torch import nn
 from graphprune.admm import projections as P
 from graphprune.channels.groups import PruningGroup
 from graphprune.errors import InputError
+from graphprune.ops.registry import Trait, has_trait
 
 Tensor = torch.Tensor
 GROUP_STRUCTURES = ("channel", "filter")
@@ -123,9 +124,8 @@ def group_parameter_names(module: nn.Module, groups: Sequence[PruningGroup]) -> 
 
 def weight_names(module: nn.Module) -> tuple[str, ...]:
     """The weights of every conv and linear layer: what mask-level structures constrain."""
-    kinds = (nn.modules.conv._ConvNd, nn.Linear)
     return tuple(f"{name}.weight" if name else "weight" for name, m in module.named_modules()
-                 if isinstance(m, kinds) and m.weight is not None and m.weight.requires_grad)
+                 if has_trait(m, Trait.WEIGHT_LAYER) and m.weight is not None and m.weight.requires_grad)
 
 
 def build_constraint(structure: str, module: nn.Module, groups: Sequence[PruningGroup] | None = None,

@@ -18,8 +18,8 @@ from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.elements import ElementTable
 from graphprune.channels.layout import Layout, iter_layouts
 from graphprune.channels.probe import probe_movement
-from graphprune.ops.registry import describe, lookup, node_key
 from graphprune.interface import tensor_aliases
+from graphprune.ops.registry import describe, lookup, node_key
 from graphprune.values import TensorInfo
 
 

@@ -15,9 +15,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from graphprune.ops.registry import Liveness, lookup, node_key
-from graphprune.ops.conv import _F_CONV
 from graphprune.eager_args import node_args
+from graphprune.ops.registry import Liveness, Trait, has_trait, lookup, node_key
 
 ROUNDING = 1e-6  # |norm(0)| below this fraction of its terms' magnitude is float rounding, i.e. zero
 
@@ -73,15 +72,14 @@ def linear_view(node: fx.Node, gm: fx.GraphModule, values: dict, masks: dict) ->
         if isinstance(getattr(m, "weight_mask", None), torch.Tensor):  # a masked twin multiplies by its mask
             w = w * m.weight_mask
         b = _effective(getattr(m, "bias", None), f"{node.target}.bias", masks)
-        groups, transposed = getattr(m, "groups", 1), isinstance(m, nn.modules.conv._ConvTransposeNd)
-        spatial = None if isinstance(m, nn.Linear) else w.ndim - 2
+        groups, transposed = getattr(m, "groups", 1), has_trait(m, Trait.TRANSPOSED)
     else:
         w, b = (_attr_tensor(a, gm, masks) for a in (_arg(node, 1, "weight"), _arg(node, 2, "bias")))
         if not isinstance(w, torch.Tensor) or (_arg(node, 2, "bias") is not None and not isinstance(b, torch.Tensor)):
             return None
-        nd, transposed = _F_CONV.get(node.target, (None, False))
+        transposed = has_trait(node.target, Trait.TRANSPOSED)
         groups = _arg(node, 7 if transposed else 6, "groups") or 1
-        spatial = nd
+    spatial = w.ndim - 2 if w.ndim > 2 else None  # a linear's input channels are its last dim
     nz = _connectivity(w, groups, transposed) if isinstance(groups, int) else None
     if nz is None:
         return None

@@ -20,11 +20,30 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, register
-from graphprune.values import TensorInfo
+from graphprune.ops.registry import Liveness, Trait, declare, formula, register, resizer
+from graphprune.shapes.registry import (
+    Call,
+    Meta,
+    TensorInfo,
+    as_tuple,
+    floating,
+    matches,
+    module_input,
+    numel,
+    spec,
+)
 
 _CONV_ND = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2,
             nn.ConvTranspose3d: 3}
+
+
+# Traits: what consumers (scoring, masks, ADMM, costs, selectors, liveness) need to know about the weights.
+declare([nn.modules.conv._ConvNd, nn.Linear, F.linear, *(f for f in (F.conv1d, F.conv2d, F.conv3d,
+        F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d))], traits={Trait.WEIGHT_LAYER})
+declare([nn.modules.conv._ConvTransposeNd, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d],
+        traits={Trait.TRANSPOSED}, input_weight_dim=0)
+declare([nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear], traits={Trait.FILTER_ROWS}, input_weight_dim=1)
+declare([nn.Bilinear], input_weight_dim=1)
 
 
 def _channel_dim(ctx: RuleContext, x: object, spatial: int) -> int:
@@ -196,3 +215,84 @@ def embedding_functional(ctx: RuleContext) -> Layout:
     wl = ctx.layout(ctx.arg(1, "weight"))
     w = wl.get(1) if isinstance(wl, Layout) else None
     return Layout({ctx.out.ndim - 1: w}) if w is not None else EMPTY
+
+
+# ---- shapes: result shape and MACs without running the kernel (``graphprune.shapes.registry``)
+
+@formula([nn.Conv1d, nn.Conv2d, nn.Conv3d])
+def conv_shape(call: Call) -> Meta | None:
+    """Zero-padded convolution; MACs = output elements x (in/groups x kernel), as torch counts them."""
+    m, x = call.module, module_input(call)
+    nd = _CONV_ND[type(m)]
+    if x is None or m.padding_mode != "zeros" or x.ndim not in (nd + 1, nd + 2):
+        return None
+    w = m.weight
+    if w.dtype != x.dtype or w.device != x.device or w.ndim != nd + 2 or x.shape[-nd - 1] != w.shape[1] * m.groups:
+        return None
+    if not matches(m.bias, (w.shape[0],), x):
+        return None
+    spatial, kernel = x.shape[-nd:], tuple(w.shape[2:])
+    if m.padding == "same":
+        out = spatial
+    else:
+        pad = (0,) * nd if m.padding == "valid" else as_tuple(m.padding, nd)
+        out = tuple((s + 2 * p - d * (k - 1) - 1) // st + 1
+                    for s, p, d, k, st in zip(spatial, pad, as_tuple(m.dilation, nd), kernel, as_tuple(m.stride, nd)))
+    if any(o <= 0 for o in out):
+        return None
+    shape = (*x.shape[:-nd - 1], w.shape[0], *out)
+    call.macs += numel(shape) * numel(tuple(w.shape[1:]))
+    return Meta(shape, x.dtype, x.device)
+
+
+@formula([nn.Linear, nn.modules.linear.NonDynamicallyQuantizableLinear])
+def linear_module_shape(call: Call) -> Meta | None:
+    x = module_input(call)
+    m = call.module
+    return None if x is None else linear_shape(call, x, spec(m.weight), spec(m.bias), m.bias is not None)
+
+
+@formula([F.linear])
+def linear_functional_shape(call: Call) -> Meta | None:
+    x, w = floating(call.arg(0, "input")), spec(call.arg(1, "weight"))
+    bias = spec(call.arg(2, "bias"))
+    if x is None or w is None or not call.only("input", "weight", "bias", max_args=3):
+        return None
+    return linear_shape(call, x, w, bias, call.arg(2, "bias") is not None)
+
+
+def linear_shape(call: Call, x: Meta, w: Meta, bias: Meta | None, has_bias: bool) -> Meta | None:
+    """``x @ w.T + b``; counts MACs as torch's FLOP counter does (rows x out x in)."""
+    if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1] or w.dtype != x.dtype or w.device != x.device:
+        return None
+    if has_bias and (bias is None or bias.shape != (w.shape[0],) or bias.dtype != x.dtype):
+        return None
+    call.macs += (numel(x.shape) // max(x.shape[-1], 1)) * w.shape[0] * w.shape[1]
+    return Meta((*x.shape[:-1], w.shape[0]), x.dtype, x.device)
+
+
+# ---- resize: size attributes follow the shrunk weight
+
+
+@resizer([nn.modules.conv._ConvNd])
+def _resize_conv(m: nn.modules.conv._ConvNd, new_in: int | None) -> None:
+    w = m.weight
+    if m.transposed:
+        m.in_channels = w.shape[0]
+        m.out_channels = w.shape[1] * m.groups
+        return
+    per_group_in = w.shape[1]
+    if m.groups > 1 and new_in is not None:
+        m.groups = new_in // per_group_in
+    m.in_channels = per_group_in * m.groups
+    m.out_channels = w.shape[0]
+
+
+@resizer([nn.Linear])
+def _resize_linear(m: nn.Linear, new_in: int | None) -> None:
+    m.out_features, m.in_features = m.weight.shape
+
+
+@resizer([nn.Embedding])
+def _resize_embedding(m: nn.Embedding, new_in: int | None) -> None:
+    m.num_embeddings, m.embedding_dim = m.weight.shape

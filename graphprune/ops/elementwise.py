@@ -16,7 +16,7 @@ from torch import nn
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, methods, register
+from graphprune.ops.registry import Liveness, methods, register, resizer
 from graphprune.values import TensorInfo
 
 
@@ -154,3 +154,8 @@ def glu(ctx: RuleContext) -> Layout:
         ctx.table.unify(ids[:half], ids[half:])
         dims[dim] = ids[:half]
     return Layout(dims)
+
+
+@resizer([nn.PReLU])
+def _resize_prelu(m: nn.PReLU, new_in: int | None) -> None:
+    m.num_parameters = m.weight.shape[0]

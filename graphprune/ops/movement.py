@@ -20,8 +20,8 @@ from torch import nn
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, Method, methods, register
 from graphprune.ops.elementwise import broadcast_layout, same_layout
+from graphprune.ops.registry import Liveness, Method, methods, register
 from graphprune.values import TensorInfo
 
 

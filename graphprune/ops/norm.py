@@ -9,14 +9,25 @@ surviving channels' statistics, so those channels are marked inexact in the repo
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, register
 from graphprune.ops.elementwise import same_layout
+from graphprune.ops.registry import Liveness, Trait, declare, formula, register, resizer
+from graphprune.shapes.registry import Call, Meta, floating, ints, matches, module_input, spec
+
+# Traits: what consumers (purify, fuse, scoring copies, training modes, liveness) need to know.
+declare([nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm],
+        traits={Trait.NORM})
+declare([nn.modules.batchnorm._BatchNorm, nn.GroupNorm], traits={Trait.PER_CHANNEL_NORM})
+declare([nn.modules.batchnorm._BatchNorm], traits={Trait.RUNNING_STATS, Trait.FOLDABLE_INTO_CONV})
+declare([F.batch_norm], traits={Trait.FOLDABLE_INTO_CONV})
+declare([nn.GroupNorm], traits={Trait.GROUP_STATS})
+declare([nn.modules.instancenorm._InstanceNorm], traits={Trait.INSTANCE_STATS})
 
 _PER_CHANNEL_BUFFERS = ("weight", "bias", "running_mean", "running_var")
 
@@ -159,3 +170,80 @@ def local_response_norm(ctx: RuleContext) -> Layout:
     ctx.freeze_inputs("LocalResponseNorm mixes neighbouring channels")
     return same_layout(ctx, ctx.arg(0, "input"))
 
+
+
+# ---- shapes (``graphprune.shapes.registry``)
+
+_BN_NDIM = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+
+
+@formula(list(_BN_NDIM))
+def batch_norm_shape(call: Call) -> Meta | None:
+    """Eval-mode batch norm over running statistics: every per-channel tensor has C entries."""
+    m, x = call.module, module_input(call)
+    if x is None or x.ndim not in _BN_NDIM[type(m)] or m.training or m.running_mean is None or m.running_var is None:
+        return None
+    c = (x.shape[1],)
+    ok = all(matches(t, c, x) for t in (m.weight, m.bias, m.running_mean, m.running_var))
+    return x if ok else None
+
+
+@formula([nn.LayerNorm])
+def layer_norm_shape(call: Call) -> Meta | None:
+    m, x = call.module, module_input(call)
+    ns = tuple(m.normalized_shape)
+    if x is None or x.ndim < len(ns) or x.shape[x.ndim - len(ns):] != ns:
+        return None
+    return x if matches(m.weight, ns, x) and matches(m.bias, ns, x) else None
+
+
+@formula([nn.GroupNorm])
+def group_norm_shape(call: Call) -> Meta | None:
+    m, x = call.module, module_input(call)
+    if x is None or x.ndim < 2 or x.shape[1] != m.num_channels or x.shape[1] % m.num_groups:
+        return None
+    c = (x.shape[1],)
+    return x if matches(m.weight, c, x) and matches(m.bias, c, x) else None
+
+
+@formula([F.layer_norm])
+def layer_norm_functional_shape(call: Call) -> Meta | None:
+    x, ns = floating(call.arg(0, "input")), call.arg(1, "normalized_shape")
+    if x is None or not call.only("input", "normalized_shape", "weight", "bias", "eps", max_args=5):
+        return None
+    ns = (ns,) if isinstance(ns, int) else ns
+    ns = ints((ns,)) if isinstance(ns, (tuple, list, torch.Size)) else None
+    if ns is None or x.ndim < len(ns) or x.shape[x.ndim - len(ns):] != ns:
+        return None
+    for index, name in ((2, "weight"), (3, "bias")):
+        t = call.arg(index, name)
+        if t is not None and (spec(t) is None or spec(t).shape != ns or spec(t).dtype != x.dtype):
+            return None
+    return x
+
+
+# ---- resize: size attributes follow the shrunk parameters
+
+
+@resizer([nn.modules.batchnorm._NormBase])
+def _resize_batch_norm(m: nn.modules.batchnorm._NormBase, new_in: int | None) -> None:
+    ref = m.weight if m.weight is not None else m.running_mean
+    if ref is not None:
+        m.num_features = ref.shape[0]
+    elif new_in is not None:
+        m.num_features = new_in
+
+
+@resizer([nn.GroupNorm])
+def _resize_group_norm(m: nn.GroupNorm, new_in: int | None) -> None:
+    per_group = m.num_channels // m.num_groups
+    new = m.weight.shape[0] if m.weight is not None else new_in
+    if new is not None:
+        m.num_groups = new // per_group if m.num_groups > 1 else 1
+        m.num_channels = new
+
+
+@resizer([nn.LayerNorm, nn.RMSNorm])
+def _resize_layer_norm(m: nn.LayerNorm, new_in: int | None) -> None:
+    if m.weight is not None:
+        m.normalized_shape = tuple(m.weight.shape)

@@ -16,8 +16,8 @@ from torch import nn
 
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.layout import Layout
-from graphprune.ops.registry import Liveness, Method, methods, register
 from graphprune.ops.elementwise import same_layout
+from graphprune.ops.registry import Liveness, Method, methods, register
 from graphprune.values import TensorInfo
 
 REDUCTIONS = [torch.sum, torch.mean, torch.amax, torch.amin, torch.max, torch.min, torch.std, torch.var,

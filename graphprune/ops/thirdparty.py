@@ -5,7 +5,12 @@ torch layer it behaves like (same parameters, same per-channel semantics)."""
 from __future__ import annotations
 
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, alias, declare, register_when_imported
+from graphprune.ops.registry import Liveness, alias, declare, register_when_imported, resizer
+
+
+def _resize_frozen_bn(m, new_in: int | None) -> None:  # noqa: ANN001  (torchvision's FrozenBatchNorm2d)
+    if hasattr(m, "num_features"):
+        m.num_features = m.weight.shape[0]
 
 
 def _register_torchvision() -> None:
@@ -18,6 +23,7 @@ def _register_torchvision() -> None:
     except Exception:
         return
     alias([misc.FrozenBatchNorm2d], nn.BatchNorm2d)
+    resizer([misc.FrozenBatchNorm2d])(_resize_frozen_bn)
     alias([stochastic_depth.StochasticDepth], nn.Identity)
     alias([stochastic_depth.stochastic_depth], nn.Identity)
 

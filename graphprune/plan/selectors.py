@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from graphprune.channels.groups import PruningGroup
+from graphprune.ops.registry import inherited
 from graphprune.plan.schema import Plan, PruneRule
-
-CONSUMER_DIM = {nn.Linear: 1, nn.modules.conv._ConvNd: 1, nn.Bilinear: 1}  # dim that reads the input
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,7 @@ def group_owners(group: PruningGroup, modules: Mapping[str, nn.Module]) -> list[
     for m in group.members:
         path = m.fqn.rpartition(".")[0]
         module = modules.get(path)
-        transposed = getattr(module, "transposed", False)
-        reads = module is not None and m.fqn.endswith("weight") and any(
-            isinstance(module, cls) and m.dim == (0 if transposed else dim) for cls, dim in CONSUMER_DIM.items())
+        reads = module is not None and m.fqn.endswith("weight") and m.dim == inherited(module, "input_weight_dim")
         (readers if reads else owners).append(path)
     return sorted(set(owners or readers))
 

@@ -26,8 +26,8 @@ from graphprune.channels.analysis import ChannelAnalysis
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Member
 from graphprune.channels.layout import Layout
-from graphprune.ops.registry import Liveness, register
 from graphprune.ops.conv import conv_module, linear_module
+from graphprune.ops.registry import Liveness, register
 
 
 class MaskedConv1d(nn.Conv1d):

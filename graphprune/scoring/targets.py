@@ -15,16 +15,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from graphprune.ops.registry import Trait, has_trait
+
 Scores = dict[str, torch.Tensor]  # parameter fqn -> per-weight score, same shape as the weight
 Masks = dict[str, torch.Tensor]  # parameter fqn -> bool tensor, True = kept
 
-SCORED_TYPES: tuple[type, ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def scored_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Module path -> conv/linear module whose ``weight`` is scored (subclasses included)."""
     return {name: m for name, m in model.named_modules()
-            if isinstance(m, SCORED_TYPES) and isinstance(getattr(m, "weight", None), nn.Parameter)}
+            if has_trait(m, Trait.FILTER_ROWS) and isinstance(getattr(m, "weight", None), nn.Parameter)}
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:

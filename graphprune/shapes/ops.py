@@ -331,25 +331,6 @@ def getitem(call: Call) -> Any:
     return None if shape is None else Meta(shape, x.dtype, x.device)
 
 
-@formula([F.linear])
-def linear(call: Call) -> Meta | None:
-    x, w = _float(call.arg(0, "input")), spec(call.arg(1, "weight"))
-    bias = spec(call.arg(2, "bias"))
-    if x is None or w is None or not call.only("input", "weight", "bias", max_args=3):
-        return None
-    return linear_shape(call, x, w, bias, call.arg(2, "bias") is not None)
-
-
-def linear_shape(call: Call, x: Meta, w: Meta, bias: Meta | None, has_bias: bool) -> Meta | None:
-    """``x @ w.T + b``; counts MACs as torch's FLOP counter does (rows x out x in)."""
-    if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1] or w.dtype != x.dtype or w.device != x.device:
-        return None
-    if has_bias and (bias is None or bias.shape != (w.shape[0],) or bias.dtype != x.dtype):
-        return None
-    call.macs += (numel(x.shape) // max(x.shape[-1], 1)) * w.shape[0] * w.shape[1]
-    return Meta((*x.shape[:-1], w.shape[0]), x.dtype, x.device)
-
-
 @formula([torch.matmul, operator.matmul, *method_keys("matmul")])
 def matmul(call: Call) -> Meta | None:
     """Batched matrix products of operands with >= 2 dims (1-d operands decline); MACs as torch counts
@@ -373,22 +354,6 @@ def bmm(call: Call) -> Meta | None:
     if a is None or b is None or a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
         return None
     return matmul(call)
-
-
-@formula([F.layer_norm])
-def layer_norm(call: Call) -> Meta | None:
-    x, ns = _float(call.arg(0, "input")), call.arg(1, "normalized_shape")
-    if x is None or not call.only("input", "normalized_shape", "weight", "bias", "eps", max_args=5):
-        return None
-    ns = (ns,) if isinstance(ns, int) else ns
-    ns = ints((ns,)) if isinstance(ns, (tuple, list, torch.Size)) else None
-    if ns is None or x.ndim < len(ns) or x.shape[x.ndim - len(ns):] != ns:
-        return None
-    for index, name in ((2, "weight"), (3, "bias")):
-        t = call.arg(index, name)
-        if t is not None and (spec(t) is None or spec(t).shape != ns or spec(t).dtype != x.dtype):
-            return None
-    return x
 
 
 @formula([F.scaled_dot_product_attention])

@@ -12,7 +12,7 @@ or a module class (exact type: a subclass may override ``forward``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,3 +112,38 @@ def numel(shape: tuple[int, ...]) -> int:
     for s in shape:
         n *= s
     return n
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the analysis keeps of a tensor result."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def module_input(call: Call, floating: bool = True) -> Meta | None:
+    """The single positional tensor argument of a module call."""
+    if len(call.args) != 1 or call.kwargs:
+        return None
+    x = spec(call.args[0])
+    return x if x is not None and (x.dtype.is_floating_point or not floating) else None
+
+
+def matches(tensor: Any, shape: tuple[int, ...], x: Meta) -> bool:
+    """An optional parameter is absent, or has exactly ``shape`` and the input's dtype and device."""
+    return tensor is None or (tuple(tensor.shape) == shape and tensor.dtype == x.dtype and tensor.device == x.device)
+
+
+def as_tuple(value: Any, n: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def floating(x: Any) -> Meta | None:
+    """``x`` as a Meta if it is a floating-point tensor, else None."""
+    m = spec(x)
+    return m if m is not None and m.dtype.is_floating_point else None
