@@ -20,7 +20,7 @@ from graphprune.channels.layout import Layout, iter_layouts
 from graphprune.channels.probe import probe_movement
 from graphprune.interface import tensor_aliases
 from graphprune.ops.registry import describe, lookup, node_key
-from graphprune.values import TensorInfo
+from graphprune.shapes.registry import TensorInfo
 
 
 @dataclass(frozen=True)

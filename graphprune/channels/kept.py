@@ -12,7 +12,7 @@ import numpy as np
 import torch.fx as fx
 
 from graphprune.channels.layout import Layout
-from graphprune.values import TensorInfo
+from graphprune.shapes.registry import TensorInfo
 
 
 @dataclass(frozen=True)

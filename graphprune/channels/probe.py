@@ -20,7 +20,7 @@ import torch.fx as fx
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import Layout
 from graphprune.eager_args import node_args
-from graphprune.values import TensorInfo
+from graphprune.shapes.registry import TensorInfo
 
 MAX_ELEMENTS = 4_000_000
 

@@ -17,7 +17,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
 from graphprune.ops.registry import Liveness, methods, register, resizer
-from graphprune.values import TensorInfo
+from graphprune.shapes.registry import TensorInfo
 
 
 def broadcast_layout(ctx: RuleContext, operands: list) -> Layout:

@@ -22,7 +22,7 @@ from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
 from graphprune.ops.elementwise import broadcast_layout, same_layout
 from graphprune.ops.registry import Liveness, Method, methods, register
-from graphprune.values import TensorInfo
+from graphprune.shapes.registry import TensorInfo
 
 
 def match_blocks(a: Sequence[int], b: Sequence[int]) -> list[tuple[list[int], list[int]]]:

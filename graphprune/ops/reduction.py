@@ -18,7 +18,7 @@ from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.layout import Layout
 from graphprune.ops.elementwise import same_layout
 from graphprune.ops.registry import Liveness, Method, methods, register
-from graphprune.values import TensorInfo
+from graphprune.shapes.registry import TensorInfo
 
 REDUCTIONS = [torch.sum, torch.mean, torch.amax, torch.amin, torch.max, torch.min, torch.std, torch.var,
               torch.norm, torch.logsumexp, torch.prod, torch.all, torch.any, torch.argmax, torch.argmin,
