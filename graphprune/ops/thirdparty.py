@@ -59,6 +59,7 @@ def _register_timm() -> None:
     bn_like = [getattr(norm_act, n) for n in ("BatchNormAct2d", "SyncBatchNormAct", "FrozenBatchNormAct2d")
                if hasattr(norm_act, n)]
     alias(bn_like, nn.BatchNorm2d)
+    declare(bn_like, liveness=Liveness.NORM_ACT_MODULE)  # batch norm, then its drop and act submodules
 
 
 _register_torchvision()
