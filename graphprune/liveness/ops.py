@@ -67,7 +67,6 @@ DIV = {operator.truediv, operator.itruediv, torch.div, torch.divide, torch.true_
        *methods("div", "div_", "__truediv__")}
 ZERO_REDUCTIONS = {torch.sum, torch.mean, torch.amax, torch.amin, torch.nansum, torch.nanmean,
                    *methods("sum", "mean", "amax", "amin", "nansum", "nanmean")}
-_IDENTITY_NAMES = {"StochasticDepth", "stochastic_depth"}  # torchvision leaves aliased to nn.Identity
 
 
 def kind_of(node: fx.Node, gm: fx.GraphModule) -> Kind:
@@ -126,13 +125,13 @@ def _norm_act_kind(m: nn.Module) -> Kind:
 
 def _keeps_zero(m: nn.Module | None) -> bool:
     """A zero-preserving activation / dropout / identity module (or none)."""
-    if m is None or type(m) in ZERO_PRESERVING or type(m).__name__ in _IDENTITY_NAMES:
+    if m is None or type(m) in ZERO_PRESERVING or has_trait(m, Trait.KEEPS_ZERO):
         return True
     return isinstance(m, nn.Hardtanh) and m.min_val <= 0 <= m.max_val
 
 
 def _elementwise_zero(node: fx.Node, gm: fx.GraphModule, key: Any) -> str:
-    if key in ZERO_PRESERVING or getattr(key, "__name__", "") in _IDENTITY_NAMES:
+    if key in ZERO_PRESERVING or has_trait(key, Trait.KEEPS_ZERO):
         return "copy"
     if key in CLAMPS or isinstance(key, type) and issubclass(key, nn.Hardtanh):
         return "copy" if _clamp_keeps_zero(node, gm, key) else "none"

@@ -77,6 +77,7 @@ class Trait(enum.Enum):
     GROUP_STATS = "group-stats"  # statistics over groups of channels (group norm)
     INSTANCE_STATS = "instance-stats"  # statistics per sample and channel (instance norm)
     FOLDABLE_INTO_CONV = "foldable-into-conv"  # in eval mode a per-channel affine an adjacent conv absorbs
+    KEEPS_ZERO = "keeps-zero"  # zero in, zero out, value by value (an identity in eval mode)
 
 
 Resize = Callable[[nn.Module, "int | None"], None]  # (module, new input channels or None)
