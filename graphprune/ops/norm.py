@@ -149,7 +149,7 @@ def _module_param_layout(ctx: RuleContext, attr: str, ndim: int) -> Layout:
     return Layout({j: ids for j in range(ndim) if (ids := ctx.param(attr, j)) is not None})
 
 
-@register([nn.LayerNorm, nn.RMSNorm])
+@register([nn.LayerNorm, nn.RMSNorm], liveness=Liveness.GENERIC)  # statistics read every channel
 def layer_norm_module(ctx: RuleContext) -> Layout:
     m = ctx.module
     k = len(m.normalized_shape)
@@ -194,13 +194,14 @@ def batch_norm_shape(call: Call) -> Meta | None:
     return x if ok else None
 
 
-@formula([nn.LayerNorm])
+@formula([nn.LayerNorm, nn.RMSNorm])
 def layer_norm_shape(call: Call) -> Meta | None:
+    """Normalised over the trailing ``normalized_shape`` dims, affine of that shape (RMSNorm: no bias)."""
     m, x = call.module, module_input(call)
     ns = tuple(m.normalized_shape)
     if x is None or x.ndim < len(ns) or x.shape[x.ndim - len(ns):] != ns:
         return None
-    return x if matches(m.weight, ns, x) and matches(m.bias, ns, x) else None
+    return x if matches(m.weight, ns, x) and matches(getattr(m, "bias", None), ns, x) else None
 
 
 @formula([nn.GroupNorm])
@@ -232,7 +233,7 @@ def layer_norm_functional_shape(call: Call) -> Meta | None:
 
 
 @torch.no_grad()
-def _trailing_scale(m: nn.LayerNorm) -> tuple[torch.Tensor, None]:
+def _trailing_scale(m: nn.LayerNorm | nn.RMSNorm) -> tuple[torch.Tensor, None]:
     """Statistics depend on the input: only the affine scale is kept, over the normalised trailing dims."""
     ones = torch.ones(m.normalized_shape)
     return (m.weight.detach().clone() if m.weight is not None else ones), None
@@ -266,7 +267,7 @@ def _group_norm_scale(m: nn.GroupNorm) -> tuple[torch.Tensor, int]:
 declare([nn.modules.batchnorm._BatchNorm], fixed_scale=_batch_norm_scale)
 declare([nn.modules.instancenorm._InstanceNorm], fixed_scale=_instance_norm_scale)
 declare([nn.GroupNorm], fixed_scale=_group_norm_scale)
-declare([nn.LayerNorm], fixed_scale=_trailing_scale)
+declare([nn.LayerNorm, nn.RMSNorm], fixed_scale=_trailing_scale)
 
 
 # ---- resize: size attributes follow the shrunk parameters

@@ -18,9 +18,11 @@ import graphprune
 from graphprune.liveness.layers import norm_view
 from graphprune.liveness.ops import Kind, kind_of
 from graphprune.ops.registry import Trait, has_trait
-from graphprune.scoring.copies import norm_scale
+from graphprune.scoring.copies import GateStore, NormScale, linear_copy, norm_scale
+from graphprune.shapes import Call, formula_for, spec
+from graphprune.testing import masked_equivalence_error, masked_model, relative_error
 from graphprune.trace import trace
-from graphprune.values import propagate
+from graphprune.values import propagate, propagate_counting
 from tests.helpers import compile_and_check
 
 timm_norm_act = pytest.importorskip("timm.layers.norm_act")
@@ -121,3 +123,88 @@ def test_an_unbatched_instance_norm_prunes_along_dim_0() -> None:
     node = next(n for n in gm.graph.nodes if n.target == "norm")
     assert norm_view(node, gm, propagate(gm, (x,))).dim == 0
     assert graphprune.compile(model, (x,), sparsity=0.5).report.inexact == []
+
+
+# ---- nn.RMSNorm: full support declared in one place (graphprune/ops/norm.py)
+
+
+class RMSNormed(nn.Module):
+    """A token MLP whose hidden width passes an RMSNorm over the channels (statistics span them), and an
+    image branch whose RMSNorm normalises each channel over its own pixels (exact under removal)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.norm, self.fc2 = nn.Linear(8, 32), nn.RMSNorm(32), nn.Linear(32, 8)
+        self.conv, self.pixels, self.head = nn.Conv2d(3, 16, 1), nn.RMSNorm([4, 4]), nn.Conv2d(16, 4, 1)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.pixels.weight.uniform_(0.5, 1.5)
+
+    def forward(self, tokens: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc2(self.norm(torch.relu(self.fc1(tokens)))), self.head(self.pixels(torch.relu(self.conv(image))))
+
+
+def _rms_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(2, 5, 8), torch.randn(2, 3, 4, 4)
+
+
+def test_rms_norm_over_channels_is_pruned_and_reported_inexact() -> None:
+    model, inputs = RMSNormed().eval(), _rms_inputs()
+    loose = graphprune.compile(model, inputs, sparsity=0.5)
+    assert loose.module.norm.weight.shape == (16,) and loose.module.norm.normalized_shape == (16,)
+    assert loose.module.pixels.weight.shape == (4, 4) and loose.module.conv.weight.shape[0] == 8
+    assert loose.report.macs_after < loose.report.macs_before
+    (entry,) = loose.report.inexact
+    assert entry["reason"] == "LayerNorm/RMSNorm statistics span the channels"
+    assert list(entry["removed_channels"].values()) == [16]
+    with torch.no_grad():  # inexact means it: the tokens' statistics changed, the image branch did not
+        want, got = masked_model(model, loose.report.kept)(*inputs), loose.module(*inputs)
+    assert relative_error(got[0], want[0]) > 1e-2 and relative_error(got[1], want[1]) < 1e-5
+
+
+def test_rms_norm_exact_mode_freezes_its_channels_and_stays_equivalent() -> None:
+    model, inputs = RMSNormed().eval(), _rms_inputs()
+    exact = graphprune.compile(model, inputs, sparsity=0.5, exact=True)
+    assert exact.report.inexact == [] and exact.module.norm.weight.shape == (32,)
+    assert exact.module.conv.weight.shape[0] == 8 and exact.report.macs_after < exact.report.macs_before
+    assert masked_equivalence_error(model, exact.module, exact.report.kept, inputs) < 1e-5
+
+
+@pytest.mark.parametrize(("norm", "x"), [
+    (nn.RMSNorm(6), torch.randn(2, 3, 6)), (nn.RMSNorm((3, 6)), torch.randn(2, 3, 6)),
+    (nn.RMSNorm(6, elementwise_affine=False), torch.randn(4, 6)), (nn.RMSNorm(6, eps=1e-3), torch.randn(6)),
+    (nn.RMSNorm(6), torch.randn(2, 6, 3)),  # wrong trailing size: torch raises, the formula declines
+], ids=["tokens", "two-dims", "no-affine", "unbatched", "wrong-shape"])
+def test_rms_norm_shape_formula_matches_torch(norm: nn.Module, x: torch.Tensor) -> None:
+    try:
+        want = norm(x)
+    except RuntimeError:
+        want = None
+    got = formula_for(nn.RMSNorm)(Call((spec(x),), {}, norm))
+    assert (got is None) if want is None else (got.shape == want.shape and got.dtype == want.dtype)
+
+
+def test_rms_norm_shapes_come_from_the_formula(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No fake-tensor run of the RMSNorm nodes: with their forward broken, propagation still answers,
+    with the shapes and MACs of the fake-tensor run."""
+    model, inputs = RMSNormed().eval(), _rms_inputs()
+    gm = trace(model, num_inputs=2)
+    reference = propagate_counting(gm, inputs, formulas=False)
+
+    def broken(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("RMSNorm ran: its shape did not come from the formula")
+
+    monkeypatch.setattr(nn.RMSNorm, "forward", broken)
+    assert propagate_counting(gm, inputs) == reference
+
+
+def test_rms_norm_liveness_and_path_copies() -> None:
+    """Statistics read every channel (GENERIC); path scoring keeps only its affine scale, as LayerNorm's."""
+    model = RMSNormed().eval()
+    gm = trace(model, num_inputs=2)
+    assert kind_of(next(n for n in gm.graph.nodes if n.target == "norm"), gm) == GENERIC
+    scale, dim = norm_scale(model.norm)
+    assert dim is None and torch.equal(scale, model.norm.weight.detach())
+    copy = linear_copy(model, GateStore())
+    assert isinstance(copy.norm, NormScale) and isinstance(copy.pixels, NormScale)
+    assert torch.equal(copy.pixels.scale, model.pixels.weight.detach().double())
