@@ -23,13 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphprune.fold import bn_affine, fold_into_consumer, fold_into_producer
+from graphprune.ops.registry import Trait, has_trait
 from graphprune.passes import Pass
 from graphprune.state import CompileState
 from graphprune.trace import private_hierarchy
 from graphprune.values import TensorInfo, propagate
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _DROPOUT_FNS = (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout)
 _BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
 
@@ -55,12 +54,12 @@ class _Fuser:
         info = self._shapes.get(node.name)
         return info.ndim if isinstance(info, TensorInfo) else None
 
-    def layer(self, node: fx.Node, kinds: tuple[type, ...]) -> nn.Module | None:
-        """The leaf module a call_module node runs, if it is of ``kinds`` and used by this node alone."""
+    def layer(self, node: fx.Node, trait: Trait) -> nn.Module | None:
+        """The leaf module a call_module node runs, if it has ``trait`` and is used by this node alone."""
         if node.op != "call_module" or self.uses.get(str(node.target)) != 1:
             return None
         module = self.gm.get_submodule(str(node.target))
-        return module if isinstance(module, kinds) else None
+        return module if has_trait(module, trait) else None
 
     def replace_params(self, node: fx.Node, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Swap in a copy of the module with new parameters: the old module may be the user's."""
@@ -75,15 +74,15 @@ class _Fuser:
         parent, _, attr = target.rpartition(".")
         setattr(self.gm.get_submodule(parent) if parent else self.gm, attr, module)
 
-    def batch_norm(self, node: fx.Node) -> tuple[fx.Node, torch.Tensor, torch.Tensor] | None:
+    def foldable_norm(self, node: fx.Node) -> tuple[fx.Node, torch.Tensor, torch.Tensor] | None:
         """(input node, scale, shift) of an eval-mode BatchNorm node on running statistics."""
         if node.op == "call_module":
             bn = self.gm.get_submodule(str(node.target))
-            if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None \
+            if not has_trait(bn, Trait.FOLDABLE_INTO_CONV) or bn.running_mean is None \
                     or len(node.args) != 1 or node.kwargs:
                 return None
             return (node.args[0], *bn_affine(bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps))
-        if node.op != "call_function" or node.target is not F.batch_norm:
+        if node.op != "call_function" or not has_trait(node.target, Trait.FOLDABLE_INTO_CONV):
             return None
         a = {**dict(zip(_BN_ARGS, node.args)), **node.kwargs}
         tensors = [a.get(k) for k in ("running_mean", "running_var", "weight", "bias")]
@@ -94,12 +93,12 @@ class _Fuser:
         return (a["input"], *bn_affine(mean, var, w, b, a.get("eps", 1e-5)))
 
     def into_producer(self, bn: fx.Node, x: fx.Node, scale: torch.Tensor, shift: torch.Tensor) -> bool:
-        layer = self.layer(x, (*_CONVS, *_TRANSPOSED, nn.Linear))
-        if layer is None or len(x.users) != 1 or (isinstance(layer, nn.Linear) and self.ndim(x) != 2):
+        layer = self.layer(x, Trait.WEIGHT_LAYER)
+        if layer is None or len(x.users) != 1 or (_is_linear(layer) and self.ndim(x) != 2):
             return False
         groups = getattr(layer, "groups", 1)
         self.replace_params(x, *fold_into_producer(layer.weight, layer.bias, scale, shift, groups,
-                                                   isinstance(layer, _TRANSPOSED)))
+                                                   has_trait(layer, Trait.TRANSPOSED)))
         bn.replace_all_uses_with(x)
         return True
 
@@ -107,12 +106,12 @@ class _Fuser:
         if len(bn.users) != 1:
             return False
         (user,) = bn.users
-        layer = self.layer(user, (*_CONVS, nn.Linear))
+        layer = self.layer(user, Trait.FILTER_ROWS)
         if layer is None or user.args != (bn,) or user.kwargs:
             return False
-        if isinstance(layer, nn.Linear) and self.ndim(bn) != 2:
+        if _is_linear(layer) and self.ndim(bn) != 2:
             return False
-        if isinstance(layer, _CONVS) and layer.padding_mode == "zeros" and not _no_padding(layer):
+        if not _is_linear(layer) and layer.padding_mode == "zeros" and not _no_padding(layer):
             return False
         groups = getattr(layer, "groups", 1)
         self.replace_params(user, *fold_into_consumer(layer.weight, layer.bias, scale, shift, groups))
@@ -128,7 +127,7 @@ class _Fuser:
                 self.gm.graph.erase_node(node)
                 self.record[kind] += 1
         for node in list(self.gm.graph.nodes):
-            bn = self.batch_norm(node)
+            bn = self.foldable_norm(node)
             if bn is None or not isinstance(bn[0], fx.Node):
                 continue
             if self.into_producer(node, *bn):
@@ -161,6 +160,11 @@ def _fetch(gm: fx.GraphModule, node: fx.Node) -> torch.Tensor:
     for part in str(node.target).split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _is_linear(layer: nn.Module) -> bool:
+    """A weight layer over the last dim (weight ``(out, in)``); a convolution's weight has kernel dims."""
+    return layer.weight.ndim == 2
 
 
 def _no_padding(conv: nn.Module) -> bool:

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from graphprune.ops.registry import Trait, has_trait
 from graphprune.passes import Pass
 from graphprune.state import CompileState
-
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 
 
 def weak_slices(w: torch.Tensor, mask: torch.Tensor | None, dim: int, eta: float, sigma: float) -> torch.Tensor:
@@ -50,7 +48,7 @@ def _following_norm(gm, node) -> nn.Module | None:
     users = list(node.users)
     if len(users) == 1 and users[0].op == "call_module":
         m = gm.get_submodule(str(users[0].target))
-        return m if isinstance(m, _NORMS) else None
+        return m if has_trait(m, Trait.PER_CHANNEL_NORM) else None
     return None
 
 
@@ -77,7 +75,7 @@ class Purify(Pass):
         filters: dict[str, list[int]] = {}
         columns: dict[str, list[int]] = {}
         for node in gm.graph.nodes:
-            if node.op != "call_module" or not isinstance(m := gm.get_submodule(str(node.target)), _LAYERS):
+            if node.op != "call_module" or not has_trait(m := gm.get_submodule(str(node.target)), Trait.FILTER_ROWS):
                 continue
             fqn = f"{node.target}.weight"
             w, mask = m.weight.detach(), masks.get(fqn)

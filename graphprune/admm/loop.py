@@ -35,6 +35,7 @@ from torch import nn
 from graphprune.admm.config import AdmmConfig, steps_of
 from graphprune.admm.constraints import Constraint
 from graphprune.errors import InputError
+from graphprune.ops.registry import Trait, has_trait
 from graphprune.training import checkpoint as ckpt
 from graphprune.training import distributed as D
 from graphprune.training.data import BatchStream
@@ -164,7 +165,7 @@ class _Run:
             for n, p in self.params.items():
                 p.mul_(self.masks[n])
         if recalibrate_batchnorm(self.module, self.stream(0), self.config.recalibrate_bn, self.d.device):
-            D.broadcast_tensors([b for m in self.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            D.broadcast_tensors([b for m in self.module.modules() if has_trait(m, Trait.RUNNING_STATS)
                                  for b in m.buffers()], self.d)
         self._record("prune", phase, eval_before=before, eval=self._evaluate(),
                      density=sum(int(m.sum()) for m in self.masks.values()) /

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.fx as fx
-from torch import nn
 
 from graphprune.eager_args import node_args
-from graphprune.ops.registry import Liveness, Trait, has_trait, lookup, node_key
+from graphprune.ops.registry import Liveness, Trait, declared, has_trait, lookup, node_key
 
 ROUNDING = 1e-6  # |norm(0)| below this fraction of its terms' magnitude is float rounding, i.e. zero
 
@@ -106,10 +105,10 @@ def norm_view(node: fx.Node, gm: fx.GraphModule, values: dict) -> NormView | Non
         m = gm.get_submodule(str(node.target))
         w, b = getattr(m, "weight", None), getattr(m, "bias", None)
         mean, var, eps = getattr(m, "running_mean", None), getattr(m, "running_var", None), getattr(m, "eps", 1e-5)
-        instance = isinstance(m, nn.modules.instancenorm._InstanceNorm)
+        instance = has_trait(m, Trait.INSTANCE_STATS)
         running = mean is not None and (not instance or m.track_running_stats)
-        groups = m.num_groups if isinstance(m, nn.GroupNorm) else None
-        dim = 1 if info.ndim >= 2 and not _unbatched(m, info.ndim) else 0
+        groups = m.num_groups if has_trait(m, Trait.GROUP_STATS) else None
+        dim = 1 if info.ndim >= 2 and declared(type(m), "unbatched_ndim") != info.ndim else 0
     n = info.shape[dim]
     w = w.detach().double() if w is not None else torch.ones(n, dtype=torch.float64)
     b = b.detach().double() if b is not None else torch.zeros(n, dtype=torch.float64)
@@ -125,11 +124,6 @@ def norm_view(node: fx.Node, gm: fx.GraphModule, values: dict) -> NormView | Non
 
 
 _BN_ARGS = ("running_mean", "running_var", "weight", "bias")
-
-
-def _unbatched(m: nn.Module, ndim: int) -> bool:
-    expected = {nn.InstanceNorm1d: 2, nn.InstanceNorm2d: 3, nn.InstanceNorm3d: 4}.get(type(m))
-    return expected == ndim
 
 
 def _attr_tensor(arg: object, gm: fx.GraphModule, masks: dict) -> object:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import graphprune.ops  # noqa: F401  (fills the rule table)
-from graphprune.ops.registry import Liveness, Method, lookup, methods, node_key
+from graphprune.ops.registry import Liveness, Method, Trait, has_trait, lookup, methods, node_key
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Kind:
 
 
 GENERIC = Kind("none", "all")
+OPAQUE_PER_CHANNEL = Kind("none", "per-channel")
 
 ZERO_PRESERVING = {
     operator.neg, operator.abs, torch.relu, torch.relu_, torch.tanh, torch.sqrt, torch.abs, torch.neg, torch.sin,
@@ -66,7 +67,6 @@ DIV = {operator.truediv, operator.itruediv, torch.div, torch.divide, torch.true_
        *methods("div", "div_", "__truediv__")}
 ZERO_REDUCTIONS = {torch.sum, torch.mean, torch.amax, torch.amin, torch.nansum, torch.nanmean,
                    *methods("sum", "mean", "amax", "amin", "nansum", "nanmean")}
-_IDENTITY_NAMES = {"StochasticDepth", "stochastic_depth"}  # torchvision leaves aliased to nn.Identity
 
 
 def kind_of(node: fx.Node, gm: fx.GraphModule) -> Kind:
@@ -77,10 +77,6 @@ def kind_of(node: fx.Node, gm: fx.GraphModule) -> Kind:
     if rule is None:
         return GENERIC
     return _KINDS[rule.liveness](node, gm, key)
-
-
-def _batch_norm_functional(node: fx.Node, gm: fx.GraphModule, key: Any) -> Kind:
-    return Kind("norm", "norm") if node.target is F.batch_norm else Kind("none", "per-channel")
 
 
 def _pad(node: fx.Node, gm: fx.GraphModule, key: Any) -> Kind:
@@ -100,7 +96,9 @@ _KINDS = {
     Liveness.SHAPE_QUERY: _fixed(Kind("none", "none")),
     Liveness.LINEAR: _fixed(Kind("linear", "linear")),
     Liveness.NORM_MODULE: lambda node, gm, key: _norm_kind(gm.get_submodule(str(node.target))),
-    Liveness.NORM_FUNCTIONAL: _batch_norm_functional,
+    Liveness.NORM_ACT_MODULE: lambda node, gm, key: _norm_act_kind(gm.get_submodule(str(node.target))),
+    Liveness.NORM_FUNCTIONAL: _fixed(Kind("norm", "norm")),
+    Liveness.OPAQUE_PER_CHANNEL: _fixed(OPAQUE_PER_CHANNEL),
     Liveness.MOVEMENT: _fixed(Kind("copy", "copy")),
     Liveness.PAD: _pad,
     Liveness.PER_CHANNEL: _fixed(Kind("copy", "per-channel")),
@@ -112,32 +110,28 @@ _KINDS = {
 }
 
 
-_BN_NAMES = {"FrozenBatchNorm2d"}  # torchvision: batch norm with frozen statistics
-_BN_ACT_NAMES = {"BatchNormAct2d", "SyncBatchNormAct", "FrozenBatchNormAct2d"}  # timm: batch norm, drop, act
-
-
 def _norm_kind(m: nn.Module) -> Kind:
-    """Exact zero analysis for torch's own per-channel norms and for batch norms with a fused
-    zero-preserving activation; other norm-like leaves still act per channel but are never known to
-    output zero."""
-    exact = type(m).forward in (nn.modules.batchnorm._BatchNorm.forward, nn.modules.instancenorm._InstanceNorm.forward,
-                                nn.GroupNorm.forward) or type(m).__name__ in _BN_NAMES
-    if type(m).__name__ in _BN_ACT_NAMES:
-        exact = all(_keeps_zero(getattr(m, part, None)) for part in ("drop", "act"))
-    if isinstance(m, nn.GroupNorm) and m.num_groups == 1:
+    """Exact zero analysis of a per-channel norm (``graphprune.liveness.layers.norm_view``)."""
+    if has_trait(m, Trait.GROUP_STATS) and m.num_groups == 1:
         return Kind("norm", "all")  # statistics over every channel
-    return Kind("norm" if exact else "none", "norm" if exact else "per-channel")
+    return Kind("norm", "norm")
+
+
+def _norm_act_kind(m: nn.Module) -> Kind:
+    """A norm with a fused activation and dropout is exact when both keep zero."""
+    exact = all(_keeps_zero(getattr(m, part, None)) for part in ("drop", "act"))
+    return Kind("norm", "norm") if exact else OPAQUE_PER_CHANNEL
 
 
 def _keeps_zero(m: nn.Module | None) -> bool:
     """A zero-preserving activation / dropout / identity module (or none)."""
-    if m is None or type(m) in ZERO_PRESERVING or type(m).__name__ in _IDENTITY_NAMES:
+    if m is None or type(m) in ZERO_PRESERVING or has_trait(m, Trait.KEEPS_ZERO):
         return True
     return isinstance(m, nn.Hardtanh) and m.min_val <= 0 <= m.max_val
 
 
 def _elementwise_zero(node: fx.Node, gm: fx.GraphModule, key: Any) -> str:
-    if key in ZERO_PRESERVING or getattr(key, "__name__", "") in _IDENTITY_NAMES:
+    if key in ZERO_PRESERVING or has_trait(key, Trait.KEEPS_ZERO):
         return "copy"
     if key in CLAMPS or isinstance(key, type) and issubclass(key, nn.Hardtanh):
         return "copy" if _clamp_keeps_zero(node, gm, key) else "none"

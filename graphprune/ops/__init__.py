@@ -8,5 +8,6 @@ from graphprune.ops import (  # noqa: F401  (imported for their registrations)
     movement,
     norm,
     reduction,
-    thirdparty,
+    timm,
+    torchvision,
 )

@@ -44,6 +44,8 @@ declare([nn.modules.conv._ConvTransposeNd, F.conv_transpose1d, F.conv_transpose2
         traits={Trait.TRANSPOSED}, input_weight_dim=0)
 declare([nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear], traits={Trait.FILTER_ROWS}, input_weight_dim=1)
 declare([nn.Bilinear], input_weight_dim=1)
+for _module, _function in ((nn.Conv1d, F.conv1d), (nn.Conv2d, F.conv2d), (nn.Conv3d, F.conv3d)):
+    declare([_module], functional=_function)  # PX's all-ones copy runs a box filter with it
 
 
 def _channel_dim(ctx: RuleContext, x: object, spatial: int) -> int:

@@ -17,17 +17,18 @@ from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
 from graphprune.ops.elementwise import same_layout
-from graphprune.ops.registry import Liveness, Trait, declare, formula, register, resizer
+from graphprune.ops.registry import Liveness, Trait, declare, declared, formula, register, resizer
 from graphprune.shapes.registry import Call, Meta, floating, ints, matches, module_input, spec
 
-# Traits: what consumers (purify, fuse, scoring copies, training modes, liveness) need to know.
-declare([nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm],
-        traits={Trait.NORM})
-declare([nn.modules.batchnorm._BatchNorm, nn.GroupNorm], traits={Trait.PER_CHANNEL_NORM})
+# Traits: what consumers (purify, fuse, scoring, training modes, ADMM, liveness) need to know.
+declare([nn.modules.batchnorm._BatchNorm, nn.GroupNorm], traits={Trait.PER_CHANNEL_NORM})  # purify zeroes them
 declare([nn.modules.batchnorm._BatchNorm], traits={Trait.RUNNING_STATS, Trait.FOLDABLE_INTO_CONV})
 declare([F.batch_norm], traits={Trait.FOLDABLE_INTO_CONV})
 declare([nn.GroupNorm], traits={Trait.GROUP_STATS})
 declare([nn.modules.instancenorm._InstanceNorm], traits={Trait.INSTANCE_STATS})
+# An instance norm also reads an unbatched sample, with its channels in dim 0.
+for _cls, _ndim in ((nn.InstanceNorm1d, 2), (nn.InstanceNorm2d, 3), (nn.InstanceNorm3d, 4)):
+    declare([_cls], unbatched_ndim=_ndim)
 
 _PER_CHANNEL_BUFFERS = ("weight", "bias", "running_mean", "running_var")
 
@@ -53,9 +54,8 @@ def batch_norm_module(ctx: RuleContext) -> Layout:
 
 
 def _unbatched_instance_norm(ctx: RuleContext) -> bool:
-    m = ctx.module
+    expected = declared(type(ctx.module), "unbatched_ndim")
     info = ctx.info(ctx.arg(0))
-    expected = {nn.InstanceNorm1d: 2, nn.InstanceNorm2d: 3, nn.InstanceNorm3d: 4}.get(type(m))
     return expected is not None and info is not None and info.ndim == expected
 
 
@@ -78,6 +78,12 @@ def batch_norm_functional(ctx: RuleContext) -> Layout:
                 ctx.table.mark_inexact(ids, "normalisation statistics over channels (weight standardisation)",
                                        ctx.name)
     return lay
+
+
+# The zero analysis (``graphprune.liveness.layers.norm_view``) models the torch norm modules' forward
+# and F.batch_norm; SyncBatchNorm has a forward of its own and F.instance_norm's arguments are not read,
+# so both act per channel but are never known to output zero.
+declare([nn.SyncBatchNorm, F.instance_norm], liveness=Liveness.OPAQUE_PER_CHANNEL)
 
 
 def _group_norm(ctx: RuleContext, num_groups: int, weight: Ids | None, bias: Ids | None) -> Layout:
@@ -143,7 +149,7 @@ def _module_param_layout(ctx: RuleContext, attr: str, ndim: int) -> Layout:
     return Layout({j: ids for j in range(ndim) if (ids := ctx.param(attr, j)) is not None})
 
 
-@register([nn.LayerNorm, nn.RMSNorm])
+@register([nn.LayerNorm, nn.RMSNorm], liveness=Liveness.GENERIC)  # statistics read every channel
 def layer_norm_module(ctx: RuleContext) -> Layout:
     m = ctx.module
     k = len(m.normalized_shape)
@@ -188,13 +194,14 @@ def batch_norm_shape(call: Call) -> Meta | None:
     return x if ok else None
 
 
-@formula([nn.LayerNorm])
+@formula([nn.LayerNorm, nn.RMSNorm])
 def layer_norm_shape(call: Call) -> Meta | None:
+    """Normalised over the trailing ``normalized_shape`` dims, affine of that shape (RMSNorm: no bias)."""
     m, x = call.module, module_input(call)
     ns = tuple(m.normalized_shape)
     if x is None or x.ndim < len(ns) or x.shape[x.ndim - len(ns):] != ns:
         return None
-    return x if matches(m.weight, ns, x) and matches(m.bias, ns, x) else None
+    return x if matches(m.weight, ns, x) and matches(getattr(m, "bias", None), ns, x) else None
 
 
 @formula([nn.GroupNorm])
@@ -220,6 +227,47 @@ def layer_norm_functional_shape(call: Call) -> Meta | None:
         if t is not None and (spec(t) is None or spec(t).shape != ns or spec(t).dtype != x.dtype):
             return None
     return x
+
+
+# ---- path copies (SynFlow, PX): a norm as a fixed per-channel scale ``s`` (``graphprune.scoring.copies``)
+
+
+@torch.no_grad()
+def _trailing_scale(m: nn.LayerNorm | nn.RMSNorm) -> tuple[torch.Tensor, None]:
+    """Statistics depend on the input: only the affine scale is kept, over the normalised trailing dims."""
+    ones = torch.ones(m.normalized_shape)
+    return (m.weight.detach().clone() if m.weight is not None else ones), None
+
+
+def _channel_scale(size: int, m: nn.Module, running_var: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    """``gamma / sqrt(running_var + eps)`` per channel (dim 1); without running statistics, ``gamma``."""
+    s = torch.ones(size)
+    if running_var is not None:
+        s = 1.0 / torch.sqrt(running_var.detach().double() + m.eps)
+    if getattr(m, "weight", None) is not None:
+        s = s * m.weight.detach().double()
+    return s.double(), 1
+
+
+@torch.no_grad()
+def _batch_norm_scale(m: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, int]:
+    return _channel_scale(m.num_features, m, m.running_var)
+
+
+@torch.no_grad()
+def _instance_norm_scale(m: nn.modules.instancenorm._InstanceNorm) -> tuple[torch.Tensor, int]:
+    return _channel_scale(m.num_features, m, None)
+
+
+@torch.no_grad()
+def _group_norm_scale(m: nn.GroupNorm) -> tuple[torch.Tensor, int]:
+    return _channel_scale(m.num_channels, m, None)
+
+
+declare([nn.modules.batchnorm._BatchNorm], fixed_scale=_batch_norm_scale)
+declare([nn.modules.instancenorm._InstanceNorm], fixed_scale=_instance_norm_scale)
+declare([nn.GroupNorm], fixed_scale=_group_norm_scale)
+declare([nn.LayerNorm, nn.RMSNorm], fixed_scale=_trailing_scale)
 
 
 # ---- resize: size attributes follow the shrunk parameters

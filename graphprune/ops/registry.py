@@ -14,8 +14,9 @@ and reports the op by name. Lookups differ in how they treat subclasses, for a r
 - channel rules (and the liveness kind declared with them) pass to a subclass only if it keeps its
   base's ``forward``: a subclass that rewrites forward may mix channels differently;
 - shape formulas are exact-type only, for the same reason and because a wrong shape is never guessed;
-- traits, ``resize`` and ``input_weight_dim`` describe *parameters*, which a subclass inherits whatever its
-  forward does, so they follow ``isinstance``.
+- traits, ``resize``, ``input_weight_dim``, ``functional`` and ``fixed_scale`` describe *parameters*, which
+  a subclass inherits whatever its forward does, so they follow ``isinstance`` (``inherited``);
+- ``unbatched_ndim`` describes the forward's input, exact-type only (``declared``).
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ class Liveness(enum.Enum):
     GENERIC = "generic"  # reads every input channel, never known to output zero
     SHAPE_QUERY = "shape-query"  # reads no values
     LINEAR = "linear"  # conv / linear: a dead output channel, an unread input column
-    NORM_MODULE = "norm-module"  # per-channel norm layer (batch/instance/group norm)
-    NORM_FUNCTIONAL = "norm-functional"  # F.batch_norm / F.instance_norm
+    NORM_MODULE = "norm-module"  # per-channel norm layer computing batch/instance/group norm exactly
+    NORM_ACT_MODULE = "norm-act-module"  # a norm module, then its ``drop`` and ``act`` submodules (timm)
+    NORM_FUNCTIONAL = "norm-functional"  # F.batch_norm
+    OPAQUE_PER_CHANNEL = "opaque-per-channel"  # channel c from channel c, never known to output zero
     MOVEMENT = "movement"  # pure data movement: each output value is an input value
     PAD = "pad"  # movement plus padding values
     PER_CHANNEL = "per-channel"  # channel c of the result from channel c only, zero kept (pooling, PReLU, GLU)
@@ -69,15 +72,17 @@ class Trait(enum.Enum):
     WEIGHT_LAYER = "weight-layer"  # its weight multiplies the input: conv, transposed conv, linear
     FILTER_ROWS = "filter-rows"  # weight dim 0 is an output channel's filter: scored, masked, purified
     TRANSPOSED = "transposed"  # weight is (in, out / groups, ...)
-    NORM = "norm"  # a normalisation whose affine is its only weight (scoring copies keep its scale)
-    PER_CHANNEL_NORM = "per-channel-norm"  # statistics and affine per channel (batch/instance/group norm)
+    PER_CHANNEL_NORM = "per-channel-norm"  # affine per channel, statistics per channel or group (batch/group norm)
     RUNNING_STATS = "running-stats"  # batch statistics in train mode, running ones in eval (batch norm)
     GROUP_STATS = "group-stats"  # statistics over groups of channels (group norm)
     INSTANCE_STATS = "instance-stats"  # statistics per sample and channel (instance norm)
     FOLDABLE_INTO_CONV = "foldable-into-conv"  # in eval mode a per-channel affine an adjacent conv absorbs
+    KEEPS_ZERO = "keeps-zero"  # zero in, zero out, value by value (an identity in eval mode)
 
 
 Resize = Callable[[nn.Module, "int | None"], None]  # (module, new input channels or None)
+# A norm as the path criteria see it: (per-channel scale, channel dim or None for the trailing dims)
+FixedScale = Callable[[nn.Module], "tuple[Any, int | None]"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,9 @@ class OpSpec:
     shape: Callable[..., Any] | None = None
     resize: Resize | None = None
     input_weight_dim: int | None = None  # the weight dim that reads the input (selectors: owner vs reader)
+    functional: Callable[..., Any] | None = None  # the torch function a module applies its weight with
+    fixed_scale: FixedScale | None = None  # a norm reduced to its scale (SynFlow / PX path copies)
+    unbatched_ndim: int | None = None  # input ndim read as one unbatched sample (channels in dim 0)
     traits: frozenset[Trait] = frozenset()
 
 
@@ -193,6 +201,13 @@ def formula_for(key: Key) -> Callable[..., Any] | None:
     """The shape formula of exactly this key."""
     spec = _get(key)
     return spec.shape if spec is not None else None
+
+
+def declared(key: Key, field: str) -> Any:
+    """``field`` as declared for exactly this key (None when it is not): facts about a forward's input,
+    which a subclass may read differently."""
+    spec = _get(key)
+    return getattr(spec, field) if spec is not None else None
 
 
 def _mro(obj: Any) -> tuple[Key, ...]:

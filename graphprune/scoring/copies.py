@@ -35,6 +35,7 @@ from torch.func import functional_call
 from torch.utils._pytree import tree_leaves
 
 from graphprune.interface import tensor_aliases
+from graphprune.ops.registry import inherited
 from graphprune.scoring.targets import scored_modules
 from graphprune.trace import trace
 
@@ -45,8 +46,6 @@ ACTIVATION_FUNCTIONS = frozenset({
     F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.gelu, F.silu,
     F.hardswish, F.mish, F.elu, F.celu, F.selu, F.softplus, F.prelu})
 ACTIVATION_METHODS = frozenset({"relu", "relu_"})
-NORM_MODULES: tuple[type, ...] = (
-    nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 def to_graph(model: nn.Module) -> fx.GraphModule:
@@ -113,20 +112,11 @@ class NormScale(nn.Module):
         return x * self.scale.reshape(shape)
 
 
-def norm_scale(m: nn.Module) -> tuple[torch.Tensor, int | None]:
-    """The per-channel scale ``s`` of a normalisation as a fixed affine map, and its channel dim."""
-    with torch.no_grad():
-        if isinstance(m, nn.LayerNorm):
-            ones = torch.ones(m.normalized_shape)
-            return (m.weight.detach().clone() if m.weight is not None else ones), None
-        size = m.num_channels if isinstance(m, nn.GroupNorm) else m.num_features
-        s = torch.ones(size)
-        running_var = getattr(m, "running_var", None)
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and running_var is not None:
-            s = 1.0 / torch.sqrt(running_var.detach().double() + m.eps)
-        if getattr(m, "weight", None) is not None:
-            s = s * m.weight.detach().double()
-        return s.double(), 1
+def norm_scale(m: nn.Module) -> tuple[torch.Tensor, int | None] | None:
+    """The per-channel scale ``s`` of a normalisation as a fixed affine map and its channel dim (None:
+    the trailing dims, as LayerNorm's affine), as its op family declares it; None for other modules."""
+    scale = inherited(m, "fixed_scale")
+    return scale(m) if scale is not None else None
 
 
 def recording_copy(model: nn.Module, store: GateStore) -> fx.GraphModule:
@@ -154,10 +144,9 @@ def linear_copy(model: nn.Module, store: GateStore, dtype: torch.dtype = torch.f
                 gate = gm.graph.call_module(name, (node.args[0],))
             node.replace_all_uses_with(gate)
             gm.graph.erase_node(node)
-        elif node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), NORM_MODULES):
-            target = str(node.target)
-            if not isinstance(gm.get_submodule(target), NormScale):
-                gm.set_submodule(target, NormScale(*norm_scale(gm.get_submodule(target))))
+        elif node.op == "call_module" and not isinstance(m := gm.get_submodule(str(node.target)), NormScale):
+            if (scale := norm_scale(m)) is not None:
+                gm.set_submodule(str(node.target), NormScale(*scale))
     with torch.no_grad():
         for m in scored_modules(gm).values():
             if m.bias is not None:
@@ -177,7 +166,7 @@ class AllOnes(nn.Module):
         self.linear = isinstance(m, nn.Linear)
         self.out = m.out_features if self.linear else m.out_channels
         if not self.linear:
-            self.nd = m.weight.ndim - 2
+            self.conv = inherited(m, "functional")  # the layer's own convolution, on a box filter
             self.groups, self.kernel = m.groups, tuple(m.kernel_size)
             self.stride, self.padding, self.dilation = m.stride, m.padding, m.dilation
 
@@ -187,8 +176,7 @@ class AllOnes(nn.Module):
         n, c = x.shape[:2]
         summed = x.reshape(n, self.groups, c // self.groups, *x.shape[2:]).sum(2)
         box = torch.ones((self.groups, 1, *self.kernel), dtype=x.dtype, device=x.device)
-        conv = (F.conv1d, F.conv2d, F.conv3d)[self.nd - 1]
-        y = conv(summed, box, None, self.stride, self.padding, self.dilation, self.groups)
+        y = self.conv(summed, box, None, self.stride, self.padding, self.dilation, self.groups)
         return y.repeat_interleave(self.out // self.groups, dim=1)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from graphprune.ops.registry import Trait, has_trait
 from graphprune.scoring.copies import to_graph
 from graphprune.scoring.targets import Masks, Scores, masked_values, scored_modules
 
@@ -44,7 +45,7 @@ def bn_scale_scores(model: nn.Module, masks: Masks | None = None) -> Scores:
         if node.op != "call_module" or not node.args or getattr(node.args[0], "op", None) != "call_module":
             continue
         norm = gm.get_submodule(str(node.target))
-        if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.weight is not None:
+        if has_trait(norm, Trait.RUNNING_STATS) and norm.weight is not None:  # a batch norm's gamma
             following[str(node.args[0].target)] = norm.weight.detach().double().abs()
     values = masked_values(model, masks)
     out = {}

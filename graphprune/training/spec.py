@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import graphprune.ops  # noqa: F401  (fills the op table: which modules keep running statistics)
+from graphprune.ops.registry import Trait, has_trait
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]  # (optimizer, steps in the phase)
 EvalFn = Callable[[nn.Module], dict[str, float]]
@@ -88,7 +91,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any], count: int, 
     forward, no gradient). Why: removing channels changes what every later norm sees, and running statistics
     of the dense model then mis-normalise the pruned one in eval mode (compounding with depth) until
     training has replaced them. Returns the number of batches used."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    norms = [m for m in model.modules() if has_trait(m, Trait.RUNNING_STATS) and m.track_running_stats]
     if not norms or count <= 0:
         return 0
     was_training = model.training
