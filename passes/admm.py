@@ -20,7 +20,7 @@ import numpy as np
 import torch.nn.functional as F
 
 from graphprune.errors import InputError
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 from graphprune.trace import unshare
 
@@ -30,6 +30,8 @@ class Admm(Pass):
     name = "admm"
     requires = frozenset({"groups"})
     provides = frozenset({"weights-trained", "keep", "masks"})
+    stage = Stage.TRAIN
+    leaves_dead_channels = True  # ADMM zeroes weights, masks cut whole filters
 
     sparsity: float | None = None  # None: the plan's / options' sparsity
     structure: str = "channel"
@@ -77,7 +79,8 @@ class Admm(Pass):
         return None if rules is None else {g: s / final for g, s in rules.items()}
 
     def run(self, state: CompileState) -> CompileState:
-        from graphprune.admm import build_constraint, run_admm
+        from graphprune.admm.constraints import build_constraint
+        from graphprune.admm.loop import run_admm
         from graphprune.training import TrainSpec
 
         if state.data is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphprune.errors import GraphpruneError
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.plan.schema import NM_PATTERN
 from graphprune.scoring.masked import install_masks, with_mask_members
 from graphprune.scoring.masks import density_of, global_masks, local_masks
@@ -43,6 +43,9 @@ def _current(scores: Scores, state: CompileState) -> Scores:
 class ApplyMasks(Pass):
     name = "apply-masks"
     provides = frozenset({"masks"})
+    stage = Stage.MASK
+    default_for = frozenset({"masks"})
+    leaves_dead_channels = True  # a filter or column masked off entirely
     criterion: str = "px"
     density: float | None = None
     scope: str = "global"

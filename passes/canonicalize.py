@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from graphprune.canonicalize import fold_channel_permutations
 from graphprune.inline import inline_static_decompositions
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 from graphprune.values import propagate_counting
 
@@ -18,6 +18,8 @@ class Canonicalize(Pass):
     name = "canonicalize"
     requires = frozenset({"traced", "shapes"})
     provides = frozenset({"canonical"})
+    stage = Stage.CANONICALIZE
+    default_for = reruns = frozenset({"canonical"})
 
     def run(self, state: CompileState) -> CompileState:
         changed = inline_static_decompositions(state.gm, state.values)

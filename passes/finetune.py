@@ -18,7 +18,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from graphprune.errors import InputError
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 from graphprune.trace import unshare
 
@@ -29,6 +29,7 @@ class Finetune(Pass):
     requires = frozenset({"removed"})
     provides = frozenset({"recovered"})
     invalidates = frozenset({"scores:*"})  # scores of the weights before training
+    stage = Stage.RECOVER
 
     epochs: float = 1.0
     optimizer: str = "sgd"  # sgd | adam | adamw

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphprune.fold import bn_affine, fold_into_consumer, fold_into_producer
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 from graphprune.trace import private_hierarchy
 from graphprune.values import TensorInfo, propagate
@@ -195,6 +195,8 @@ class Fuse(Pass):
     requires = frozenset({"traced"})
     provides = frozenset({"fused"})
     invalidates = frozenset({"shapes", "groups", "keep"})
+    stage = Stage.FUSE
+    default_for = frozenset({"fused"})
 
     def run(self, state: CompileState) -> CompileState:
         gm, record = fuse(state.gm, state.example_inputs)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -65,6 +65,8 @@ class Purify(Pass):
     requires = frozenset({"traced"})
     provides = frozenset({"purified"})
     invalidates = frozenset({"keep"})
+    stage = Stage.PURIFY
+    leaves_dead_channels = True  # it zeroes whole filters and columns
     eta: float | None = None  # fraction of a filter/column already pruned, at least (None: any)
     sigma: float | None = None  # remaining L2 norm, at most (None: any); both None: the pass is off
 

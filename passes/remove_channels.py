@@ -24,7 +24,7 @@ from graphprune.channels.kept import KeptView
 from graphprune.channels.registry import lookup, node_key
 from graphprune.codegen import recompile_if_changed
 from graphprune.errors import GraphpruneError, RemovalError
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.resize import fix_attributes
 from graphprune.state import CompileState
 from graphprune.values import TensorInfo, propagate_counting
@@ -191,6 +191,9 @@ class RemoveChannels(Pass):
     requires = frozenset({"groups", "keep"})
     provides = frozenset({"removed"})
     invalidates = frozenset({"shapes", "groups", "keep", "scores:*"})  # per-group scores are stale
+    stage = Stage.REMOVE
+    default_for = frozenset({"removed"})
+    fixed_point = "apply"
     verify: bool = True
 
     def run(self, state: CompileState) -> CompileState:
