@@ -1,9 +1,10 @@
 """admm: StructADMM constrained training over pruning groups, then hard prune and masked retraining.
 
 Preconditions: ``groups`` (the channel analysis) and training data in ``state.data`` (any source
-``graphprune.training.data.BatchStream`` accepts). Effects: the state's GraphModule is unshared from
-the user's model and trained in place (``weights-trained``); for the ``channel``/``filter`` structure
-the keep decision of the final projection is stored in ``state.keep`` so ``remove-channels`` deletes
+``graphprune.training.data.BatchStream`` accepts). Effects: a copy of the state's GraphModule with
+its own tensors (``graphprune.copy_on_write.trainable``) is trained and becomes the state's
+(``weights-trained``; the user's model and the input state keep theirs); for the ``channel``/``filter``
+structure the keep decision of the final projection is stored in ``state.keep`` so ``remove-channels`` deletes
 exactly the channels ADMM zeroed; ``state.masks`` holds the per-weight masks (mask-level structures
 keep every channel). Configuration fields mirror the plan's ``[admm]`` table; the hook fields take the
 user's loss, optimizer factory, scheduler factory and evaluation (defaults: cross-entropy, SGD).
@@ -19,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch.nn.functional as F
 
+from graphprune.copy_on_write import trainable
 from graphprune.errors import InputError
 from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
-from graphprune.trace import unshare
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,15 @@ class Admm(Pass):
         if state.data is None:
             raise InputError("admm: no training data; give data= in Python or --data on the command line")
         config = self.config(state)
-        unshare(state.gm, state.model)  # training must never write into the user's tensors
+        gm = trainable(state.gm)  # training writes in place: never into the user's or the input state's tensors
         cg, opts = state.channels, state.options
         num_labels = int(cg.labels.max()) + 1 if len(cg.labels) else 0
-        constraint = build_constraint(config.structure, state.gm, cg.groups, num_labels, round_to=opts.round_to,
+        constraint = build_constraint(config.structure, gm, cg.groups, num_labels, round_to=opts.round_to,
                                       min_channels=opts.min_channels, exact=opts.exact,
                                       scale=self.group_scale(state, config.sparsity))
         spec = TrainSpec(state.data, self.loss_fn, self.optimizer, self.scheduler, self.eval_fn, self.on_step,
                          self.batch_size)
-        result = run_admm(state.gm, constraint, spec, config, example_inputs=state.example_inputs)
+        result = run_admm(gm, constraint, spec, config, example_inputs=state.example_inputs)
         keep = result.keep if result.keep is not None else np.ones(num_labels, dtype=bool)
         record = {"targets": list(config.targets()), "structure": config.structure, "steps": result.steps,
                   "kept_channels": int(keep.sum()), "channels": int(keep.size), "final": result.final,
@@ -103,7 +104,7 @@ class Admm(Pass):
                   {k: result.resumed[k] for k in ("step", "epoch", "checkpoint")},
                   "updates": [{k: r.get(k) for k in ("step", "stage", "rho", "primal", "eval")}
                               for r in result.metrics if r["event"] == "update"]}
-        return state.with_(keep=keep, masks={**state.masks, **result.masks},
+        return state.with_(gm=gm, keep=keep, masks={**state.masks, **result.masks},
                            artifacts={**state.artifacts, "admm": record})
 
 

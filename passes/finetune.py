@@ -2,10 +2,11 @@
 
 Preconditions: ``removed`` (it trains what removal left; the scheduler places it after removal,
 purification and the unused-path fixed point, before fusing and emitting) and training data in
-``state.data``. Effects: the state's GraphModule is unshared from the user's model and trained in place
-(``recovered``); ``artifacts["finetune"]`` records the accuracy before pruning (the user's dense model),
-after pruning and after recovery (on ``state.val_data``, else the training data), the run's settings,
-steps and checkpoint directory. Configuration mirrors the plan's ``[finetune]`` table
+``state.data``. Effects: a copy of the state's GraphModule with its own tensors
+(``graphprune.copy_on_write.trainable``) is trained and becomes the state's (``recovered``; the user's
+model and the input state keep theirs); ``artifacts["finetune"]`` records the accuracy before pruning
+(the user's dense model), after pruning and after recovery (on ``state.val_data``, else the training
+data), the run's settings, steps and checkpoint directory. Configuration mirrors the plan's ``[finetune]`` table
 (``graphprune.training.recovery.RecoveryConfig``); ``loss_fn`` takes the user's task loss in Python.
 """
 
@@ -17,10 +18,10 @@ from typing import Any
 
 import torch.nn.functional as F
 
+from graphprune.copy_on_write import trainable
 from graphprune.errors import InputError
 from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
-from graphprune.trace import unshare
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ class Finetune(Pass):
         if state.data is None:
             raise InputError("finetune: no training data; give data= in Python or --data on the command line")
         config = self.config()
-        unshare(state.gm, state.model)  # training must never write into the user's tensors
-        result = run_recovery(state.gm, state.model, state.data, state.val_data, config, masks=state.masks,
+        gm = trainable(state.gm)  # training writes in place: never into the user's or the input state's tensors
+        result = run_recovery(gm, state.model, state.data, state.val_data, config, masks=state.masks,
                               loss_fn=self.loss_fn, batch_size=self.batch_size, example_inputs=state.example_inputs)
         epochs = [{"epoch": r["epoch"], "loss": r.get("loss"), "lr": r["lr"], "val_acc": r["eval"]["acc"]}
                   for r in result.metrics if r["event"] in ("epoch", "done") and r.get("eval")]
@@ -79,4 +80,4 @@ class Finetune(Pass):
                   "resumed_from": None if result.resumed is None else
                   {k: result.resumed[k] for k in ("step", "epoch", "checkpoint")},
                   "epochs_log": epochs}
-        return state.with_(artifacts={**state.artifacts, "finetune": record})
+        return state.with_(gm=gm, artifacts={**state.artifacts, "finetune": record})
