@@ -128,6 +128,25 @@ class Pass:
         return FxPass(self, carrier)
 
 
+def options_of(config: type, **defaults: tuple[Any, Any]) -> type:
+    """A frozen dataclass with ``config``'s fields, types and defaults, for a pass to inherit as its
+    options, so a run configuration declared once (``AdmmConfig``, ``RecoveryConfig``) gives the plan
+    option names and their defaults; ``defaults`` replaces a field's (type, default) where the pass's
+    differs (``sparsity=(float | None, None)``: from the plan's rules). None of ``config``'s validation
+    runs here: the pass builds ``config`` from its options when it runs, and that validates them."""
+    hints = typing.get_type_hints(config)
+    specs = []
+    for f in dataclasses.fields(config):
+        if f.name in defaults:
+            kind, default = defaults[f.name]
+            specs.append((f.name, kind, dataclasses.field(default=default)))
+        elif f.default is not dataclasses.MISSING:
+            specs.append((f.name, hints[f.name], dataclasses.field(default=f.default)))
+        else:
+            specs.append((f.name, hints[f.name], dataclasses.field(default_factory=f.default_factory)))
+    return dataclasses.make_dataclass(f"{config.__name__}Options", specs, frozen=True)
+
+
 def configure(instance: Pass, options: Mapping[str, Any], where: str, plan: Any = None) -> Pass:
     """``instance`` with ``options`` replacing its fields; an unknown key or a value of the wrong type
     is a PlanError naming ``where.key``."""
@@ -226,4 +245,4 @@ def load_entry_points() -> list[str]:
 
 
 __all__ = ["ENTRY_POINT_GROUP", "PASSES", "Pass", "PipelineError", "Stage", "StateCarrier", "configure", "invalidated",
-           "load_entry_points", "run_pass", "run_pipeline"]
+           "load_entry_points", "options_of", "run_pass", "run_pipeline"]

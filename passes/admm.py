@@ -6,55 +6,39 @@ its own tensors (``graphprune.copy_on_write.trainable``) is trained and becomes 
 (``weights-trained``; the user's model and the input state keep theirs); for the ``channel``/``filter``
 structure the keep decision of the final projection is stored in ``state.keep`` so ``remove-channels`` deletes
 exactly the channels ADMM zeroed; ``state.masks`` holds the per-weight masks (mask-level structures
-keep every channel). Configuration fields mirror the plan's ``[admm]`` table; the hook fields take the
-user's loss, optimizer factory, scheduler factory and evaluation (defaults: cross-entropy, SGD).
+keep every channel). Its options are the plan's ``[admm]`` table, declared once by ``AdmmConfig``;
+the hook fields take the user's loss, optimizer factory, scheduler factory and evaluation (defaults:
+cross-entropy, SGD).
 Under torchrun every rank runs the pass; only rank 0 writes checkpoints and metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
 
+from graphprune.admm.config import AdmmConfig
 from graphprune.copy_on_write import trainable
 from graphprune.errors import InputError
-from graphprune.passes import Pass, Stage
+from graphprune.passes import Pass, Stage, options_of
 from graphprune.state import CompileState
 
 
 @dataclass(frozen=True)
-class Admm(Pass):
+class Admm(Pass, options_of(AdmmConfig, sparsity=(float | None, None))):  # None: from the plan's rules
+    """The options are ``AdmmConfig``'s fields with its defaults, except ``sparsity`` (the plan's rules
+    give a target per group unless it is set); the fields below are Python hooks."""
+
     name = "admm"
     requires = frozenset({"groups"})
     provides = frozenset({"weights-trained", "keep", "masks"})
     stage = Stage.TRAIN
     leaves_dead_channels = True  # ADMM zeroes weights, masks cut whole filters
 
-    sparsity: float | None = None  # None: the plan's / options' sparsity
-    structure: str = "channel"
-    progressive: tuple[float, ...] = ()
-    rho: float = 1e-3
-    rho_growth: float = 1.3
-    rho_max: float = 1.0
-    update_every: int | str = "1 epoch"
-    iterations: int = 10
-    retrain_epochs: float = 5
-    recalibrate_bn: int = 20
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
-    checkpoint_dir: str | None = None
-    checkpoint_every: int | str = "1 epoch"
-    resume: bool = False
-    overwrite: bool = False
-    log_every: int = 10
-    progress: bool = True
-    device: str | None = None
     batch_size: int | None = None  # global batch when state.data is a Dataset
     loss_fn: Callable[..., Any] = field(default=F.cross_entropy, compare=False, repr=False)
     optimizer: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
@@ -62,11 +46,8 @@ class Admm(Pass):
     eval_fn: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     on_step: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
-    def config(self, state: CompileState):
-        from graphprune.admm.config import AdmmConfig
-
-        hooks = {"loss_fn", "optimizer", "scheduler", "eval_fn", "on_step", "batch_size"}
-        values = {k: v for k, v in asdict(self).items() if k not in hooks}
+    def config(self, state: CompileState) -> AdmmConfig:
+        values = {f.name: getattr(self, f.name) for f in fields(AdmmConfig)}
         if values["sparsity"] is None:
             rules = _rule_sparsities(state)
             values["sparsity"] = max(rules.values(), default=0.0) if rules else state.options.sparsity
