@@ -19,6 +19,7 @@ from graphprune.errors import InputError
 from graphprune.interface import BoundInputs, bind_inputs, holds_tensor, tensor_aliases, ties
 from graphprune.metrics import count_macs, count_params
 from graphprune.plan import Plan, load_plan, with_overrides
+from graphprune.plan.data import plan_data
 from graphprune.plan.selectors import validate_selectors
 from graphprune.report import LayerWidth, Report
 from graphprune.scheduler import run_schedule, schedule
@@ -100,7 +101,8 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     ``plan``: None (remove 50 % of every group by L2 magnitude), a recipe name, a TOML/YAML/JSON path,
     a dict or a ``Plan``; keyword overrides (``sparsity``, ``score``, ``round_to``, ``min_channels``,
     ``exact``, ``scope``, ``max_per_group``) apply on top. ``data``: (input, target) batches for
-    data-driven passes (else the plan's ``[data]``); ``val_data``: validation batches for the accuracy
+    data-driven passes (else the plan's ``[data]``, read by the registered loader: ``graphprune.plan.data``);
+    ``val_data``: validation batches for the accuracy
     a recovery pass measures."""
     bound = _check_inputs(model, example_inputs, kwargs)
     _check_finite(model)
@@ -108,7 +110,7 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     plan = with_overrides(load_plan(plan), overrides)
     _check_plan_against(plan, model, inputs)
     pipeline = schedule(plan, {"trace": {"leaf_modules": tuple(leaf_modules)}} if leaf_modules else None)
-    loaded = _plan_data(plan, model, inputs) if data is None else None
+    loaded = plan_data(plan, model, inputs) if data is None else None
     state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
                          data=data if loaded is None else loaded.train,
                          val_data=val_data if loaded is None else loaded.val,
@@ -122,19 +124,6 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     module.eval()
     report = _report(state, params_before, macs_before)
     return Result(module, report, state)
-
-
-def _plan_data(plan: Plan, model: nn.Module, inputs: tuple[Any, ...]) -> Any:
-    """The plan's ``[data]`` (a built-in, an image folder or the user's factory; ``models_zoo.userdata``)."""
-    if plan.data is None:
-        return None
-    from models_zoo.userdata import load_data, name_problem
-
-    options = {"name": "digits", **plan.data}
-    problem = name_problem(str(options["name"]))
-    if problem:
-        raise plan.error("data.name", problem)
-    return load_data(options, model, inputs)
 
 
 def _report(state: CompileState, params_before: int, macs_before: int) -> Report:

@@ -13,12 +13,14 @@ from typing import Any
 import torch.fx as fx
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
-from graphprune.passes import Pass, StateCarrier, run_pass
+from graphprune.pipeline import StateCarrier, ensure, run_pass
 from graphprune.state import CompileState
 
 
 class FxPass(PassBase):
-    def __init__(self, graphprune_pass: Pass, carrier: StateCarrier | None = None):
+    """One graphprune pass (any ``graphprune.passes.Pass``) as a torch.fx ``PassBase``."""
+
+    def __init__(self, graphprune_pass: Any, carrier: StateCarrier | None = None):
         super().__init__()
         if carrier is None:
             raise TypeError(f"{graphprune_pass.name}.as_fx_pass(carrier) needs a StateCarrier holding the "
@@ -28,8 +30,6 @@ class FxPass(PassBase):
         self.__name__ = graphprune_pass.label()  # PassManager logs passes by __name__
 
     def _state_for(self, gm: fx.GraphModule) -> CompileState:
-        from graphprune.scheduler import ensure
-
         state = self.carrier.state
         if state is None or state.gm is not gm:
             state = CompileState(self.carrier.name, gm, self.carrier.example_inputs)
@@ -47,7 +47,7 @@ class FxPass(PassBase):
         return f"FxPass({self.graphprune_pass.label()})"
 
 
-def fx_passes(passes: list[Pass], example_inputs: tuple[Any, ...]) -> list[FxPass]:
+def fx_passes(passes: list[Any], example_inputs: tuple[Any, ...]) -> list[FxPass]:
     """Adapters sharing one state, ready for ``PassManager(passes=fx_passes([...], inputs))``."""
     carrier = StateCarrier(example_inputs)
     return [FxPass(p, carrier) for p in passes]

@@ -1,9 +1,13 @@
 """The pass protocol: a pass names the facts it needs and makes, and maps a CompileState to a new one.
 
 Facts are plain strings (``traced``, ``shapes``, ``canonical``, ``groups``, ``scores:l2``, ``keep``,
-``masks``, ``weights-trained``, ``removed``, ``fused``, ``exported``). Ordering comes from these
-declarations (``graphprune.scheduler``); ``run_pipeline`` refuses a pass whose requirements are not met
-and re-raises any failure with the pass name and the passes already run.
+``masks``, ``weights-trained``, ``removed``, ``fused``, ``exported``). Beside them a pass declares its
+place (class variables, xDSL ``ModulePass`` style): its ``stage``, the facts it is the default provider
+of (``default_for``) or the re-runnable analysis of (``reruns``), whether it may leave whole channels
+dead (``leaves_dead_channels``), its role in the dead-channel fixed point (``fixed_point``) and the
+rule criteria its weight scores serve (``criterion_aliases``). ``graphprune.scheduler`` orders passes
+from these declarations alone; ``run_pipeline`` (``graphprune.pipeline``) refuses a pass whose
+requirements are not met and re-raises any failure with the pass name and the passes already run.
 
 A pass is a frozen dataclass: its fields are its configuration, so ``fingerprint`` (a hash of name,
 version and configuration) identifies its effect for a toolchain's cache. ``from_plan`` builds it from
@@ -17,19 +21,39 @@ import dataclasses
 import enum
 import hashlib
 import json
-import time
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from graphprune import progress
 from graphprune.errors import GraphpruneError, PipelineError, PlanError
+from graphprune.pipeline import PASSES, StateCarrier, invalidated, run_pass, run_pipeline
 from graphprune.state import CompileState
 
-PASSES: dict[str, type[Pass]] = {}
 ENTRY_POINT_GROUP = "graphprune.passes"
+NO_ALIASES: Mapping[str, str] = types.MappingProxyType({})
+
+
+class Stage(enum.IntEnum):
+    """Where a pass sits in a pipeline when its facts leave the order open (the scheduler sorts by stage,
+    then name). Spaced by ten so that a new pass can sit between two: ``stage = Stage.SCORE + 5``."""
+
+    CAPTURE = 10  # trace the model
+    SHAPES = 20  # re-propagate shapes
+    CANONICALIZE = 30
+    ANALYZE = 40  # channel groups
+    SCORE = 50
+    TRAIN = 60  # constrained training that decides what to keep (ADMM)
+    DECIDE = 70  # keep decisions; a pass that declares no stage sits here
+    MASK = 80
+    REMOVE = 90
+    DEAD_CHANNELS = 100  # find channels nothing reads
+    PURIFY = 110
+    RECOVER = 120  # recovery training
+    FUSE = 130
+    EMIT = 140
+    MEASURE = 150
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,15 @@ class Pass:
     provides: ClassVar[frozenset[str]] = frozenset()
     invalidates: ClassVar[frozenset[str]] = frozenset()
     version: ClassVar[int] = 1  # bump when the pass's effect changes for the same configuration
+    # what the scheduler reads (graphprune.scheduler names no pass; these say where each one goes)
+    stage: ClassVar[int] = Stage.DECIDE
+    default_for: ClassVar[frozenset[str]] = frozenset()  # facts it provides unless the plan configures another
+    reruns: ClassVar[frozenset[str]] = frozenset()  # an analysis re-run when a reader finds these invalidated
+    leaves_dead_channels: ClassVar[bool] = False  # may leave whole channels dead: the dead-channel fixed
+    #                                               point (detect -> apply, repeated) is scheduled after it
+    fixed_point: ClassVar[str] = ""  # "detect" (finds dead channels, provides keep) | "apply" (removes them)
+    criterion_aliases: ClassVar[Mapping[str, str]] = NO_ALIASES  # a mask rule's score -> the criterion of
+    #                                                              the weight scores this pass gives for it
 
     def run(self, state: CompileState) -> CompileState:
         raise NotImplementedError
@@ -58,9 +91,21 @@ class Pass:
         return default if fact in default.provides else None
 
     @classmethod
+    def offers(cls) -> frozenset[str]:
+        """Every fact some configuration of this pass provides (the default one's, unless overridden)."""
+        try:
+            return frozenset(cls().provides)
+        except TypeError:
+            return frozenset()
+
+    @classmethod
     def from_plan(cls, plan: Any, options: Mapping[str, Any], where: str) -> Pass:
         """This pass configured by the plan's ``[passes.NAME]`` table (``where`` names it in errors)."""
         return configure(cls(), options, where, plan)
+
+    def for_goal(self, plan: Any) -> Pass:
+        """This pass as the provider of a goal the plan asks for (``emit`` takes the plan's output paths)."""
+        return self
 
     def fingerprint(self) -> str:
         payload = {"pass": self.name, "version": self.version, "config": _canonical(self)}
@@ -81,6 +126,25 @@ class Pass:
         from graphprune.fx_adapter import FxPass
 
         return FxPass(self, carrier)
+
+
+def options_of(config: type, **defaults: tuple[Any, Any]) -> type:
+    """A frozen dataclass with ``config``'s fields, types and defaults, for a pass to inherit as its
+    options, so a run configuration declared once (``AdmmConfig``, ``RecoveryConfig``) gives the plan
+    option names and their defaults; ``defaults`` replaces a field's (type, default) where the pass's
+    differs (``sparsity=(float | None, None)``: from the plan's rules). None of ``config``'s validation
+    runs here: the pass builds ``config`` from its options when it runs, and that validates them."""
+    hints = typing.get_type_hints(config)
+    specs = []
+    for f in dataclasses.fields(config):
+        if f.name in defaults:
+            kind, default = defaults[f.name]
+            specs.append((f.name, kind, dataclasses.field(default=default)))
+        elif f.default is not dataclasses.MISSING:
+            specs.append((f.name, hints[f.name], dataclasses.field(default=f.default)))
+        else:
+            specs.append((f.name, hints[f.name], dataclasses.field(default_factory=f.default_factory)))
+    return dataclasses.make_dataclass(f"{config.__name__}Options", specs, frozen=True)
 
 
 def configure(instance: Pass, options: Mapping[str, Any], where: str, plan: Any = None) -> Pass:
@@ -180,41 +244,5 @@ def load_entry_points() -> list[str]:
     return sorted(set(PASSES) - before)
 
 
-def run_pass(state: CompileState, p: Pass, why: str = "") -> CompileState:
-    missing = p.requires - state.facts
-    ran = [name for name, _ in state.history]
-    if missing:
-        raise PipelineError(f"pass '{p.name}' requires {sorted(missing)}; passes run so far: {ran}")
-    start = time.perf_counter()
-    try:
-        with progress.stage(p.name):  # the command line's spinner names the running pass
-            new = p.run(state)
-    except GraphpruneError:
-        raise
-    except Exception as exc:
-        raise PipelineError(f"pass '{p.name}' failed after {ran}: {type(exc).__name__}: {exc}") from exc
-    seconds = time.perf_counter() - start
-    facts = {f for f in state.facts if not invalidated(f, p.invalidates)} | p.provides
-    return new.with_(facts=frozenset(facts), history=(*state.history, (p.name, seconds)),
-                     trail=(*state.trail, {"pass": p.label(), "why": why, "seconds": round(seconds, 4),
-                                           "fingerprint": p.fingerprint()}))
-
-
-def invalidated(fact: str, patterns: frozenset[str]) -> bool:
-    """``scores:*`` in ``invalidates`` covers every ``scores:<criterion>`` fact."""
-    return fact in patterns or any(p.endswith("*") and fact.startswith(p[:-1]) for p in patterns)
-
-
-def run_pipeline(state: CompileState, passes: Iterable[Pass]) -> CompileState:
-    for p in passes:
-        state = run_pass(state, p)
-    return state
-
-
-class StateCarrier:
-    """The compile state shared by fx-adapted passes across ``PassManager`` calls."""
-
-    def __init__(self, example_inputs: tuple[Any, ...], name: str = "model"):
-        self.example_inputs = tuple(example_inputs)
-        self.name = name
-        self.state: CompileState | None = None
+__all__ = ["ENTRY_POINT_GROUP", "PASSES", "Pass", "PipelineError", "Stage", "StateCarrier", "configure", "invalidated",
+           "load_entry_points", "options_of", "run_pass", "run_pipeline"]

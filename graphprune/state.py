@@ -1,5 +1,8 @@
 """The compile state that passes read and return. Immutable: a pass returns a new state with
-``dataclasses.replace``, so a failed pass leaves the previous state intact."""
+``dataclasses.replace`` and never mutates its input, the GraphModule and its tensors included (a pass
+that rewrites the graph or its parameters works on a copy, ``graphprune.copy_on_write``), so a failed
+pass leaves the previous state intact and any earlier state stays valid
+(``tests/passes/test_input_state_untouched.py`` runs every pass and checks)."""
 
 from __future__ import annotations
 

@@ -15,10 +15,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from graphprune.plan.data import register_data_loader
 from models_zoo._catalog import ZooEntry, ZooSource, catalog, catalog_sources
 from models_zoo._spec import check_spec
 
 __all__ = ["ZooEntry", "ZooSource", "catalog", "catalog_sources", "check_spec", "load"]
+
+
+def _load_plan_data(options: dict[str, Any], model: Any, inputs: tuple[Any, ...], error: Any) -> Any:
+    """A plan's ``[data]`` table (``models_zoo.userdata``, imported when a plan has one: it needs torch)."""
+    from models_zoo.userdata import load_plan_data
+
+    return load_plan_data(options, model, inputs, error)
+
+
+register_data_loader(_load_plan_data)  # the core reads [data] tables through it (graphprune.plan.data)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+import models_zoo._torchvision as tv
 from graphprune.errors import GraphpruneError, InputError, UnknownModelError, UserCodeError
-from models_zoo import _torchvision as tv
 from models_zoo._catalog import ZOO_PREFIX, zoo_factory, zoo_names
 from models_zoo._common import random_inputs, seeded
 from models_zoo._spec import malformed, split_spec, unknown_zoo

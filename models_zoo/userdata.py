@@ -19,7 +19,7 @@ one ``UserCodeError`` naming the file:line.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,17 @@ def load_data(options: Mapping[str, Any], model: nn.Module, example_inputs: tupl
         return _imagefolder(name, rest, options, model, example_inputs)
     location, _, attribute = name.rpartition(":")
     return _checked(name, _factory(name, location, attribute), options)
+
+
+def load_plan_data(options: Mapping[str, Any], model: nn.Module, example_inputs: tuple[Any, ...],
+                   error: Callable[[str, str], Exception]) -> Data:
+    """A plan's ``[data]`` table (``name`` defaults to ``digits``) for ``graphprune.plan.data``; a name
+    that is no data spec at all is ``error("data.name", why)``, located in the plan."""
+    options = {"name": "digits", **options}
+    problem = name_problem(str(options["name"]))
+    if problem:
+        raise error("data.name", problem)
+    return load_data(options, model, example_inputs)
 
 
 def name_problem(name: str) -> str | None:

@@ -1,57 +1,44 @@
 """admm: StructADMM constrained training over pruning groups, then hard prune and masked retraining.
 
 Preconditions: ``groups`` (the channel analysis) and training data in ``state.data`` (any source
-``graphprune.training.data.BatchStream`` accepts). Effects: the state's GraphModule is unshared from
-the user's model and trained in place (``weights-trained``); for the ``channel``/``filter`` structure
-the keep decision of the final projection is stored in ``state.keep`` so ``remove-channels`` deletes
+``graphprune.training.data.BatchStream`` accepts). Effects: a copy of the state's GraphModule with
+its own tensors (``graphprune.copy_on_write.trainable``) is trained and becomes the state's
+(``weights-trained``; the user's model and the input state keep theirs); for the ``channel``/``filter``
+structure the keep decision of the final projection is stored in ``state.keep`` so ``remove-channels`` deletes
 exactly the channels ADMM zeroed; ``state.masks`` holds the per-weight masks (mask-level structures
-keep every channel). Configuration fields mirror the plan's ``[admm]`` table; the hook fields take the
-user's loss, optimizer factory, scheduler factory and evaluation (defaults: cross-entropy, SGD).
+keep every channel). Its options are the plan's ``[admm]`` table, declared once by ``AdmmConfig``;
+the hook fields take the user's loss, optimizer factory, scheduler factory and evaluation (defaults:
+cross-entropy, SGD).
 Under torchrun every rank runs the pass; only rank 0 writes checkpoints and metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
 
+from graphprune.admm.config import AdmmConfig
+from graphprune.copy_on_write import trainable
 from graphprune.errors import InputError
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage, options_of
 from graphprune.state import CompileState
-from graphprune.trace import unshare
 
 
 @dataclass(frozen=True)
-class Admm(Pass):
+class Admm(Pass, options_of(AdmmConfig, sparsity=(float | None, None))):  # None: from the plan's rules
+    """The options are ``AdmmConfig``'s fields with its defaults, except ``sparsity`` (the plan's rules
+    give a target per group unless it is set); the fields below are Python hooks."""
+
     name = "admm"
     requires = frozenset({"groups"})
     provides = frozenset({"weights-trained", "keep", "masks"})
+    stage = Stage.TRAIN
+    leaves_dead_channels = True  # ADMM zeroes weights, masks cut whole filters
 
-    sparsity: float | None = None  # None: the plan's / options' sparsity
-    structure: str = "channel"
-    progressive: tuple[float, ...] = ()
-    rho: float = 1e-3
-    rho_growth: float = 1.3
-    rho_max: float = 1.0
-    update_every: int | str = "1 epoch"
-    iterations: int = 10
-    retrain_epochs: float = 5
-    recalibrate_bn: int = 20
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
-    checkpoint_dir: str | None = None
-    checkpoint_every: int | str = "1 epoch"
-    resume: bool = False
-    overwrite: bool = False
-    log_every: int = 10
-    progress: bool = True
-    device: str | None = None
     batch_size: int | None = None  # global batch when state.data is a Dataset
     loss_fn: Callable[..., Any] = field(default=F.cross_entropy, compare=False, repr=False)
     optimizer: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
@@ -59,11 +46,8 @@ class Admm(Pass):
     eval_fn: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     on_step: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
-    def config(self, state: CompileState):
-        from graphprune.admm.config import AdmmConfig
-
-        hooks = {"loss_fn", "optimizer", "scheduler", "eval_fn", "on_step", "batch_size"}
-        values = {k: v for k, v in asdict(self).items() if k not in hooks}
+    def config(self, state: CompileState) -> AdmmConfig:
+        values = {f.name: getattr(self, f.name) for f in fields(AdmmConfig)}
         if values["sparsity"] is None:
             rules = _rule_sparsities(state)
             values["sparsity"] = max(rules.values(), default=0.0) if rules else state.options.sparsity
@@ -77,21 +61,22 @@ class Admm(Pass):
         return None if rules is None else {g: s / final for g, s in rules.items()}
 
     def run(self, state: CompileState) -> CompileState:
-        from graphprune.admm import build_constraint, run_admm
+        from graphprune.admm.constraints import build_constraint
+        from graphprune.admm.loop import run_admm
         from graphprune.training import TrainSpec
 
         if state.data is None:
             raise InputError("admm: no training data; give data= in Python or --data on the command line")
         config = self.config(state)
-        unshare(state.gm, state.model)  # training must never write into the user's tensors
+        gm = trainable(state.gm)  # training writes in place: never into the user's or the input state's tensors
         cg, opts = state.channels, state.options
         num_labels = int(cg.labels.max()) + 1 if len(cg.labels) else 0
-        constraint = build_constraint(config.structure, state.gm, cg.groups, num_labels, round_to=opts.round_to,
+        constraint = build_constraint(config.structure, gm, cg.groups, num_labels, round_to=opts.round_to,
                                       min_channels=opts.min_channels, exact=opts.exact,
                                       scale=self.group_scale(state, config.sparsity))
         spec = TrainSpec(state.data, self.loss_fn, self.optimizer, self.scheduler, self.eval_fn, self.on_step,
                          self.batch_size)
-        result = run_admm(state.gm, constraint, spec, config, example_inputs=state.example_inputs)
+        result = run_admm(gm, constraint, spec, config, example_inputs=state.example_inputs)
         keep = result.keep if result.keep is not None else np.ones(num_labels, dtype=bool)
         record = {"targets": list(config.targets()), "structure": config.structure, "steps": result.steps,
                   "kept_channels": int(keep.sum()), "channels": int(keep.size), "final": result.final,
@@ -100,7 +85,7 @@ class Admm(Pass):
                   {k: result.resumed[k] for k in ("step", "epoch", "checkpoint")},
                   "updates": [{k: r.get(k) for k in ("step", "stage", "rho", "primal", "eval")}
                               for r in result.metrics if r["event"] == "update"]}
-        return state.with_(keep=keep, masks={**state.masks, **result.masks},
+        return state.with_(gm=gm, keep=keep, masks={**state.masks, **result.masks},
                            artifacts={**state.artifacts, "admm": record})
 
 

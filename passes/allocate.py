@@ -9,7 +9,9 @@ then searches its groups' decisions so the whole model's MACs or parameters meet
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +27,13 @@ from graphprune.state import CompileState, Options
 class Allocate(Pass):
     name = "allocate"
     provides = frozenset({"keep"})
+    default_for = frozenset({"keep"})
     plan: Plan | None = None  # None: one rule from ``state.options`` (sparsity, score, round_to, ...)
+
+    @classmethod
+    def from_plan(cls, plan: Any, options: Mapping[str, Any], where: str) -> Allocate:
+        """Built from the whole plan (its rules and ``[allocate]``), not from a ``[passes.allocate]`` table."""
+        return cls(plan=plan)
 
     @property
     def requires(self) -> frozenset[str]:  # type: ignore[override]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from graphprune.channels.analysis import analyze_until_stable
 from graphprune.channels.groups import build_groups
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 
 
@@ -15,6 +15,8 @@ class AnalyzeChannels(Pass):
     name = "analyze-channels"
     requires = frozenset({"traced", "shapes", "canonical"})
     provides = frozenset({"groups"})
+    stage = Stage.ANALYZE
+    default_for = reruns = frozenset({"groups"})
 
     def run(self, state: CompileState) -> CompileState:
         analysis = analyze_until_stable(state.gm, state.values)

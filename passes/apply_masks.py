@@ -3,7 +3,7 @@
 Keeps the ``density`` fraction (default ``1 - options.sparsity``) of all scored weights with the
 highest ``weight_scores[criterion]`` (``scope="global"``: one threshold over all layers;
 ``"local"``: the same density in every layer). Existing masks are intersected. Each masked
-conv/linear of ``state.gm`` becomes its masked twin (``graphprune.scoring.masked``): weight zeroed
+conv/linear of (a copy of) ``state.gm`` becomes its masked twin (``graphprune.scoring.masked``): weight zeroed
 where masked, a ``weight_mask`` buffer, forward multiplying by it, so the masks survive training
 (masked gradients are zero) and ``torch.export``. ``remove-channels`` slices per-weight scores and
 masks with their parameters, so masks can be chosen before or after removal. Preconditions:
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from graphprune.copy_on_write import writable
 from graphprune.errors import GraphpruneError
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.plan.schema import NM_PATTERN
 from graphprune.scoring.masked import install_masks, with_mask_members
 from graphprune.scoring.masks import density_of, global_masks, local_masks
@@ -43,6 +44,9 @@ def _current(scores: Scores, state: CompileState) -> Scores:
 class ApplyMasks(Pass):
     name = "apply-masks"
     provides = frozenset({"masks"})
+    stage = Stage.MASK
+    default_for = frozenset({"masks"})
+    leaves_dead_channels = True  # a filter or column masked off entirely
     criterion: str = "px"
     density: float | None = None
     scope: str = "global"
@@ -71,9 +75,11 @@ class ApplyMasks(Pass):
         density = density_for(state, self.density)
         masks, dense_layers = self._choose(scores, density)
         masks = {n: m & state.masks[n] if n in state.masks else m for n, m in masks.items()}
-        install_masks(state.gm, masks)
+        gm = writable(state.gm)
+        install_masks(gm, masks)
         artifact = {"criterion": self.criterion, "structure": self.structure, "left_dense": dense_layers,
                     "density": round(density_of(masks), 6), "scope": self.scope,
                     "layers": {n: round(float(m.float().mean()), 6) for n, m in masks.items()}}
-        return state.with_(masks={**state.masks, **masks}, analysis=with_mask_members(state.analysis, list(masks)),
+        return state.with_(gm=gm, masks={**state.masks, **masks},
+                           analysis=with_mask_members(state.analysis, list(masks)),
                            artifacts={**state.artifacts, self.name: artifact})

@@ -9,12 +9,13 @@ The module is not changed. ``dynamic_batch`` comes from the plan's ``[emit] dyna
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from graphprune.export import ExportError, emit
-from graphprune.passes import Pass, configure
+from graphprune.passes import Pass, Stage, configure
 from graphprune.state import CompileState
 
 
@@ -23,6 +24,8 @@ class Emit(Pass):
     name = "emit"
     requires = frozenset({"traced"})
     provides = frozenset({"exported"})
+    stage = Stage.EMIT
+    default_for = frozenset({"exported"})
     paths: tuple[str, ...] = ()  # the suffix of each picks its format
     check: bool = True  # reload each file and record the max-abs difference
     opset: int | None = None  # ONNX opset (None: the exporter's default)
@@ -33,6 +36,10 @@ class Emit(Pass):
         """The plan's ``[emit] dynamic_batch``, with ``[passes.emit]`` options over it."""
         base = cls() if plan is None else cls(dynamic_batch=plan.emit.dynamic_batch)
         return configure(base, options, where, plan)
+
+    def for_goal(self, plan: Any) -> Emit:
+        """The goal ``exported`` is the plan's ``[emit] path`` (and format): those are the files to write."""
+        return dataclasses.replace(self, paths=plan.emit.resolved())
 
     def run(self, state: CompileState) -> CompileState:
         if not self.paths:

@@ -2,69 +2,52 @@
 
 Preconditions: ``removed`` (it trains what removal left; the scheduler places it after removal,
 purification and the unused-path fixed point, before fusing and emitting) and training data in
-``state.data``. Effects: the state's GraphModule is unshared from the user's model and trained in place
-(``recovered``); ``artifacts["finetune"]`` records the accuracy before pruning (the user's dense model),
-after pruning and after recovery (on ``state.val_data``, else the training data), the run's settings,
-steps and checkpoint directory. Configuration mirrors the plan's ``[finetune]`` table
-(``graphprune.training.recovery.RecoveryConfig``); ``loss_fn`` takes the user's task loss in Python.
+``state.data``. Effects: a copy of the state's GraphModule with its own tensors
+(``graphprune.copy_on_write.trainable``) is trained and becomes the state's (``recovered``; the user's
+model and the input state keep theirs); ``artifacts["finetune"]`` records the accuracy before pruning
+(the user's dense model), after pruning and after recovery (on ``state.val_data``, else the training
+data), the run's settings, steps and checkpoint directory. Its options are the plan's ``[finetune]``
+table, declared once by ``graphprune.training.recovery.RecoveryConfig``; ``loss_fn`` takes the user's
+task loss in Python.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch.nn.functional as F
 
+from graphprune.copy_on_write import trainable
 from graphprune.errors import InputError
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage, options_of
 from graphprune.state import CompileState
-from graphprune.trace import unshare
+from graphprune.training.recovery import RecoveryConfig, run_recovery
 
 
 @dataclass(frozen=True)
-class Finetune(Pass):
+class Finetune(Pass, options_of(RecoveryConfig)):
+    """The options are ``RecoveryConfig``'s fields with its defaults; the fields below are Python hooks."""
+
     name = "finetune"
     requires = frozenset({"removed"})
     provides = frozenset({"recovered"})
     invalidates = frozenset({"scores:*"})  # scores of the weights before training
+    stage = Stage.RECOVER
 
-    epochs: float = 1.0
-    optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: float | None = None  # None: 0.01 for sgd, 1e-3 for adam/adamw
-    momentum: float = 0.9
-    weight_decay: float | None = None  # None: 5e-4 for sgd, 0 for adam, 0.01 for adamw
-    schedule: str = "cosine"  # cosine | constant
-    distill: bool = False  # train against the dense model's logits
-    temperature: float = 4.0
-    distill_weight: float = 0.9
-    recalibrate_bn: int = 0
-    seed: int = 0
-    checkpoint_dir: str | None = None
-    checkpoint_every: int | str = "1 epoch"
-    resume: bool = False
-    overwrite: bool = False
-    log_every: int = 10
-    progress: bool = True
-    device: str | None = None
     batch_size: int | None = None  # global batch when state.data is a Dataset
     loss_fn: Callable[..., Any] = field(default=F.cross_entropy, compare=False, repr=False)
 
-    def config(self):
-        from graphprune.training.recovery import RecoveryConfig
-
-        names = {f.name for f in fields(RecoveryConfig)}
-        return RecoveryConfig(**{k: v for k, v in asdict(self).items() if k in names})
+    def config(self) -> RecoveryConfig:
+        return RecoveryConfig(**{f.name: getattr(self, f.name) for f in fields(RecoveryConfig)})
 
     def run(self, state: CompileState) -> CompileState:
-        from graphprune.training.recovery import run_recovery
-
         if state.data is None:
             raise InputError("finetune: no training data; give data= in Python or --data on the command line")
         config = self.config()
-        unshare(state.gm, state.model)  # training must never write into the user's tensors
-        result = run_recovery(state.gm, state.model, state.data, state.val_data, config, masks=state.masks,
+        gm = trainable(state.gm)  # training writes in place: never into the user's or the input state's tensors
+        result = run_recovery(gm, state.model, state.data, state.val_data, config, masks=state.masks,
                               loss_fn=self.loss_fn, batch_size=self.batch_size, example_inputs=state.example_inputs)
         epochs = [{"epoch": r["epoch"], "loss": r.get("loss"), "lr": r["lr"], "val_acc": r["eval"]["acc"]}
                   for r in result.metrics if r["event"] in ("epoch", "done") and r.get("eval")]
@@ -78,4 +61,4 @@ class Finetune(Pass):
                   "resumed_from": None if result.resumed is None else
                   {k: result.resumed[k] for k in ("step", "epoch", "checkpoint")},
                   "epochs_log": epochs}
-        return state.with_(artifacts={**state.artifacts, "finetune": record})
+        return state.with_(gm=gm, artifacts={**state.artifacts, "finetune": record})

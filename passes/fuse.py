@@ -24,7 +24,7 @@ from torch import nn
 
 from graphprune.fold import bn_affine, fold_into_consumer, fold_into_producer
 from graphprune.ops.registry import Trait, has_trait
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 from graphprune.trace import private_hierarchy
 from graphprune.values import TensorInfo, propagate
@@ -199,6 +199,8 @@ class Fuse(Pass):
     requires = frozenset({"traced"})
     provides = frozenset({"fused"})
     invalidates = frozenset({"shapes", "groups", "keep"})
+    stage = Stage.FUSE
+    default_for = frozenset({"fused"})
 
     def run(self, state: CompileState) -> CompileState:
         gm, record = fuse(state.gm, state.example_inputs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphprune.latency import latency_record
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 from passes.fuse import fuse
 
@@ -21,6 +21,7 @@ class MeasureLatency(Pass):
     name = "measure-latency"
     requires = frozenset({"traced"})
     provides = frozenset({"latency"})
+    stage = Stage.MEASURE
     batches: tuple[int, ...] = (1, 32)
     repeats: tuple[int, ...] = (30, 5)  # per batch size
     warmup: int = 2

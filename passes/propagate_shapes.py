@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 from graphprune.values import propagate_counting
 
@@ -19,6 +19,8 @@ class PropagateShapes(Pass):
     name = "propagate-shapes"
     requires = frozenset({"traced"})
     provides = frozenset({"shapes"})
+    stage = Stage.SHAPES
+    reruns = frozenset({"shapes"})
 
     def run(self, state: CompileState) -> CompileState:
         values, macs = propagate_counting(state.gm, state.example_inputs)

@@ -7,7 +7,8 @@ norm is at most ``sigma``. Here purification zeroes them (weights, masks, a puri
 the per-channel norm that directly follows it, so its output is exactly zero); ``remove-unused-paths``
 then removes every channel that died completely, losslessly with respect to the purified model.
 Default off: with neither threshold set the pass changes nothing. Parameters are replaced, never
-written in place (they may still be the user's tensors). ``artifacts["purify"]`` lists what it zeroed,
+written in place (they may still be the user's tensors), in a copy of the state's GraphModule
+(``graphprune.copy_on_write``). ``artifacts["purify"]`` lists what it zeroed,
 in the original (dense) numbering."""
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from graphprune.copy_on_write import writable
 from graphprune.ops.registry import Trait, has_trait
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 
 
@@ -63,6 +65,8 @@ class Purify(Pass):
     requires = frozenset({"traced"})
     provides = frozenset({"purified"})
     invalidates = frozenset({"keep"})
+    stage = Stage.PURIFY
+    leaves_dead_channels = True  # it zeroes whole filters and columns
     eta: float | None = None  # fraction of a filter/column already pruned, at least (None: any)
     sigma: float | None = None  # remaining L2 norm, at most (None: any); both None: the pass is off
 
@@ -71,7 +75,7 @@ class Purify(Pass):
             return state
         eta = 0.0 if self.eta is None else self.eta
         sigma = float("inf") if self.sigma is None else self.sigma
-        gm, masks = state.gm, dict(state.masks)
+        gm, masks = writable(state.gm), dict(state.masks)
         filters: dict[str, list[int]] = {}
         columns: dict[str, list[int]] = {}
         for node in gm.graph.nodes:
@@ -99,4 +103,4 @@ class Purify(Pass):
                     masks[fqn] = masks[fqn].clone().index_fill_(dim, index, False)
         record = {"eta": self.eta, "sigma": self.sigma, "filters": filters, "columns": columns,
                   "num_filters": sum(map(len, filters.values())), "num_columns": sum(map(len, columns.values()))}
-        return state.with_(masks=masks, artifacts={**state.artifacts, self.name: record})
+        return state.with_(gm=gm, masks=masks, artifacts={**state.artifacts, self.name: record})

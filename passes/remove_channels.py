@@ -1,7 +1,8 @@
 """remove-channels: physically delete the channels the keep decision drops.
 
-Preconditions: ``groups`` and ``keep``. Effects on the state's GraphModule (already a private copy
-of the user's model): every parameter/buffer member is index-selected, module attributes are updated
+Preconditions: ``groups`` and ``keep``. Effects, on a copy of the state's GraphModule (its own graph and
+modules, ``graphprune.copy_on_write``; the input state keeps its own): every parameter/buffer member is
+index-selected, module attributes are updated
 (``graphprune.resize``), nodes with baked sizes are rewritten by their rule's ``rewrite``, and the
 result is re-propagated on fake tensors: any node whose new shape differs from what the keep decision
 implies is an internal error named by node, never a silently wrong model.
@@ -22,9 +23,10 @@ from torch import nn
 from graphprune import tensor_ops
 from graphprune.channels.kept import KeptView
 from graphprune.codegen import recompile_if_changed
+from graphprune.copy_on_write import writable
 from graphprune.errors import GraphpruneError, RemovalError
 from graphprune.ops.registry import lookup, node_key
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.resize import fix_attributes
 from graphprune.state import CompileState
 from graphprune.values import TensorInfo, propagate_counting
@@ -191,11 +193,14 @@ class RemoveChannels(Pass):
     requires = frozenset({"groups", "keep"})
     provides = frozenset({"removed"})
     invalidates = frozenset({"shapes", "groups", "keep", "scores:*"})  # per-group scores are stale
+    stage = Stage.REMOVE
+    default_for = frozenset({"removed"})
+    fixed_point = "apply"
     verify: bool = True
 
     def run(self, state: CompileState) -> CompileState:
         keep_element = state.keep[state.channels.labels]
-        gm = state.gm
+        gm = writable(state.gm)
         view = KeptView(state.analysis.layouts, state.values, keep_element)
         cuts = _cut_plan(state, keep_element)
         jobs, pending = _start_cuts(gm, cuts)  # large copies run on worker threads during the rewrite

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import bn_scale_scores
 from graphprune.scoring.store import record, state_masks
 from graphprune.state import CompileState
@@ -19,6 +19,7 @@ class ScoreBnScale(Pass):
     name = "score-bn-scale"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:bn-scale", "weight-scores:bn-scale"})
+    stage = Stage.SCORE
 
     def run(self, state: CompileState) -> CompileState:
         return record(state, self.name, "bn-scale", lambda: bn_scale_scores(state.gm, state_masks(state)),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import fpgm_scores
 from graphprune.scoring.store import record, state_masks
 from graphprune.state import CompileState
@@ -18,6 +18,7 @@ class ScoreFpgm(Pass):
     name = "score-fpgm"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:fpgm", "weight-scores:fpgm"})
+    stage = Stage.SCORE
     approximate: bool = False
 
     def run(self, state: CompileState) -> CompileState:

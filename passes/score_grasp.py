@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import grasp_scores
 from graphprune.scoring.store import need_data, record, state_masks
 from graphprune.state import CompileState
@@ -17,6 +17,7 @@ class ScoreGrasp(Pass):
     name = "score-grasp"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:grasp", "weight-scores:grasp"})
+    stage = Stage.SCORE
     batches: int = 1
     temperature: float = 200.0
 

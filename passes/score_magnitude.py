@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from graphprune import tensor_ops
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 
 
@@ -31,11 +31,16 @@ def member_norms(tensor: torch.Tensor, dims: list[int], p: int) -> dict[int, np.
 class ScoreMagnitude(Pass):
     name = "score-magnitude"
     requires = frozenset({"groups"})
+    stage = Stage.SCORE
     p: int = 2
 
     @property
     def provides(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset({f"scores:l{self.p}"})
+
+    @classmethod
+    def offers(cls) -> frozenset[str]:
+        return frozenset({"scores:l1", "scores:l2"})
 
     @classmethod
     def for_fact(cls, fact: str) -> ScoreMagnitude | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import PathScorer, class_balanced_batch, iterate
 from graphprune.scoring.store import density_for, need_data, record, state_masks
 from graphprune.state import CompileState
@@ -24,6 +24,7 @@ class ScorePx(Pass):
     name = "score-px"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:px", "weight-scores:px"})
+    stage = Stage.SCORE
     rounds: int = 100
     per_class: int = 10
     num_classes: int | None = None  # stop reading data once this many classes are full

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import random_scores
 from graphprune.scoring.store import record
 from graphprune.state import CompileState
@@ -16,6 +16,7 @@ class ScoreRandom(Pass):
     name = "score-random"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:random", "weight-scores:random"})
+    stage = Stage.SCORE
     seed: int = 0
 
     def run(self, state: CompileState) -> CompileState:

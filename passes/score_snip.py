@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import iterate, snip_scores
 from graphprune.scoring.store import density_for, need_data, record, state_masks
 from graphprune.state import CompileState
@@ -18,6 +18,7 @@ class ScoreSnip(Pass):
     name = "score-snip"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:snip", "weight-scores:snip"})
+    stage = Stage.SCORE
     batches: int = 1
     rounds: int = 1
     density: float | None = None

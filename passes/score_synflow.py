@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import PathScorer, iterate
 from graphprune.scoring.store import density_for, record, state_masks
 from graphprune.state import CompileState
@@ -19,6 +19,7 @@ class ScoreSynflow(Pass):
     name = "score-synflow"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:synflow", "weight-scores:synflow"})
+    stage = Stage.SCORE
     rounds: int = 100
     density: float | None = None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import taylor_scores
 from graphprune.scoring.store import need_data, record, state_masks
 from graphprune.state import CompileState
@@ -17,6 +17,7 @@ class ScoreTaylor(Pass):
     name = "score-taylor"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:taylor", "weight-scores:taylor"})
+    stage = Stage.SCORE
     batches: int = 1
     train: bool = False  # True: BatchNorm uses batch statistics (in a private copy)
 

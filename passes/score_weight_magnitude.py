@@ -6,8 +6,9 @@ Preconditions: ``groups``. Effects: ``scores:magnitude``, ``weight-scores:magnit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.scoring import magnitude_scores
 from graphprune.scoring.store import record, state_masks
 from graphprune.state import CompileState
@@ -18,6 +19,8 @@ class ScoreWeightMagnitude(Pass):
     name = "score-weight-magnitude"
     requires = frozenset({"groups"})
     provides = frozenset({"scores:magnitude", "weight-scores:magnitude"})
+    stage = Stage.SCORE
+    criterion_aliases = MappingProxyType({"l1": "magnitude", "l2": "magnitude"})  # both are |w| per weight
     p: int = 1
 
     def run(self, state: CompileState) -> CompileState:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphprune.interface import inline_constant_inputs, restore_unused_state
-from graphprune.passes import Pass
+from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
 from graphprune.trace import private_hierarchy, trace
 from graphprune.values import propagate_counting
@@ -19,6 +19,8 @@ from graphprune.values import propagate_counting
 class Trace(Pass):
     name = "trace"
     provides = frozenset({"traced", "shapes"})
+    stage = Stage.CAPTURE
+    default_for = frozenset({"traced", "shapes"})
     leaf_modules: tuple[type, ...] = field(default=())
 
     def run(self, state: CompileState) -> CompileState:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphprune.liveness import dead_labels
-from graphprune.passes import Pass, run_pipeline
+from graphprune.passes import Pass, Stage, run_pipeline
 from graphprune.state import CompileState
 
 
@@ -35,6 +35,8 @@ class RemoveUnusedPaths(Pass):
     name = "remove-unused-paths"
     requires = frozenset({"groups"})
     provides = frozenset({"keep"})
+    stage = Stage.DEAD_CHANNELS
+    fixed_point = "detect"
     transitive: bool = True  # False: one hop per round (the classic rule), repeated rounds converge
 
     def run(self, state: CompileState) -> CompileState:
@@ -49,7 +51,9 @@ def purify_to_fixed_point(state: CompileState, transitive: bool = True, max_roun
     """Analyse, find dead channels, remove them; again until a round finds none. The state must be
     traced; shapes and groups are recomputed as needed. ``artifacts["unused-paths"]["rounds"]`` lists
     the channels removed per round (the last, empty round confirms the fixed point)."""
-    from passes import AnalyzeChannels, PropagateShapes, RemoveChannels
+    from passes.analyze_channels import AnalyzeChannels
+    from passes.propagate_shapes import PropagateShapes
+    from passes.remove_channels import RemoveChannels
 
     rounds: list[int] = []
     for _ in range(max_rounds):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from graphprune.admm import projections as P
+import graphprune.admm.projections as P
 from graphprune.channels.groups import PruningGroup
 from graphprune.errors import InputError
 from graphprune.ops.registry import Trait, has_trait
