@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import models_zoo
-from graphprune.ops.registry import Method
-from graphprune.shapes import Call, Meta, formula_for, spec
+from graphprune.ops.registry import Method, formula_for
+from graphprune.shapes import Call, Meta, spec
 from graphprune.trace import trace
 from graphprune.values import propagate_counting
 

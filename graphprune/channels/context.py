@@ -11,7 +11,7 @@ from torch import nn
 
 from graphprune.channels.elements import ElementTable, Ids
 from graphprune.channels.layout import EMPTY, Layout, iter_layouts
-from graphprune.values import TensorInfo
+from graphprune.shapes.registry import TensorInfo
 
 
 def empty_like(value: Any) -> Any:

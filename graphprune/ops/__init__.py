@@ -11,6 +11,8 @@ from graphprune.ops import (  # noqa: F401  (imported for their registrations)
     norm,
     pad,
     permute,
+    pooling,
+    queries,
     reduction,
     reshape,
     shuffle,

@@ -10,7 +10,8 @@ import torch
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import Layout
-from graphprune.ops.registry import Liveness, Method, methods, register
+from graphprune.ops.registry import Liveness, Method, formula, methods, register
+from graphprune.shapes.registry import Call, Meta, dim_index, ints, spec
 
 
 def _cat_dim(ctx: RuleContext) -> int:
@@ -111,3 +112,60 @@ def unbind(ctx: RuleContext) -> tuple:
     ctx.freeze(lay.get(dim), "unbind along a channel dim")
     dims = {(d if d < dim else d - 1): ids for d, ids in lay.dims.items() if d != dim}
     return tuple(Layout(dims) for _ in ctx.out)
+
+
+# ---- shapes (``graphprune.shapes.registry``)
+
+@formula([torch.cat, torch.concat])
+def cat_shape(call: Call) -> Meta | None:
+    tensors, dim = call.arg(0, "tensors"), call.arg(1, "dim", 0)
+    if not isinstance(tensors, (tuple, list)) or not tensors or not call.only("tensors", "dim", max_args=2):
+        return None
+    metas = [spec(t) for t in tensors]
+    if None in metas:
+        return None
+    first = metas[0]
+    d = dim_index(dim, first.ndim)
+    if d is None or first.ndim == 0 or any(m.dtype != first.dtype or m.device != first.device
+                                           or m.ndim != first.ndim for m in metas):
+        return None
+    if any(m.shape[:d] != first.shape[:d] or m.shape[d + 1:] != first.shape[d + 1:] for m in metas):
+        return None
+    size = sum(m.shape[d] for m in metas)
+    return Meta((*first.shape[:d], size, *first.shape[d + 1:]), first.dtype, first.device)
+
+
+def _piece_metas(x: Meta, d: int, sizes: list[int]) -> tuple[Meta, ...]:
+    return tuple(Meta((*x.shape[:d], s, *x.shape[d + 1:]), x.dtype, x.device) for s in sizes)
+
+
+@formula([torch.chunk, *methods("chunk")])
+def chunk_shape(call: Call) -> tuple[Meta, ...] | None:
+    x = spec(call.args[0]) if call.args else None
+    chunks = call.arg(1, "chunks")
+    if x is None or not call.only("chunks", "dim", max_args=3) or not isinstance(chunks, int) or chunks <= 0:
+        return None
+    d = dim_index(call.arg(2, "dim", 0), x.ndim)
+    if d is None or x.ndim == 0 or x.shape[d] == 0:
+        return None
+    n = x.shape[d]
+    step = -(-n // chunks)
+    return _piece_metas(x, d, [min(step, n - i) for i in range(0, n, step)])
+
+
+@formula([torch.split, *methods("split")])
+def split_shape(call: Call) -> tuple[Meta, ...] | None:
+    x = spec(call.args[0]) if call.args else None
+    size = call.arg(1, "split_size_or_sections", call.kwargs.get("split_size"))
+    if x is None or not call.only("split_size_or_sections", "split_size", "dim", max_args=3):
+        return None
+    d = dim_index(call.arg(2, "dim", 0), x.ndim)
+    if d is None or x.ndim == 0 or x.shape[d] == 0:
+        return None
+    n = x.shape[d]
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return _piece_metas(x, d, [min(size, n - i) for i in range(0, n, size)])
+    sections = ints((size,)) if isinstance(size, (tuple, list)) else None
+    if sections is None or sum(sections) != n or any(s < 0 for s in sections):
+        return None
+    return _piece_metas(x, d, list(sections))

@@ -1,4 +1,4 @@
-"""Element-wise ops: activations, arithmetic with broadcasting, dropout, casts, spatial-only ops.
+"""Element-wise ops: activations, arithmetic with broadcasting, dropout, casts, PReLU and GLU.
 
 Channel c of the output depends only on channel c of each input, so inputs' channels aligned on the
 same output dim are one channel (unified). An input that is broadcast along a channel dim (size 1)
@@ -9,6 +9,7 @@ because one operand cannot shrink alone.
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +17,8 @@ from torch import nn
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, methods, register, resizer
-from graphprune.values import TensorInfo
+from graphprune.ops.registry import Liveness, formula, methods, register, resizer
+from graphprune.shapes.registry import Call, Meta, TensorInfo, broadcast, floating, is_tensor, module_input, spec
 
 
 def broadcast_layout(ctx: RuleContext, operands: list) -> Layout:
@@ -109,28 +110,6 @@ def unary(ctx: RuleContext) -> Layout:
     return same_layout(ctx, ctx.arg(0, "input"))
 
 
-SPATIAL = [
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
-    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.lp_pool1d, F.lp_pool2d, F.interpolate, F.upsample,
-    F.upsample_nearest, F.upsample_bilinear, torch.max_pool2d, torch.avg_pool1d, torch.adaptive_avg_pool1d,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d, nn.Upsample, nn.UpsamplingNearest2d,
-    nn.UpsamplingBilinear2d,
-]
-
-
-@register(SPATIAL, liveness=Liveness.PER_CHANNEL)
-def spatial(ctx: RuleContext) -> Layout:
-    """Pooling and resampling: each channel is resampled on its own; only non-channel dims change."""
-    lay, out = ctx.layout(ctx.arg(0, "input")), ctx.out
-    if isinstance(out, tuple):  # pooling with return_indices
-        one = same_layout(ctx, ctx.arg(0, "input"))
-        return (one, one)  # type: ignore[return-value]
-    return same_layout(ctx, ctx.arg(0, "input")) if isinstance(lay, Layout) else EMPTY
-
-
 @register([nn.PReLU], liveness=Liveness.PER_CHANNEL)
 def prelu(ctx: RuleContext) -> Layout:
     lay = same_layout(ctx, ctx.arg(0))
@@ -159,3 +138,79 @@ def glu(ctx: RuleContext) -> Layout:
 @resizer([nn.PReLU])
 def _resize_prelu(m: nn.PReLU, new_in: int | None) -> None:
     m.num_parameters = m.weight.shape[0]
+
+
+# ---- shapes (``graphprune.shapes.registry``)
+
+def _no_tensor(values: Any) -> bool:
+    return not any(is_tensor(v) for v in values)
+
+
+# x -> x: activations, dropout, copies. Extra arguments are scalars/flags (slope, inplace, approximate).
+@formula([torch.relu, F.relu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.gelu, F.silu, F.hardswish,
+          F.hardsigmoid, F.relu6, F.leaky_relu, F.elu, F.mish, torch.exp, torch.neg, operator.neg,
+          *methods("relu", "sigmoid", "tanh", "contiguous", "clone", "exp", "neg")])
+def unary_shape(call: Call) -> Meta | None:
+    x = floating(call.args[0]) if call.args else None
+    if x is None or not _no_tensor((*call.args[1:], *call.kwargs.values())) or "out" in call.kwargs:
+        return None
+    return x
+
+
+@formula([F.dropout])
+def dropout_shape(call: Call) -> Meta | None:
+    p = call.arg(1, "p", 0.5)
+    if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        return None
+    return unary_shape(call)
+
+
+# a op b with broadcasting: operands of one floating dtype and device, scalars int/float.
+@formula([operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div,
+          *methods("add", "sub", "mul", "div")])
+def binary_shape(call: Call) -> Meta | None:
+    if len(call.args) != 2 or any(k != "alpha" for k in call.kwargs):
+        return None
+    metas = [spec(a) for a in call.args if is_tensor(a)]
+    scalars = [a for a in call.args if not is_tensor(a)]
+    if not metas or any(type(s) not in (int, float) for s in scalars):
+        return None
+    first = metas[0]
+    if not first.dtype.is_floating_point or any(m.dtype != first.dtype or m.device != first.device for m in metas):
+        return None
+    shape = broadcast(*(m.shape for m in metas))
+    return None if shape is None else Meta(shape, first.dtype, first.device)
+
+
+@formula([nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh,
+          nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout])
+def activation_module_shape(call: Call) -> Meta | None:
+    return module_input(call)
+
+
+@formula([nn.Dropout2d])
+def dropout2d_shape(call: Call) -> Meta | None:
+    x = module_input(call)
+    return x if x is not None and x.ndim == 4 else None  # other ranks warn: leave that to torch
+
+
+@formula([nn.Identity])
+def identity_shape(call: Call) -> Any:
+    return call.args[0] if len(call.args) == 1 and not call.kwargs else None
+
+
+def _eval_stochastic_depth(call: Call) -> object:
+    """Outside training (or with p = 0) torchvision's stochastic depth returns its input itself."""
+    x, p = call.arg(0, "input"), call.arg(1, "p")
+    mode, training = call.arg(2, "mode"), call.arg(3, "training", True)
+    if not is_tensor(x) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0 or mode not in ("batch", "row"):
+        return None
+    return x if training is False or p == 0.0 else None
+
+
+try:  # a function torchvision keeps opaque to fx (it stays ``call_function``)
+    from torchvision.ops.stochastic_depth import stochastic_depth as _stochastic_depth
+except ImportError:  # torchvision absent: nothing to declare
+    _stochastic_depth = None
+if _stochastic_depth is not None:
+    formula([_stochastic_depth])(_eval_stochastic_depth)

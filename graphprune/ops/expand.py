@@ -9,8 +9,9 @@ import torch
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import Layout
 from graphprune.ops.elementwise import broadcast_layout
-from graphprune.ops.registry import Liveness, Method, methods, register
+from graphprune.ops.registry import Liveness, Method, formula, methods, register
 from graphprune.ops.reshape import rewrite_shape_args
+from graphprune.shapes.registry import Call, Meta, ints, spec
 
 
 def _rewrite_expand(node, kept) -> None:
@@ -38,3 +39,25 @@ def repeat(ctx: RuleContext) -> Layout:
         reps = out.shape[d + shift] // len(ids)
         dims[d + shift] = np.tile(ids, reps)
     return Layout(dims)
+
+
+# ---- shapes (``graphprune.shapes.registry``)
+
+@formula(methods("expand"))
+def expand_shape(call: Call) -> Meta | None:
+    x = spec(call.args[0]) if call.args else None
+    sizes = ints(call.args[1:]) if x is not None and not call.kwargs else None
+    if sizes is None or len(sizes) < x.ndim:
+        return None
+    lead = len(sizes) - x.ndim
+    if any(s < 0 for s in sizes[:lead]):
+        return None
+    out = list(sizes[:lead])
+    for want, have in zip(sizes[lead:], x.shape):
+        if want == -1 or want == have:
+            out.append(have)
+        elif have == 1 and want >= 0:
+            out.append(want)
+        else:
+            return None
+    return Meta(tuple(out), x.dtype, x.device)

@@ -7,6 +7,7 @@ index freezes it, since its meaning would change.
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,8 +16,8 @@ import torch.fx as fx
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.layout import Layout
 from graphprune.ops.elementwise import same_layout
-from graphprune.ops.registry import Liveness, Method, register
-from graphprune.shapes.registry import TensorInfo
+from graphprune.ops.registry import Liveness, Method, formula, register
+from graphprune.shapes.registry import Call, Meta, TensorInfo, spec
 
 
 def _index_items(index: object) -> list:
@@ -156,3 +157,51 @@ def roll(ctx: RuleContext) -> Layout:
     for d in rolled:
         ctx.freeze(lay.get(d), "roll along a channel dim")
     return same_layout(ctx, ctx.arg(0))
+
+
+# ---- shapes (``graphprune.shapes.registry``)
+
+def _index_shape(x: Meta, index: Any) -> tuple[int, ...] | None:
+    """Result shape of basic indexing (ints, slices, None, one Ellipsis), or None."""
+    items = index if isinstance(index, tuple) else (index,)
+    if any(not (type(i) is int or isinstance(i, slice) or i is None or i is Ellipsis) for i in items):
+        return None
+    if sum(1 for i in items if i is Ellipsis) > 1:
+        return None
+    consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
+    if consumed > x.ndim:
+        return None
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items = (*items[:at], *([slice(None)] * (x.ndim - consumed)), *items[at + 1:])
+    out, dim = [], 0
+    for item in items:
+        if item is None:
+            out.append(1)
+            continue
+        size = x.shape[dim]
+        dim += 1
+        if isinstance(item, slice):
+            if not all(v is None or type(v) is int for v in (item.start, item.stop, item.step)):
+                return None
+            if item.step is not None and item.step <= 0:
+                return None
+            out.append(len(range(*item.indices(size))))
+        elif not -size <= item < size:
+            return None
+    return (*out, *x.shape[dim:])
+
+
+@formula([operator.getitem])
+def getitem_shape(call: Call) -> Any:
+    if len(call.args) != 2 or call.kwargs:
+        return None
+    obj, index = call.args
+    if isinstance(obj, (tuple, list)) and (type(index) is int or isinstance(index, slice)):
+        try:
+            return obj[index]
+        except IndexError:
+            return None
+    x = spec(obj)
+    shape = None if x is None else _index_shape(x, index)
+    return None if shape is None else Meta(shape, x.dtype, x.device)

@@ -9,7 +9,8 @@ import torch
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import Layout
-from graphprune.ops.registry import Liveness, Method, methods, register
+from graphprune.ops.registry import Liveness, Method, formula, methods, register
+from graphprune.shapes.registry import Call, Meta, dim_index, ints, spec
 
 
 def _permuted(lay: Layout, order: Sequence[int]) -> Layout:
@@ -47,3 +48,31 @@ def movedim(ctx: RuleContext) -> Layout:
     dst = [dst] if isinstance(dst, int) else list(dst)
     order = list(np.moveaxis(np.arange(rank), [s % rank for s in src], [d % rank for d in dst]))
     return _permuted(ctx.layout(ctx.arg(0)), [int(o) for o in order])
+
+
+# ---- shapes (``graphprune.shapes.registry``)
+
+@formula([torch.permute, *methods("permute")])
+def permute_shape(call: Call) -> Meta | None:
+    x = spec(call.args[0]) if call.args else None
+    if x is None or call.kwargs:
+        return None
+    dims = ints(call.args[1:])
+    wrapped = [dim_index(d, x.ndim) for d in dims] if dims is not None and len(dims) == x.ndim else None
+    if wrapped is None or sorted(wrapped) != list(range(x.ndim)) or None in wrapped:
+        return None
+    return Meta(tuple(x.shape[d] for d in wrapped), x.dtype, x.device)
+
+
+@formula([torch.transpose, *methods("transpose")])
+def transpose_shape(call: Call) -> Meta | None:
+    x = spec(call.args[0]) if call.args else None
+    if x is None or call.kwargs or len(call.args) != 3:
+        return None
+    a, b = dim_index(call.args[1], x.ndim), dim_index(call.args[2], x.ndim)
+    if a is None or b is None:
+        return None
+    shape = list(x.shape) or []
+    if x.ndim:
+        shape[a], shape[b] = shape[b], shape[a]
+    return Meta(tuple(shape), x.dtype, x.device)

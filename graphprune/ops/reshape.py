@@ -19,8 +19,8 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, methods, register
-from graphprune.shapes.registry import TensorInfo
+from graphprune.ops.registry import Liveness, formula, methods, register
+from graphprune.shapes.registry import Call, Meta, TensorInfo, dim_index, ints, module_input, numel, spec
 
 
 def match_blocks(a: Sequence[int], b: Sequence[int]) -> list[tuple[list[int], list[int]]]:
@@ -132,3 +132,68 @@ def reshape_sized(ctx: RuleContext) -> Layout:
 @register(RESHAPES, liveness=Liveness.MOVEMENT)
 def reshape(ctx: RuleContext) -> Layout:
     return reshape_layout(ctx, ctx.arg(0, "input"))
+
+
+# ---- shapes (``graphprune.shapes.registry``)
+
+@formula([torch.flatten, *methods("flatten")])
+def flatten_shape(call: Call) -> Meta | None:
+    x = spec(call.args[0]) if call.args else None
+    if x is None or not call.only("start_dim", "end_dim", max_args=3):
+        return None
+    if x.ndim == 0:
+        return Meta((1,), x.dtype, x.device)
+    start, end = dim_index(call.arg(1, "start_dim", 0), x.ndim), dim_index(call.arg(2, "end_dim", -1), x.ndim)
+    if start is None or end is None or start > end:
+        return None
+    return Meta((*x.shape[:start], numel(x.shape[start:end + 1]), *x.shape[end + 1:]), x.dtype, x.device)
+
+
+def _view_meta(x: Meta, sizes: tuple[int, ...] | None) -> Meta | None:
+    if sizes is None or sum(1 for s in sizes if s == -1) > 1 or any(s < -1 for s in sizes):
+        return None
+    known = numel(tuple(s for s in sizes if s != -1))
+    total = numel(x.shape)
+    if -1 in sizes:
+        if known == 0 or total % known:
+            return None
+        sizes = tuple(total // known if s == -1 else s for s in sizes)
+    return Meta(sizes, x.dtype, x.device) if numel(sizes) == total else None
+
+
+@formula(methods("view", "reshape"))
+def view_shape(call: Call) -> Meta | None:
+    x = spec(call.args[0]) if call.args else None
+    if x is None or call.kwargs or len(call.args) < 2:
+        return None
+    return _view_meta(x, ints(call.args[1:]))
+
+
+@formula([torch.reshape])
+def reshape_shape(call: Call) -> Meta | None:
+    x = spec(call.arg(0, "input"))
+    shape = call.arg(1, "shape")
+    if x is None or not isinstance(shape, (tuple, list, torch.Size)) or not call.only("input", "shape", max_args=2):
+        return None
+    return _view_meta(x, ints((shape,)))
+
+
+@formula([nn.Flatten])
+def flatten_module_shape(call: Call) -> Meta | None:
+    m, x = call.module, module_input(call, floating=False)
+    if x is None or x.ndim == 0:
+        return None
+    start, end = dim_index(m.start_dim, x.ndim), dim_index(m.end_dim, x.ndim)
+    if start is None or end is None or start > end:
+        return None
+    return Meta((*x.shape[:start], numel(x.shape[start:end + 1]), *x.shape[end + 1:]), x.dtype, x.device)
+
+
+@formula([torch.unsqueeze, *methods("unsqueeze")])
+def unsqueeze_shape(call: Call) -> Meta | None:
+    x = spec(call.args[0]) if call.args else None
+    dim = call.arg(1, "dim")
+    if x is None or not call.only("dim", max_args=2):
+        return None
+    d = dim_index(dim, x.ndim + 1)
+    return None if d is None else Meta((*x.shape[:d], 1, *x.shape[d:]), x.dtype, x.device)
