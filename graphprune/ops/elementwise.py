@@ -9,15 +9,17 @@ because one operand cannot shrink alone.
 from __future__ import annotations
 
 import operator
+from numbers import Number
 from typing import Any
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, formula, methods, register, resizer
+from graphprune.ops.registry import Liveness, declare, formula, methods, register, resizer
 from graphprune.shapes.registry import Call, Meta, TensorInfo, broadcast, floating, is_tensor, module_input, spec
 
 
@@ -64,16 +66,23 @@ def same_layout(ctx: RuleContext, arg: object) -> Layout:
     return Layout(dims)
 
 
+# Binary ops, grouped by how they treat an all-zero channel (``OpSpec.zero``): a sum is zero where every
+# operand is, a product where any is, a quotient where its numerator is.
+ADDS = [
+    operator.add, operator.sub, operator.iadd, operator.isub, torch.add, torch.sub, torch.subtract,
+    torch.maximum, torch.minimum, torch.where,
+    *methods("add", "add_", "sub", "sub_", "maximum", "minimum", "where", "__add__", "__radd__", "__sub__",
+             "__rsub__"),
+]
+MULS = [operator.mul, operator.imul, torch.mul, torch.multiply, *methods("mul", "mul_", "__mul__", "__rmul__")]
+DIVS = [operator.truediv, operator.itruediv, torch.div, torch.divide, torch.true_divide,
+        *methods("div", "div_", "__truediv__")]
 BINARY = [
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.pow,
-    operator.mod, operator.iadd, operator.isub, operator.imul, operator.itruediv,
-    torch.add, torch.sub, torch.subtract, torch.mul, torch.multiply, torch.div, torch.divide,
-    torch.true_divide, torch.maximum, torch.minimum, torch.pow, torch.fmod, torch.remainder,
+    *ADDS, *MULS, *DIVS,
+    operator.floordiv, operator.pow, operator.mod, torch.pow, torch.fmod, torch.remainder,
     torch.eq, torch.ne, torch.lt, torch.gt, torch.le, torch.ge, torch.logical_and, torch.logical_or,
-    torch.where, torch.lerp, torch.addcmul, torch.addcdiv, torch.masked_fill,
-    *methods("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow", "maximum", "minimum",
-             "masked_fill", "masked_fill_", "where", "lerp", "addcmul", "eq", "ne", "lt", "gt", "le", "ge",
-             "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__"),
+    torch.lerp, torch.addcmul, torch.addcdiv, torch.masked_fill,
+    *methods("pow", "masked_fill", "masked_fill_", "lerp", "addcmul", "eq", "ne", "lt", "gt", "le", "ge"),
 ]
 
 
@@ -83,31 +92,66 @@ def elementwise(ctx: RuleContext) -> Layout:
     return broadcast_layout(ctx, operands)
 
 
+declare(ADDS, zero="add")
+declare(MULS, zero="mul")
+declare(DIVS, zero="div")
+
+# Unary ops, grouped the same way: f(0) = 0 keeps a zero channel zero; a clamp does when its bounds
+# contain 0; the rest (sigmoid(0) = 0.5, exp, log...) do not.
+KEEPS_ZERO = [
+    operator.neg, operator.abs, torch.relu, torch.relu_, torch.tanh, torch.sqrt, torch.abs, torch.neg, torch.sin,
+    torch.erf, torch.square, torch.sign, torch.floor, torch.ceil, torch.round, torch.nan_to_num, torch.dropout,
+    torch.clone, torch.detach, F.relu, F.relu6, F.gelu, F.silu, F.tanh, F.hardswish, F.leaky_relu, F.elu,
+    F.selu, F.celu, F.mish, F.softsign, F.tanhshrink, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
+    F.relu_, F.elu_, F.leaky_relu_,
+    *methods("relu", "relu_", "tanh", "tanh_", "sqrt", "abs", "neg", "float", "half", "double", "bfloat16", "to",
+             "type", "type_as", "contiguous", "clone", "detach", "sign", "square", "sin", "erf", "floor", "ceil",
+             "round", "gelu", "silu", "hardswish", "requires_grad_", "cpu", "cuda", "__neg__", "__abs__"),
+    nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish,
+    nn.Softsign, nn.Tanhshrink, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity,
+]
+CLAMP_MODULES = [nn.Hardtanh, nn.ReLU6]
+HARDTANHS = [F.hardtanh, F.hardtanh_]
+CLAMP_MINS = [torch.clamp_min, *methods("clamp_min")]
+CLAMP_MAXS = [torch.clamp_max, *methods("clamp_max")]
+CLAMPS = [torch.clamp, torch.clip, *methods("clamp", "clamp_", "clip")]
 UNARY = [
-    operator.neg, operator.abs, operator.invert,
-    torch.relu, torch.relu_, torch.sigmoid, torch.tanh, torch.exp, torch.log, torch.sqrt, torch.rsqrt,
-    torch.abs, torch.neg, torch.sin, torch.cos, torch.erf, torch.clamp, torch.clip, torch.square,
-    torch.reciprocal, torch.sign, torch.floor, torch.ceil, torch.round, torch.nan_to_num, torch.dropout,
-    torch.clamp_min, torch.clamp_max, torch.clone, torch.detach,
-    F.relu, F.relu6, F.gelu, F.silu, F.sigmoid, F.tanh, F.hardswish, F.hardsigmoid, F.hardtanh,
-    F.leaky_relu, F.elu, F.selu, F.celu, F.mish, F.softplus, F.softsign, F.tanhshrink, F.logsigmoid,
-    F.threshold, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
-    F.relu_, F.hardtanh_, F.elu_, F.leaky_relu_,
-    *methods("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "log", "sqrt", "rsqrt", "abs",
-             "neg", "clamp", "clamp_", "clamp_min", "clamp_max", "clip", "float", "half", "double",
-             "bfloat16", "to", "type", "type_as", "contiguous", "clone", "detach", "sign", "square",
-             "reciprocal", "sin", "cos", "erf", "floor", "ceil", "round", "gelu", "silu", "hardswish",
-             "requires_grad_", "cpu", "cuda", "__neg__", "__abs__"),
-    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh,
-    nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Softsign, nn.Tanhshrink,
-    nn.LogSigmoid, nn.Threshold, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.FeatureAlphaDropout, nn.Identity,
+    *KEEPS_ZERO, *CLAMP_MODULES, *HARDTANHS, *CLAMP_MINS, *CLAMP_MAXS, *CLAMPS,
+    operator.invert, torch.sigmoid, torch.exp, torch.log, torch.rsqrt, torch.cos, torch.reciprocal,
+    F.sigmoid, F.hardsigmoid, F.softplus, F.logsigmoid, F.threshold, F.alpha_dropout, F.feature_alpha_dropout,
+    *methods("sigmoid", "sigmoid_", "exp", "log", "rsqrt", "cos", "reciprocal"),
+    nn.Sigmoid, nn.Hardsigmoid, nn.Softplus, nn.LogSigmoid, nn.Threshold, nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
 ]
 
 
 @register(UNARY, liveness=Liveness.ELEMENTWISE)
 def unary(ctx: RuleContext) -> Layout:
     return same_layout(ctx, ctx.arg(0, "input"))
+
+
+def call_arg(node: fx.Node, index: int, name: str, default: Any) -> Any:
+    """Argument ``index`` (or keyword ``name``) of an fx call, as the node records it."""
+    if index < len(node.args):
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def _bounds_keep_zero(lo: Any, hi: Any) -> str:
+    """A clamp to [lo, hi] (None: unbounded) keeps zero iff 0 is inside; a traced bound is unknown."""
+    ok_lo = lo is None or isinstance(lo, Number) and lo <= 0
+    ok_hi = hi is None or isinstance(hi, Number) and hi >= 0
+    return "copy" if ok_lo and ok_hi else "none"
+
+
+declare(KEEPS_ZERO, zero="copy")
+declare(CLAMP_MODULES, zero=lambda node, module: _bounds_keep_zero(module.min_val, module.max_val))
+declare(HARDTANHS, zero=lambda node, module: _bounds_keep_zero(
+    call_arg(node, 1, "min_val", -1.0), call_arg(node, 2, "max_val", 1.0)))
+declare(CLAMP_MINS, zero=lambda node, module: _bounds_keep_zero(call_arg(node, 1, "min", None), None))
+declare(CLAMP_MAXS, zero=lambda node, module: _bounds_keep_zero(None, call_arg(node, 1, "max", None)))
+declare(CLAMPS, zero=lambda node, module: _bounds_keep_zero(
+    call_arg(node, 1, "min", None), call_arg(node, 2, "max", None)))
 
 
 @register([nn.PReLU], liveness=Liveness.PER_CHANNEL)

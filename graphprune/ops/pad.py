@@ -1,17 +1,19 @@
 """Padding: ``F.pad`` and the padding modules. Padding a non-channel dim keeps channels; padding a
-channel dim adds new (frozen) elements, or freezes the dim for the modules."""
+channel dim adds new (frozen) elements, or freezes the dim for the modules. A zero channel stays zero
+unless constant padding adds a non-zero value (``OpSpec.zero``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.elementwise import same_layout
-from graphprune.ops.registry import Liveness, register
+from graphprune.ops.elementwise import call_arg, same_layout
+from graphprune.ops.registry import Liveness, declare, register
 
 
 @register([F.pad, torch.constant_pad_nd], liveness=Liveness.PAD)
@@ -48,3 +50,14 @@ def pad_module(ctx: RuleContext) -> Layout:
             ctx.freeze(lay.get(d), "padding module applied to a channel dim")
     return same_layout(ctx, ctx.arg(0)) if not any(d in lay.dims for d in range(info.ndim - k, info.ndim)) \
         else EMPTY
+
+
+def _zero_padding(node: fx.Node | None, module: nn.Module | None) -> str:
+    """Constant padding adds values: only a zero pad value (or reflect/replicate) keeps zeros."""
+    if module is not None:
+        return "copy" if getattr(module, "value", 0) == 0 else "none"
+    mode = call_arg(node, 2, "mode", "constant")
+    return "copy" if mode != "constant" or call_arg(node, 3, "value", None) in (None, 0) else "none"
+
+
+declare([F.pad, torch.constant_pad_nd, *PADS], zero=_zero_padding)

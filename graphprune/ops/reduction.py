@@ -15,7 +15,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.layout import Layout
 from graphprune.ops.elementwise import same_layout
-from graphprune.ops.registry import Liveness, Method, formula, methods, register
+from graphprune.ops.registry import Liveness, Method, declare, formula, methods, register
 from graphprune.shapes.registry import Call, Meta, TensorInfo, dim_index, floating, module_input
 
 REDUCTIONS = [torch.sum, torch.mean, torch.amax, torch.amin, torch.max, torch.min, torch.std, torch.var,
@@ -84,6 +84,11 @@ def reduction(ctx: RuleContext) -> object:
         return tuple(layout for _ in out)
     return layout if isinstance(out, TensorInfo) else None
 
+
+
+# Sums, means and extrema of an all-zero channel are zero (unused-path removal: ``OpSpec.zero``).
+declare([torch.sum, torch.mean, torch.amax, torch.amin, torch.nansum, torch.nanmean,
+         *methods("sum", "mean", "amax", "amin", "nansum", "nanmean")], zero="copy")
 
 SOFTMAXES = [F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, F.softmin, torch.cumsum,
              torch.cumprod, F.normalize, *methods("softmax", "log_softmax", "cumsum", "cumprod"),

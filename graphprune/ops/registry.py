@@ -94,6 +94,10 @@ class OpSpec:
     resize: Resize | None = None
     input_weight_dim: int | None = None  # the weight dim that reads the input (selectors: owner vs reader)
     traits: frozenset[Trait] = frozenset()
+    # How an element-wise op, reduction or pad treats an all-zero channel, for unused-path removal (the
+    # zero kinds of ``graphprune.liveness.ops``: copy | add | mul | div | none), or a function
+    # ``(node, module) -> kind`` where the answer depends on the call (clamp bounds, pad value).
+    zero: str | Callable[..., str] = "none"
 
 
 SPECS: dict[Key, OpSpec] = {}
@@ -139,7 +143,7 @@ def resizer(keys: Iterable[type]) -> Callable:
     return deco
 
 
-RULE_FIELDS = ("name", "propagate", "rewrite", "liveness")
+RULE_FIELDS = ("name", "propagate", "rewrite", "liveness", "zero")
 
 
 def alias(new_keys: Iterable[Key], like: Key, fields: Iterable[str] = RULE_FIELDS) -> None:
