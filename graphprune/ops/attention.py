@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, formula, methods, register
-from graphprune.shapes.registry import Call, Meta, broadcast, floating, numel, spec
+from graphprune.ops.registry import Liveness, declare, formula, methods, register
+from graphprune.shapes.registry import Call, Meta, TensorInfo, broadcast, floating, numel, spec
 
 
 def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int) -> dict[int, Ids]:
@@ -37,8 +37,10 @@ def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int
     return dims
 
 
-@register([torch.matmul, operator.matmul, torch.bmm, *methods("matmul", "bmm", "__matmul__")],
-          liveness=Liveness.CONTRACTION)
+MATMULS = [torch.matmul, operator.matmul, torch.bmm, *methods("matmul", "bmm", "__matmul__")]
+
+
+@register(MATMULS, liveness=Liveness.CONTRACTION)
 def matmul(ctx: RuleContext) -> Layout:
     a, b = ctx.arg(0), ctx.arg(1)
     ia, ib, out = ctx.info(a), ctx.info(b), ctx.out
@@ -155,3 +157,30 @@ def sdpa_shape(call: Call) -> Meta | None:
     out = (*q.shape[:-1], v.shape[-1])
     call.macs += numel(q.shape[:-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1])
     return Meta(out, q.dtype, q.device)
+
+
+# ---- costs (``graphprune.costs``): MACs as a function of the kept channels
+
+def _ids(layout: object, dims: object) -> list[Ids | None]:
+    return [layout.get(d) for d in dims] if isinstance(layout, Layout) else []
+
+
+def _matmul_cost(out: TensorInfo, args: list, layouts: list, here: object) -> list:
+    """(..., n, k) @ (..., k, m): out numel x k, scaled by the kept output and contracted channels."""
+    a = args[0] if args else None
+    if len(args) < 2 or not isinstance(a, TensorInfo) or not a.shape:
+        return []
+    return [(numel(out.shape) * a.shape[-1], _ids(here, range(out.ndim)) + _ids(layouts[0], [a.ndim - 1]))]
+
+
+def _sdpa_cost(out: TensorInfo, args: list, layouts: list, here: object) -> list:
+    """q @ k^T (L x S x E) and attn @ v (L x S x Ev)."""
+    if not all(isinstance(i, TensorInfo) for i in args):
+        return []
+    q, k, _ = args
+    return [(numel(q.shape) * k.shape[-2], _ids(layouts[0], range(q.ndim)) + _ids(layouts[1], [k.ndim - 2])),
+            (numel(out.shape) * k.shape[-2], _ids(here, range(out.ndim)) + _ids(layouts[2], [k.ndim - 2]))]
+
+
+declare(MATMULS, cost=_matmul_cost)
+declare([F.scaled_dot_product_attention], cost=_sdpa_cost)
