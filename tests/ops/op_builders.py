@@ -100,12 +100,13 @@ def apply(key: Any, m: Net, *hs: Any, args: tuple = (), kwargs: dict | None = No
 def op(domain: str = "dense", *args: Any, n: int = 1, pre: Callable | None = None, post: Callable | None = None,
        ctor: tuple = (), head: Callable | None = None, exact: bool = False, through: bool = True,
        call: Callable | None = None, params: Callable | None = None, buffers: Callable | None = None,
-       leaf: bool = False, **kwargs: Any) -> Builder:
+       leaf: bool = False, make: Callable | None = None, **kwargs: Any) -> Builder:
     """The op applied to ``n`` producers' outputs, each C channels in ``domain``: ``pre(*hs)`` gives its
     operands (default: the outputs), ``post(y, *hs)`` turns its result into what the head reads;
     ``call(key, m, *operands)`` replaces the call itself where it reads the model's own tensors, made by
-    ``params()`` / ``buffers()``. ``ctor``: the arguments of a module key's constructor; ``leaf``: trace
-    that (third-party) module as a leaf, as ``compile(leaf_modules=...)`` does."""
+    ``params()`` / ``buffers()``. ``ctor``: the arguments of a module key's constructor (``make(key)``
+    builds the module instead); ``leaf``: trace that (third-party) module as a leaf, as
+    ``compile(leaf_modules=...)`` does."""
 
     def build(key: Any) -> Case:
         def body(m: Net, *hs: Any) -> Any:
@@ -113,7 +114,8 @@ def op(domain: str = "dense", *args: Any, n: int = 1, pre: Callable | None = Non
             y = call(key, m, *operands) if call else apply(key, m, *operands, args=args, kwargs=kwargs)
             return post(y, *hs) if post else y
 
-        built = case(domain, body, head() if head else None, n, _module(key, ctor), exact, through,
+        module = make(key) if make else _module(key, ctor)
+        built = case(domain, body, head() if head else None, n, module, exact, through,
                      params() if params else None, buffers() if buffers else None)
         built.leaves = (key,) if leaf else ()
         return built

@@ -22,6 +22,8 @@ from torchvision.ops.stochastic_depth import StochasticDepth, stochastic_depth
 
 from graphprune.errors import PipelineError, RemovalError
 from graphprune.ops.registry import Method, methods
+from graphprune.scoring import masked
+from graphprune.scoring.masked import masked_module
 from tests.ops.op_builders import Builder, as_float, both, first, invoke, op, positive, times
 
 BUILDERS: dict[object, Builder] = {}
@@ -194,6 +196,20 @@ for domain, nd in (("signal", 1), ("image", 2), ("volume", 3)):
     cover(op(domain, call=lambda key, m, h: invoke(key, h, m.w, m.b, 2), params=_with(w=_w(8, 6, *[2] * nd), b=_w(6)),
              head=head), getattr(torch, f"conv_transpose{nd}d"))
 cover(op("image", ctor=(8, 6, 3), head=lambda: nn.Conv2d(6, 2, 1), leaf=True), Conv2dSame)
+
+
+def _masked(base: type, *ctor: object):  # noqa: ANN202
+    """graphprune's own masked twin of a conv/linear layer (apply-masks makes them), 30 % of weights masked."""
+    def make(key: object) -> nn.Module:
+        layer = base(*ctor)
+        return masked_module(layer, torch.rand(layer.weight.shape) > 0.3)
+    return make
+
+
+for domain, nd in (("signal", 1), ("image", 2), ("volume", 3)):
+    cover(op(domain, make=_masked(getattr(nn, f"Conv{nd}d"), 8, 6, 3), head=functools.partial(
+        getattr(nn, f"Conv{nd}d"), 6, 2, 1)), getattr(masked, f"MaskedConv{nd}d"))
+cover(op(make=_masked(nn.Linear, 8, 6), head=lambda: nn.Linear(6, 2)), masked.MaskedLinear)
 cover(op("tokens", ctor=(20, 8)), nn.Embedding)
 cover(op("tokens", call=lambda key, m, idx: invoke(key, idx, m.w), params=_with(w=_w(20, 8))), F.embedding)
 

@@ -1,4 +1,5 @@
-"""Every op key with a channel rule, after importing graphprune.ops, torchvision and timm, is exercised
+"""Every op key with a channel rule, after importing graphprune.ops, graphprune.scoring.masked (its
+masked conv/linear twins), torchvision and timm, is exercised
 by a tiny model (``op_table.BUILDERS``): its rule must run, the producers' channels must be pruned
 through it (unless the case says otherwise) and the pruned model must compute the masked dense
 function. A key no model can call is listed in ``op_table.EXEMPTIONS`` with its reason; a key with
@@ -16,6 +17,7 @@ import timm  # noqa: F401  (its layers register when imported)
 import torchvision  # noqa: F401
 
 import graphprune.ops  # noqa: F401  (fills the op table)
+import graphprune.scoring.masked  # noqa: F401  (registers the masked twins)
 from graphprune.ops.registry import SPECS, Method, _run_pending, describe, register
 from tests.helpers import compile_and_check
 from tests.ops.op_table import BUILDERS, EXEMPTIONS, KNOWN_DEFECTS
@@ -40,7 +42,8 @@ def _id(key: object) -> str:
 
 
 def _selected() -> list[object]:
-    return [_param(key) for key in rule_keys() if key in BUILDERS]
+    """Sorted by name, so every xdist worker collects the same order whatever it imported first."""
+    return [_param(key) for key in sorted((k for k in rule_keys() if k in BUILDERS), key=_id)]
 
 
 def _param(key: object) -> object:
