@@ -3,27 +3,23 @@ without rebuilding it (budget search evaluates thousands of candidate keep-sets)
 
 Every cost is a sum of terms ``dense * prod(kept fraction of an element set)``: a conv/linear layer's
 MACs are (output positions) x (weight numel), and a weight's numel scales with the kept fraction of
-each of its dims, exactly; a matmul's MACs scale with its output and contracted dims. What no channel
-decision can change (and what the model does not cover) is a constant, calibrated so the dense total
-equals the count measured while tracing."""
+each of its dims, exactly; other ops' MACs (a matmul's scale with its output and contracted dims) are
+the terms their family declares (``OpSpec.cost``). What no channel decision can change (and what the
+model does not cover) is a constant, calibrated so the dense total equals the count measured while
+tracing."""
 
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.fx as fx
-import torch.nn.functional as F
 
 from graphprune.channels.layout import Layout
-from graphprune.ops.registry import Trait, has_trait
+from graphprune.ops.registry import Trait, has_trait, inherited, node_key
 from graphprune.state import CompileState
 from graphprune.values import TensorInfo
-
-MATMUL_OPS = {torch.matmul, operator.matmul, torch.bmm, "matmul", "bmm", "__matmul__"}
 
 
 @dataclass
@@ -116,17 +112,12 @@ def mac_model(state: CompileState) -> CostModel:
             positions = _numel(x) if transposed and isinstance(x, TensorInfo) else _numel(out)
             b.add(positions / max(shape[0], 1) * math.prod(shape), ids)
             continue
-        target = node.target if node.op in ("call_function", "call_method") else None
-        args = [values.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
-        lay = [layouts.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
-        here = layouts.get(node.name)
-        if target in MATMUL_OPS and len(args) >= 2 and isinstance(args[0], TensorInfo) and args[0].shape:
-            a = args[0]  # (..., n, k) @ (..., k, m): out numel x k
-            b.add(_numel(out) * a.shape[-1], _ids(here, range(out.ndim)) + _ids(lay[0], [a.ndim - 1]))
-        elif target is F.scaled_dot_product_attention and all(isinstance(i, TensorInfo) for i in args):
-            q, k, _ = args  # q @ k^T (L x S x E) and attn @ v (L x S x Ev)
-            b.add(_numel(q) * k.shape[-2], _ids(lay[0], range(q.ndim)) + _ids(lay[1], [k.ndim - 2]))
-            b.add(_numel(out) * k.shape[-2], _ids(here, range(out.ndim)) + _ids(lay[2], [k.ndim - 2]))
+        cost = inherited(node_key(node, state.gm), "cost") if node.op in ("call_function", "call_method") else None
+        if cost is not None:
+            args = [values.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
+            lay = [layouts.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
+            for dense, sets in cost(out, args, lay, layouts.get(node.name)):
+                b.add(dense, sets)
     return b.build(float(state.macs.get("dense") or 0))
 
 

@@ -1,6 +1,6 @@
 """Value propagation: run the traced graph once without real compute and keep, for every node, what
 the channel analysis needs to know about its result — tensor shapes and plain Python values (sizes,
-slices, dims). Common ops get their result shape (and MACs) from a formula (``graphprune.shapes``,
+slices, dims). Common ops get their result shape (and MACs) from a formula (``graphprune.ops``,
 microseconds a node); every other node runs its own code on fake tensors (no storage, ~0.2 ms a
 node). A graph that fake tensors cannot run (data-dependent ops) falls back to one real forward
 under no_grad.
@@ -20,9 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import graphprune.ops  # noqa: F401  (declares every op's shape formula)
 from graphprune.eager_args import node_args
 from graphprune.errors import InputError
-from graphprune.ops.registry import Method
-from graphprune.shapes import Call, Meta, formula_for, spec
-from graphprune.shapes.registry import TensorInfo
+from graphprune.ops.registry import Method, formula_for
+from graphprune.shapes.registry import Call, Meta, TensorInfo, spec
 
 
 def summarize(value: Any) -> Any:
@@ -57,7 +56,7 @@ class _Recorder(fx.Interpreter):
 
 
 class _ShapeRun:
-    """One pass over the graph: a shape formula (``graphprune.shapes``) where one applies, else the
+    """One pass over the graph: a shape formula (the op table's) where one applies, else the
     node's own code on fake tensors. Formula results are ``Meta``s, turned into fake tensors only when
     a fake-run node consumes them; the FLOP counter sees the fake runs, formulas count their own MACs."""
 

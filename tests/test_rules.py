@@ -1,10 +1,10 @@
-"""One tiny model per rule family: structure of the groups, what was removed, and exactness."""
+"""Tiny models across rule families: structure of the groups, what was removed, and exactness (the
+per-family tests of the non-conv, non-norm op families live in tests/ops/test_<family>.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import graphprune
@@ -45,28 +45,6 @@ class Residual(nn.Module):
     def forward(self, x):
         x = self.stem(x)
         return self.head((x + self.body(x)).mean((2, 3)))
-
-
-def test_residual_add_couples_both_sides():
-    r = compile_and_check(randomize_norms(Residual()), torch.randn(1, 3, 8, 8), sparsity=0.5)
-    assert r.report.kept["stem.0.weight"][0] == r.report.kept["body.0.weight"][0]
-
-
-class Concat(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a, self.b = conv_bn(3, 6), conv_bn(3, 10)
-        self.c = conv_bn(16, 8)
-        self.head = nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.head(self.c(torch.cat([self.a(x), self.b(x)], 1)).amax((2, 3)))
-
-
-def test_concat_maps_consumer_columns_to_each_source():
-    r = compile_and_check(randomize_norms(Concat()), torch.randn(1, 3, 8, 8), sparsity=0.5)
-    ka, kb = r.report.kept["a.0.weight"][0], r.report.kept["b.0.weight"][0]
-    assert r.report.kept["c.0.weight"][1] == ka + [6 + i for i in kb]
 
 
 class Depthwise(nn.Module):
@@ -114,22 +92,6 @@ def test_grouped_conv_falls_back_to_whole_groups_when_narrowing_would_be_coarser
     assert conv.groups == 2 and conv.weight.shape[1] == 8 and conv.in_channels == 16
 
 
-class FlattenLinear(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = conv_bn(3, 6)
-        self.fc = nn.Linear(6 * 4, 5)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.conv(x), 2), 1))
-
-
-def test_flatten_to_linear_keeps_blocks_of_spatial_positions():
-    r = compile_and_check(randomize_norms(FlattenLinear()), torch.randn(1, 3, 8, 8), sparsity=0.5)
-    channels = r.report.kept["conv.0.weight"][0]
-    assert r.report.kept["fc.weight"][1] == [4 * c + k for c in channels for k in range(4)]
-
-
 class Shuffle(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -163,49 +125,6 @@ def test_permutation_fold_matches_the_original_chain():
     want = gm(x)
     assert fold_channel_permutations(gm, propagate(gm, (x,))) == 1
     torch.testing.assert_close(gm(x), want, rtol=0, atol=0)
-
-
-class Attention(nn.Module):
-    def __init__(self, dim: int = 16, heads: int = 2, use_sdpa: bool = False) -> None:
-        super().__init__()
-        self.heads, self.head_dim, self.use_sdpa = heads, dim // heads, use_sdpa
-        self.embed = nn.Linear(4, dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.head = nn.Linear(dim, 3)
-
-    def forward(self, x):
-        x = self.embed(x)
-        b, n, _ = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if self.use_sdpa:
-            out = F.scaled_dot_product_attention(q, k, v)
-        else:
-            out = (q @ k.transpose(-2, -1) * self.head_dim**-0.5).softmax(-1) @ v
-        return self.head(x + self.proj(out.transpose(1, 2).reshape(b, n, -1)))
-
-
-@pytest.mark.parametrize("use_sdpa", [False, True])
-def test_attention_head_dim_pruning_rewrites_reshape(use_sdpa):
-    r = compile_and_check(Attention(use_sdpa=use_sdpa), torch.randn(2, 5, 4), sparsity=0.5)
-    assert r.module.qkv.out_features == 24  # 3 x 2 heads x 4 of 8 head dims
-    assert r.module.embed.out_features == 8
-
-
-def test_loose_layer_scale_parameter_is_sliced():
-    class LayerScale(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = conv_bn(3, 8)
-            self.gamma = nn.Parameter(torch.rand(8) + 0.5)
-            self.out = nn.Conv2d(8, 2, 1)
-
-        def forward(self, x):
-            return self.out(self.conv(x) * self.gamma.reshape(1, -1, 1, 1)).mean((2, 3))
-
-    r = compile_and_check(randomize_norms(LayerScale()), torch.randn(1, 3, 6, 6), sparsity=0.5)
-    assert r.module.gamma.shape == (4,) and r.report.kept["gamma"][0] == r.report.kept["conv.0.weight"][0]
 
 
 def test_layernorm_marks_inexact_and_exact_mode_freezes():
@@ -260,75 +179,9 @@ def test_unknown_op_freezes_and_is_named():
     assert any("no channel rule" in f["reason"] for f in r.report.frozen)
 
 
-def test_reduction_over_channels_is_inexact_and_frozen_in_exact_mode():
-    class Reduce(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = conv_bn(3, 8)
-            self.b = nn.Conv2d(8, 2, 1)
-
-        def forward(self, x):
-            y = self.a(x)
-            return (self.b(y) * y.mean(1, keepdim=True)).mean((2, 3))
-
-    x = torch.randn(1, 3, 6, 6)
-    loose = graphprune.compile(Reduce(), x, sparsity=0.5)
-    assert any("mean over a channel dim" in i["reason"] for i in loose.report.inexact)
-    assert len(loose.report.kept["a.0.weight"][0]) == 4
-    strict = compile_and_check(Reduce(), x, sparsity=0.5, exact=True)
-    assert "a.0.weight" not in strict.report.kept
-
-
-def test_argmax_over_channels_freezes():
-    class Arg(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = conv_bn(3, 8)
-
-        def forward(self, x):
-            return self.a(x).argmax(1)
-
-    assert graphprune.compile(Arg(), torch.randn(1, 3, 6, 6), sparsity=0.5).report.kept == {}
-
-
-def test_split_sizes_are_rewritten():
-    class Split(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = conv_bn(3, 12)
-            self.b, self.c = nn.Conv2d(4, 2, 1), nn.Conv2d(8, 2, 1)
-
-        def forward(self, x):
-            p, q = torch.split(self.a(x), [4, 8], dim=1)
-            return (self.b(p) + self.c(q)).mean((2, 3))
-
-    r = compile_and_check(randomize_norms(Split()), torch.randn(1, 3, 6, 6), sparsity=0.5)
-    assert r.module.b.in_channels + r.module.c.in_channels == 6
-
-
 def test_user_model_is_not_mutated():
     model = randomize_norms(Residual())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     graphprune.compile(model, torch.randn(1, 3, 8, 8), sparsity=0.5)
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-
-
-def test_strided_slices_of_channels_tie_blocks():
-    """Rotary embeddings slice the head dim with step 2: channel pairs are kept or removed together and the
-    slices keep their step."""
-
-    class Rotary(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 8)
-            self.c = nn.Linear(8, 2)
-
-        def forward(self, x):
-            h = self.a(x)
-            rot = torch.stack([-h[..., 1::2], h[..., ::2]], -1).reshape(h.shape)
-            return self.c(self.b(h + rot))
-
-    r = compile_and_check(Rotary(), torch.randn(3, 4), sparsity=0.5)
-    kept = r.report.kept["a.weight"][0]
-    assert len(kept) == 4 and all(kept[i] // 2 == kept[i + 1] // 2 for i in range(0, 4, 2))

@@ -3,11 +3,19 @@ module declares its ops' channel rules, shape formulas, liveness kinds, resize a
 
 from graphprune.ops import (  # noqa: F401  (imported for their registrations)
     attention,
+    concat,
     conv,
     elementwise,
-    movement,
+    expand,
+    indexing,
     norm,
+    pad,
+    permute,
+    pooling,
+    queries,
     reduction,
+    reshape,
+    shuffle,
     timm,
     torchvision,
 )

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, methods, register
+from graphprune.ops.registry import Liveness, declare, formula, methods, register
+from graphprune.shapes.registry import Call, Meta, TensorInfo, broadcast, floating, numel, spec
 
 
 def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int) -> dict[int, Ids]:
@@ -36,8 +37,10 @@ def _batch_dims(ctx: RuleContext, a: object, b: object, out_rank: int, free: int
     return dims
 
 
-@register([torch.matmul, operator.matmul, torch.bmm, *methods("matmul", "bmm", "__matmul__")],
-          liveness=Liveness.CONTRACTION)
+MATMULS = [torch.matmul, operator.matmul, torch.bmm, *methods("matmul", "bmm", "__matmul__")]
+
+
+@register(MATMULS, liveness=Liveness.CONTRACTION)
 def matmul(ctx: RuleContext) -> Layout:
     a, b = ctx.arg(0), ctx.arg(1)
     ia, ib, out = ctx.info(a), ctx.info(b), ctx.out
@@ -65,9 +68,9 @@ def einsum(ctx: RuleContext) -> Layout:
         return EMPTY
     lhs, rhs = equation.split("->")
     letters: dict[str, list[Ids | None]] = {}
-    for spec, op in zip(lhs.split(","), operands):
+    for subscripts, op in zip(lhs.split(","), operands):
         lay, info = ctx.layout(op), ctx.info(op)
-        for d, ch in enumerate(spec):
+        for d, ch in enumerate(subscripts):
             if info.shape[d] > 1:
                 letters.setdefault(ch, []).append(lay.get(d))
     resolved: dict[str, Ids] = {}
@@ -106,3 +109,78 @@ def scaled_dot_product_attention(ctx: RuleContext) -> Layout:
         dims[out.ndim - 1] = lv.get(iv.ndim - 1)
     return Layout(dims)
 
+
+# ---- shapes (``graphprune.shapes.registry``)
+
+@formula([torch.matmul, operator.matmul, *methods("matmul")])
+def matmul_shape(call: Call) -> Meta | None:
+    """Batched matrix products of operands with >= 2 dims (1-d operands decline); MACs as torch counts
+    the mm/bmm it lowers to."""
+    if len(call.args) != 2 or call.kwargs:
+        return None
+    a, b = floating(call.args[0]), floating(call.args[1])
+    if a is None or b is None or a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or a.device != b.device:
+        return None
+    batch = broadcast(a.shape[:-2], b.shape[:-2])
+    if batch is None or a.shape[-1] != b.shape[-2]:
+        return None
+    out = (*batch, a.shape[-2], b.shape[-1])
+    call.macs += numel(out) * a.shape[-1]
+    return Meta(out, a.dtype, a.device)
+
+
+@formula([torch.bmm, *methods("bmm")])
+def bmm_shape(call: Call) -> Meta | None:
+    a, b = (spec(v) for v in call.args) if len(call.args) == 2 and not call.kwargs else (None, None)
+    if a is None or b is None or a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        return None
+    return matmul_shape(call)
+
+
+@formula([F.scaled_dot_product_attention])
+def sdpa_shape(call: Call) -> Meta | None:
+    """softmax(q k^T) v over batched heads; MACs = batch x L x S x (E + Ev), as torch counts them."""
+    q, k, v = (floating(call.arg(i, n)) for i, n in enumerate(("query", "key", "value")))
+    if q is None or k is None or v is None or not call.only(
+            "query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", max_args=6):
+        return None
+    if q.ndim < 3 or not q.ndim == k.ndim == v.ndim or not q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        return None
+    if len({q.dtype, k.dtype, v.dtype}) > 1 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        return None
+    mask = call.arg(3, "attn_mask")
+    if mask is not None:
+        m = spec(mask)
+        if m is None or m.dtype not in (torch.bool, q.dtype) or \
+                broadcast(m.shape, (*q.shape[:-1], k.shape[-2])) != (*q.shape[:-1], k.shape[-2]):
+            return None
+    out = (*q.shape[:-1], v.shape[-1])
+    call.macs += numel(q.shape[:-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+    return Meta(out, q.dtype, q.device)
+
+
+# ---- costs (``graphprune.costs``): MACs as a function of the kept channels
+
+def _ids(layout: object, dims: object) -> list[Ids | None]:
+    return [layout.get(d) for d in dims] if isinstance(layout, Layout) else []
+
+
+def _matmul_cost(out: TensorInfo, args: list, layouts: list, here: object) -> list:
+    """(..., n, k) @ (..., k, m): out numel x k, scaled by the kept output and contracted channels."""
+    a = args[0] if args else None
+    if len(args) < 2 or not isinstance(a, TensorInfo) or not a.shape:
+        return []
+    return [(numel(out.shape) * a.shape[-1], _ids(here, range(out.ndim)) + _ids(layouts[0], [a.ndim - 1]))]
+
+
+def _sdpa_cost(out: TensorInfo, args: list, layouts: list, here: object) -> list:
+    """q @ k^T (L x S x E) and attn @ v (L x S x Ev)."""
+    if not all(isinstance(i, TensorInfo) for i in args):
+        return []
+    q, k, _ = args
+    return [(numel(q.shape) * k.shape[-2], _ids(layouts[0], range(q.ndim)) + _ids(layouts[1], [k.ndim - 2])),
+            (numel(out.shape) * k.shape[-2], _ids(here, range(out.ndim)) + _ids(layouts[2], [k.ndim - 2]))]
+
+
+declare(MATMULS, cost=_matmul_cost)
+declare([F.scaled_dot_product_attention], cost=_sdpa_cost)

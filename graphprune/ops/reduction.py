@@ -1,4 +1,4 @@
-"""Reductions, softmax and shape queries.
+"""Reductions and softmax-like normalisations.
 
 Reducing over a non-channel dim (global pooling by ``mean((2, 3))``, a sum over tokens) keeps the
 channels. Over a channel dim, an index-valued result (argmax, all, prod) freezes the channels; a
@@ -8,8 +8,6 @@ gives the same with a channel zeroed or removed, so removal through it is exact 
 
 from __future__ import annotations
 
-import builtins
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,8 +15,8 @@ from torch import nn
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.layout import Layout
 from graphprune.ops.elementwise import same_layout
-from graphprune.ops.registry import Liveness, Method, methods, register
-from graphprune.shapes.registry import TensorInfo
+from graphprune.ops.registry import Liveness, Method, declare, formula, methods, register
+from graphprune.shapes.registry import Call, Meta, TensorInfo, dim_index, floating, module_input
 
 REDUCTIONS = [torch.sum, torch.mean, torch.amax, torch.amin, torch.max, torch.min, torch.std, torch.var,
               torch.norm, torch.logsumexp, torch.prod, torch.all, torch.any, torch.argmax, torch.argmin,
@@ -87,6 +85,11 @@ def reduction(ctx: RuleContext) -> object:
     return layout if isinstance(out, TensorInfo) else None
 
 
+
+# Sums, means and extrema of an all-zero channel are zero (unused-path removal: ``OpSpec.zero``).
+declare([torch.sum, torch.mean, torch.amax, torch.amin, torch.nansum, torch.nanmean,
+         *methods("sum", "mean", "amax", "amin", "nansum", "nanmean")], zero="copy")
+
 SOFTMAXES = [F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, F.softmin, torch.cumsum,
              torch.cumprod, F.normalize, *methods("softmax", "log_softmax", "cumsum", "cumprod"),
              nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d]
@@ -122,26 +125,40 @@ def _zero_invariant_normalisation(ctx: RuleContext) -> bool:
     return target in (torch.cumsum, Method("cumsum"))
 
 
-SHAPE_QUERIES = [builtins.getattr, builtins.len,
-                 *methods("size", "dim", "numel", "nelement", "ndimension", "stride", "data_ptr",
-                          "is_contiguous")]
+# ---- shapes (``graphprune.shapes.registry``)
 
-
-@register(SHAPE_QUERIES, liveness=Liveness.SHAPE_QUERY)
-def shape_query(ctx: RuleContext) -> object:
-    """Sizes are read, not channels: they re-evaluate on the pruned graph by themselves."""
-    if ctx.node.target is builtins.getattr:
-        attr = ctx.node.args[1]
-        if attr in ("shape", "dtype", "device", "ndim", "is_cuda"):
+@formula([torch.mean, torch.sum, *methods("mean", "sum")])
+def reduce_shape(call: Call) -> Meta | None:
+    x = floating(call.args[0]) if call.args else None
+    if x is None or not call.only("dim", "keepdim", max_args=3):
+        return None
+    dim, keepdim = call.arg(1, "dim"), call.arg(2, "keepdim", False)
+    if not isinstance(keepdim, bool):
+        return None
+    if dim is None:
+        dims = set(range(x.ndim))
+    else:
+        listed = dim if isinstance(dim, (tuple, list)) else (dim,)
+        wrapped = [dim_index(d, x.ndim) for d in listed]
+        if not listed or None in wrapped or len(set(wrapped)) != len(wrapped):
             return None
-        if attr in ("T", "mT"):
-            lay = ctx.layout(ctx.node.args[0])
-            rank = ctx.out.ndim
-            order = list(range(rank))[::-1] if attr == "T" else [*range(rank - 2), rank - 1, rank - 2]
-            return Layout({new: lay.get(old) for new, old in enumerate(order) if lay.get(old) is not None})
-        if attr == "data":
-            return same_layout(ctx, ctx.node.args[0])
-        ctx.freeze_inputs(f"attribute '.{attr}' of a tensor")
-        return empty_like(ctx.out)
-    return None
+        dims = set(wrapped)
+    shape = tuple(1 if i in dims else s for i, s in enumerate(x.shape) if keepdim or i not in dims)
+    return Meta(shape, x.dtype, x.device)
 
+
+@formula([torch.softmax, F.softmax, torch.log_softmax, F.log_softmax, *methods("softmax", "log_softmax")])
+def softmax_shape(call: Call) -> Meta | None:
+    x = floating(call.args[0]) if call.args else None
+    dim = call.arg(1, "dim")
+    if x is None or call.arg(3, "dtype") is not None or "dtype" in call.kwargs or len(call.args) > 3:
+        return None
+    if dim is not None and dim_index(dim, x.ndim) is None:
+        return None
+    return x
+
+
+@formula([nn.Softmax, nn.LogSoftmax])
+def softmax_module_shape(call: Call) -> Meta | None:
+    x = module_input(call)
+    return None if x is None else softmax_shape(Call((call.args[0], call.module.dim), {}))

@@ -77,7 +77,6 @@ class Trait(enum.Enum):
     GROUP_STATS = "group-stats"  # statistics over groups of channels (group norm)
     INSTANCE_STATS = "instance-stats"  # statistics per sample and channel (instance norm)
     FOLDABLE_INTO_CONV = "foldable-into-conv"  # in eval mode a per-channel affine an adjacent conv absorbs
-    KEEPS_ZERO = "keeps-zero"  # zero in, zero out, value by value (an identity in eval mode)
 
 
 Resize = Callable[[nn.Module, "int | None"], None]  # (module, new input channels or None)
@@ -102,6 +101,13 @@ class OpSpec:
     fixed_scale: FixedScale | None = None  # a norm reduced to its scale (SynFlow / PX path copies)
     unbatched_ndim: int | None = None  # input ndim read as one unbatched sample (channels in dim 0)
     traits: frozenset[Trait] = frozenset()
+    # How an element-wise op, reduction or pad treats an all-zero channel, for unused-path removal (the
+    # zero kinds of ``graphprune.liveness.ops``: copy | add | mul | div | none), or a function
+    # ``(node, module) -> kind`` where the answer depends on the call (clamp bounds, pad value).
+    zero: str | Callable[..., str] = "none"
+    # MACs an op adds to the cost model beyond weight layers: ``(out, args, layouts, own layout) ->
+    # [(dense MACs, element sets whose kept fraction scales them)]`` (``graphprune.costs``).
+    cost: Callable[..., list] | None = None
 
 
 SPECS: dict[Key, OpSpec] = {}
@@ -147,7 +153,7 @@ def resizer(keys: Iterable[type]) -> Callable:
     return deco
 
 
-RULE_FIELDS = ("name", "propagate", "rewrite", "liveness")
+RULE_FIELDS = ("name", "propagate", "rewrite", "liveness", "zero")
 
 
 def alias(new_keys: Iterable[Key], like: Key, fields: Iterable[str] = RULE_FIELDS) -> None:

@@ -4,8 +4,8 @@ import when torchvision is installed (nothing otherwise); each behaves as the to
 - ``FrozenBatchNorm2d`` (detection backbones; a leaf only where a user keeps it opaque: fx traces through
   it otherwise): batch norm's channel rule and exact liveness, its ``num_features`` follows the weight.
   It has no other trait: fuse, purify, the path copies and recalibration leave it alone.
-- ``StochasticDepth`` / ``stochastic_depth``: the identity in eval mode (shape formula below), so it keeps
-  zeros (``Trait.KEEPS_ZERO``).
+- ``StochasticDepth`` / ``stochastic_depth``: the identity in eval mode (shape formula below), and, as
+  ``nn.Identity``'s alias, keeps zeros.
 - Swin's ``_get_relative_position_bias``: a per-head table lookup that carries no channels.
 """
 
@@ -16,7 +16,7 @@ import importlib
 from torch import nn
 
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, Trait, alias, declare, formula, resizer
+from graphprune.ops.registry import Liveness, alias, declare, formula, resizer
 from graphprune.shapes.registry import Call, is_tensor
 
 
@@ -51,7 +51,6 @@ def _register_layers() -> None:
     resizer([misc.FrozenBatchNorm2d])(_resize_frozen_bn)
     identities = [stochastic_depth.StochasticDepth, stochastic_depth.stochastic_depth]
     alias(identities, nn.Identity)
-    declare(identities, traits={Trait.KEEPS_ZERO})
     formula([stochastic_depth.stochastic_depth])(_eval_stochastic_depth)
 
 

@@ -1,6 +1,7 @@
-"""Shape formulas for common ops (see ``registry``); importing the package declares them in the op table."""
+"""Shape machinery (``registry``): what op families' shape formulas consume and produce. The formulas
+are declared in the op table by the family modules (``graphprune.ops``; look one up with
+``graphprune.ops.registry.formula_for``). Importing this package imports no op family."""
 
-from graphprune.shapes import layers, ops  # noqa: F401  (declare the formulas)
-from graphprune.shapes.registry import Call, Meta, formula_for, spec
+from graphprune.shapes.registry import Call, Meta, spec
 
-__all__ = ["Call", "Meta", "formula_for", "spec"]
+__all__ = ["Call", "Meta", "spec"]

@@ -1,13 +1,15 @@
-"""Shape formulas: the result shape of common ops computed in Python instead of on fake tensors.
+"""Shape machinery: the result shape of common ops computed in Python instead of on fake tensors.
 
 A fake-tensor call costs ~0.2 ms (FakeTensorMode dispatch, caching, validation, FLOP counting); a formula
-costs a few microseconds. Value propagation asks the table here first and runs the op on fake tensors
-only when no formula applies. A formula is exact or it declines: it returns ``None`` (the caller then
-runs the real kernel on fake tensors) for every case it does not fully model, including every
-argument combination on which the op would raise, so errors are still torch's own.
+costs a few microseconds. Value propagation asks the op table (``graphprune.ops.registry.formula_for``)
+first and runs the op on fake tensors only when no formula applies. A formula is exact or it declines:
+it returns ``None`` (the caller then runs the real kernel on fake tensors) for every case it does not
+fully model, including every argument combination on which the op would raise, so errors are still
+torch's own.
 
-Keys are what an fx node calls, as in the channel rule table: a function object, a ``Method`` name,
-or a module class (exact type: a subclass may override ``forward``).
+The formulas themselves are declared in each op's family module (``graphprune.ops.*``), next to its
+channel rule; this module holds what they share: ``Meta`` and ``Call`` (what a formula consumes and
+produces), ``TensorInfo`` and small helpers. Keys are exact (a subclass may override ``forward``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from graphprune.ops.registry import Method, formula, formula_for  # noqa: F401  (re-exported for formula modules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +70,6 @@ class Call:
 
 
 Formula = Callable[[Call], Any]
-
-
-def method_keys(*names: str) -> list[Method]:
-    return [Method(n) for n in names]
 
 
 def dim_index(dim: Any, ndim: int) -> int | None:

@@ -1,52 +1,47 @@
-"""Shape formulas for standard torch.nn layers called as fx leaves (``call_module``): convolution,
-linear, batch/layer/group norm, activations, dropout, pooling, flatten. Keys are exact classes: a
-subclass may override ``forward``. Parameters are read from the module as the kernel would read them,
-so a mis-sliced weight after channel removal declines here and fails loudly in the fake-tensor run."""
+"""Pooling and resampling: max/avg/adaptive/lp pooling and upsampling, as functions and modules.
+
+Each channel is resampled on its own, so channels pass through unchanged and only non-channel dims
+change size. The shape formulas compute torch's output sizes (ceil mode, padding, dilation) and
+decline every case they do not model.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphprune.shapes.ops import softmax
-from graphprune.shapes.registry import Call, Meta, as_tuple, dim_index, formula, module_input, numel, spec
+from graphprune.channels.context import RuleContext
+from graphprune.channels.layout import EMPTY, Layout
+from graphprune.ops.elementwise import same_layout
+from graphprune.ops.registry import Liveness, formula, register
+from graphprune.shapes.registry import Call, Meta, as_tuple, module_input, spec
+
+SPATIAL = [
+    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.lp_pool1d, F.lp_pool2d, F.interpolate, F.upsample,
+    F.upsample_nearest, F.upsample_bilinear, torch.max_pool2d, torch.avg_pool1d, torch.adaptive_avg_pool1d,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d, nn.Upsample, nn.UpsamplingNearest2d,
+    nn.UpsamplingBilinear2d,
+]
 
 
-@formula([nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh,
-          nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout])
-def elementwise(call: Call) -> Meta | None:
-    return module_input(call)
+@register(SPATIAL, liveness=Liveness.PER_CHANNEL)
+def spatial(ctx: RuleContext) -> Layout:
+    """Pooling and resampling: each channel is resampled on its own; only non-channel dims change."""
+    lay, out = ctx.layout(ctx.arg(0, "input")), ctx.out
+    if isinstance(out, tuple):  # pooling with return_indices
+        one = same_layout(ctx, ctx.arg(0, "input"))
+        return (one, one)  # type: ignore[return-value]
+    return same_layout(ctx, ctx.arg(0, "input")) if isinstance(lay, Layout) else EMPTY
 
 
-@formula([nn.Dropout2d])
-def dropout2d(call: Call) -> Meta | None:
-    x = module_input(call)
-    return x if x is not None and x.ndim == 4 else None  # other ranks warn: leave that to torch
-
-
-@formula([nn.Identity])
-def identity(call: Call) -> Any:
-    return call.args[0] if len(call.args) == 1 and not call.kwargs else None
-
-
-@formula([nn.Softmax, nn.LogSoftmax])
-def softmax_module(call: Call) -> Meta | None:
-    x = module_input(call)
-    return None if x is None else softmax(Call((call.args[0], call.module.dim), {}))
-
-
-@formula([nn.Flatten])
-def flatten(call: Call) -> Meta | None:
-    m, x = call.module, module_input(call, floating=False)
-    if x is None or x.ndim == 0:
-        return None
-    start, end = dim_index(m.start_dim, x.ndim), dim_index(m.end_dim, x.ndim)
-    if start is None or end is None or start > end:
-        return None
-    return Meta((*x.shape[:start], numel(x.shape[start:end + 1]), *x.shape[end + 1:]), x.dtype, x.device)
-
+# ---- shapes (``graphprune.shapes.registry``)
 
 _POOL_DIMS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
 
@@ -60,7 +55,7 @@ def _pool_size(size: int, k: int, pad: int, stride: int, dilation: int, ceil: bo
 
 
 @formula(list(_POOL_DIMS))
-def pool(call: Call) -> Meta | None:
+def pool_shape(call: Call) -> Meta | None:
     m, x = call.module, module_input(call)
     nd = _POOL_DIMS[type(m)]
     if x is None or x.ndim not in (nd + 1, nd + 2) or getattr(m, "return_indices", False):
@@ -84,7 +79,7 @@ _ADAPTIVE_DIMS = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveA
 
 
 @formula([F.adaptive_avg_pool2d])
-def adaptive_avg_pool2d(call: Call) -> Meta | None:
+def adaptive_avg_pool2d_shape(call: Call) -> Meta | None:
     x = spec(call.arg(0, "input"))
     if x is None or not x.dtype.is_floating_point or not call.only("input", "output_size", max_args=2):
         return None
@@ -92,7 +87,7 @@ def adaptive_avg_pool2d(call: Call) -> Meta | None:
 
 
 @formula(list(_ADAPTIVE_DIMS))
-def adaptive_pool(call: Call) -> Meta | None:
+def adaptive_pool_shape(call: Call) -> Meta | None:
     m, x = call.module, module_input(call)
     if x is None or getattr(m, "return_indices", False):
         return None

@@ -1,0 +1,37 @@
+"""Pad family (graphprune/ops/pad.py): padding spatial dims keeps channels (with an expanded bias); only
+a zero pad value keeps an all-zero channel zero."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.ops.checks import removes_channels_exactly, zero_kind
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+class PadAndExpand(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 2, 1)
+        self.bias = nn.Parameter(torch.randn(8, 1, 1))
+
+    def forward(self, x):
+        y = F.pad(self.a(x), (1, 1, 1, 1))
+        return self.b(y + self.bias.expand(8, y.shape[2], y.shape[3])).mean((2, 3))
+
+
+def test_pad_and_expand_remove_channels_exactly():
+    removes_channels_exactly(PadAndExpand, lambda: torch.randn(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("fn,zero", [
+    (lambda x: F.pad(x, (1, 1)), "copy"), (lambda x: F.pad(x, (1, 1), value=0.5), "none"),
+    (lambda x: F.pad(x, (1, 1), mode="reflect"), "copy"), (nn.ZeroPad2d(1), "copy"),
+    (nn.ConstantPad2d(1, 0.5), "none"), (nn.ReflectionPad2d(1), "copy"),
+])
+def test_liveness_reads_the_zero_kind_the_family_declares(fn, zero):
+    assert zero_kind(fn) == zero

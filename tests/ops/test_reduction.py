@@ -1,0 +1,70 @@
+"""Reduction family (graphprune/ops/reduction.py): a statistic over channels is marked inexact (frozen in
+exact mode), an index-valued one freezes; shape formulas of reductions and softmax; sums, means and
+extrema of an all-zero channel are zero."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import graphprune
+from graphprune.ops.registry import Method
+from tests.helpers import compile_and_check
+from tests.ops.checks import check_function, check_layer, conv_bn, key_id, t, zero_kind
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_reduction_over_channels_is_inexact_and_frozen_in_exact_mode():
+    class Reduce(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = conv_bn(3, 8)
+            self.b = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            return (self.b(y) * y.mean(1, keepdim=True)).mean((2, 3))
+
+    x = torch.randn(1, 3, 6, 6)
+    loose = graphprune.compile(Reduce(), x, sparsity=0.5)
+    assert any("mean over a channel dim" in i["reason"] for i in loose.report.inexact)
+    assert len(loose.report.kept["a.0.weight"][0]) == 4
+    strict = compile_and_check(Reduce(), x, sparsity=0.5, exact=True)
+    assert "a.0.weight" not in strict.report.kept
+
+
+def test_argmax_over_channels_freezes():
+    class Arg(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = conv_bn(3, 8)
+
+        def forward(self, x):
+            return self.a(x).argmax(1)
+
+    assert graphprune.compile(Arg(), torch.randn(1, 3, 6, 6), sparsity=0.5).report.kept == {}
+
+
+LAYERS = [(nn.Softmax(dim=1), t(2, 3)), (nn.Softmax(dim=3), t(2, 3))]
+FUNCTIONS = [(torch.mean, (t(2, 3, 4), (2, 3))), (Method("mean"), (t(2, 3, 4), -1, True)), (torch.sum, (t(2, 3, 4),)),
+             (torch.softmax, (t(2, 3), -1))]
+
+
+@pytest.mark.parametrize("module,x", LAYERS, ids=key_id)
+def test_layer_formula_matches_torch(module, x):
+    check_layer(module, x)
+
+
+@pytest.mark.parametrize("key,args", FUNCTIONS, ids=key_id)
+def test_function_formula_matches_torch(key, args):
+    check_function(key, args)
+
+
+@pytest.mark.parametrize("fn,zero", [
+    (lambda x: x.sum(1), "copy"), (lambda x: torch.mean(x, 1), "copy"), (lambda x: torch.amax(x, 1), "copy"),
+    (lambda x: x.std(1), "none"), (lambda x: x.prod(1), "none"), (lambda x: torch.softmax(x, 1), "none"),
+])
+def test_liveness_reads_the_zero_kind_the_family_declares(fn, zero):
+    assert zero_kind(fn) == zero
