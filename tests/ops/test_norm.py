@@ -17,9 +17,9 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 import graphprune
 from graphprune.liveness.layers import norm_view
 from graphprune.liveness.ops import Kind, kind_of
-from graphprune.ops.registry import Trait, has_trait
+from graphprune.ops.registry import Trait, formula_for, has_trait
 from graphprune.scoring.copies import GateStore, NormScale, linear_copy, norm_scale
-from graphprune.shapes import Call, formula_for, spec
+from graphprune.shapes import Call, spec
 from graphprune.testing import masked_equivalence_error, masked_model, relative_error
 from graphprune.trace import trace
 from graphprune.values import propagate, propagate_counting

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from graphprune.liveness.ops import Kind, kind_of
-from graphprune.ops.registry import SPECS, Liveness, lookup
+from graphprune.ops.registry import SPECS, Liveness, formula_for, lookup
 from graphprune.resize import fix_attributes
-from graphprune.shapes import Call, formula_for, spec
+from graphprune.shapes import Call, spec
 from graphprune.trace import trace
 from tests.helpers import compile_and_check
 
