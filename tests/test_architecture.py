@@ -68,7 +68,10 @@ def import_graph() -> nx.DiGraph:
     for name, path in paths.items():
         g.add_node(name)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
+        source = path.read_text()
+        if "pkgutil.iter_modules(__path__)" in source:  # a package that imports every module it holds
+            g.add_edges_from((name, sub) for sub in paths if sub.rpartition(".")[0] == name)
+        for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -128,6 +131,9 @@ def test_the_core_does_not_import_the_zoo() -> None:
     assert not hits, f"core modules importing the zoo: {hits}"
 
 
-def test_the_import_graph_sees_function_local_imports() -> None:
-    """The zoo imports its loader inside ``__getattr__``: a cycle cannot hide in a function body."""
-    assert import_graph().has_edge("models_zoo", "models_zoo._loader")
+def test_the_import_graph_sees_function_local_and_discovered_imports() -> None:
+    """The zoo imports its loader inside ``__getattr__`` and the op package discovers its families: a
+    cycle can hide neither in a function body nor behind ``importlib``."""
+    g = import_graph()
+    assert g.has_edge("models_zoo", "models_zoo._loader")
+    assert g.has_edge("graphprune.ops", "graphprune.ops.conv") and g.has_edge("graphprune.ops", "graphprune.ops.linear")

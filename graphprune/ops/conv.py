@@ -1,5 +1,4 @@
-"""Parameterised channel producers and consumers: convolutions, transposed convolutions, linear,
-embedding — as modules and as functionals over loose weights.
+"""Convolutions and transposed convolutions, as modules and as functionals over loose weights.
 
 A convolution's weight rows are new output channels; its weight columns are the input channels
 (unified with whatever produced them). A grouped convolution with several input channels per group is
@@ -24,13 +23,10 @@ from graphprune.ops.registry import Liveness, Trait, declare, formula, register,
 from graphprune.shapes.registry import (
     Call,
     Meta,
-    TensorInfo,
     as_tuple,
-    floating,
     matches,
     module_input,
     numel,
-    spec,
 )
 
 _CONV_ND = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2,
@@ -38,12 +34,11 @@ _CONV_ND = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1, nn.
 
 
 # Traits: what consumers (scoring, masks, ADMM, costs, selectors, liveness) need to know about the weights.
-declare([nn.modules.conv._ConvNd, nn.Linear, F.linear, *(f for f in (F.conv1d, F.conv2d, F.conv3d,
-        F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d))], traits={Trait.WEIGHT_LAYER})
+declare([nn.modules.conv._ConvNd, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
+         F.conv_transpose3d], traits={Trait.WEIGHT_LAYER})
 declare([nn.modules.conv._ConvTransposeNd, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d],
         traits={Trait.TRANSPOSED}, input_weight_dim=0)
-declare([nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear], traits={Trait.FILTER_ROWS}, input_weight_dim=1)
-declare([nn.Bilinear], input_weight_dim=1)
+declare([nn.Conv1d, nn.Conv2d, nn.Conv3d], traits={Trait.FILTER_ROWS}, input_weight_dim=1)
 for _module, _function in ((nn.Conv1d, F.conv1d), (nn.Conv2d, F.conv2d), (nn.Conv3d, F.conv3d)):
     declare([_module], functional=_function)  # PX's all-ones copy runs a box filter with it
 
@@ -165,60 +160,6 @@ def conv_functional(ctx: RuleContext) -> Layout:
     return _conv_layout(ctx, x, cdim, out)
 
 
-def _linear_layout(ctx: RuleContext, x: object, w_out: Ids | None, w_in: Ids | None,
-                   bias: Ids | None) -> Layout:
-    lay, out = ctx.layout(x), ctx.out
-    assert isinstance(out, TensorInfo)
-    last = out.ndim - 1
-    dims = {d: ids for d, ids in (lay.dims.items() if isinstance(lay, Layout) else ()) if d != last}
-    in_ids = lay.get(last) if isinstance(lay, Layout) else None
-    if in_ids is not None and w_in is not None:
-        ctx.table.unify(in_ids, w_in)
-    elif in_ids is not None:
-        ctx.freeze(in_ids, "linear weight is not a tracked parameter")
-    else:
-        ctx.freeze(w_in, "linear input features are not tracked")
-    if bias is not None and w_out is not None:
-        ctx.table.unify(bias, w_out)
-    if w_out is not None:
-        dims[last] = w_out
-    return Layout(dims)
-
-
-@register([nn.Linear], liveness=Liveness.LINEAR)
-def linear_module(ctx: RuleContext) -> Layout:
-    x = ctx.arg(0, "input")
-    lay, info = ctx.layout(x), ctx.info(x)
-    in_ids = lay.get(info.ndim - 1) if isinstance(lay, Layout) and info is not None else None
-    w_out = ctx.param("weight", 0)
-    return _linear_layout(ctx, x, w_out, ctx.bind_param("weight", 1, in_ids), ctx.bind_param("bias", 0, w_out))
-
-
-@register([F.linear], liveness=Liveness.LINEAR)
-def linear_functional(ctx: RuleContext) -> Layout:
-    wl = ctx.layout(ctx.arg(1, "weight"))
-    b = ctx.arg(2, "bias")
-    bl = ctx.layout(b) if b is not None else EMPTY
-    wl = wl if isinstance(wl, Layout) else EMPTY
-    return _linear_layout(ctx, ctx.arg(0, "input"), wl.get(0), wl.get(1),
-                          bl.get(0) if isinstance(bl, Layout) else None)
-
-
-@register([nn.Embedding])
-def embedding_module(ctx: RuleContext) -> Layout:
-    out = ctx.out
-    ctx.freeze_inputs("embedding indices")
-    w = ctx.param("weight", 1)
-    return Layout({out.ndim - 1: w}) if w is not None else EMPTY
-
-
-@register([F.embedding])
-def embedding_functional(ctx: RuleContext) -> Layout:
-    wl = ctx.layout(ctx.arg(1, "weight"))
-    w = wl.get(1) if isinstance(wl, Layout) else None
-    return Layout({ctx.out.ndim - 1: w}) if w is not None else EMPTY
-
-
 # ---- shapes: result shape and MACs without running the kernel (``graphprune.shapes.registry``)
 
 @formula([nn.Conv1d, nn.Conv2d, nn.Conv3d])
@@ -247,32 +188,6 @@ def conv_shape(call: Call) -> Meta | None:
     return Meta(shape, x.dtype, x.device)
 
 
-@formula([nn.Linear, nn.modules.linear.NonDynamicallyQuantizableLinear])
-def linear_module_shape(call: Call) -> Meta | None:
-    x = module_input(call)
-    m = call.module
-    return None if x is None else linear_shape(call, x, spec(m.weight), spec(m.bias), m.bias is not None)
-
-
-@formula([F.linear])
-def linear_functional_shape(call: Call) -> Meta | None:
-    x, w = floating(call.arg(0, "input")), spec(call.arg(1, "weight"))
-    bias = spec(call.arg(2, "bias"))
-    if x is None or w is None or not call.only("input", "weight", "bias", max_args=3):
-        return None
-    return linear_shape(call, x, w, bias, call.arg(2, "bias") is not None)
-
-
-def linear_shape(call: Call, x: Meta, w: Meta, bias: Meta | None, has_bias: bool) -> Meta | None:
-    """``x @ w.T + b``; counts MACs as torch's FLOP counter does (rows x out x in)."""
-    if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1] or w.dtype != x.dtype or w.device != x.device:
-        return None
-    if has_bias and (bias is None or bias.shape != (w.shape[0],) or bias.dtype != x.dtype):
-        return None
-    call.macs += (numel(x.shape) // max(x.shape[-1], 1)) * w.shape[0] * w.shape[1]
-    return Meta((*x.shape[:-1], w.shape[0]), x.dtype, x.device)
-
-
 # ---- resize: size attributes follow the shrunk weight
 
 
@@ -288,13 +203,3 @@ def _resize_conv(m: nn.modules.conv._ConvNd, new_in: int | None) -> None:
         m.groups = new_in // per_group_in
     m.in_channels = per_group_in * m.groups
     m.out_channels = w.shape[0]
-
-
-@resizer([nn.Linear])
-def _resize_linear(m: nn.Linear, new_in: int | None) -> None:
-    m.out_features, m.in_features = m.weight.shape
-
-
-@resizer([nn.Embedding])
-def _resize_embedding(m: nn.Embedding, new_in: int | None) -> None:
-    m.num_embeddings, m.embedding_dim = m.weight.shape

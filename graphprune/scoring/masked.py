@@ -26,7 +26,8 @@ from graphprune.channels.analysis import ChannelAnalysis
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Member
 from graphprune.channels.layout import Layout
-from graphprune.ops.conv import conv_module, linear_module
+from graphprune.ops.conv import conv_module
+from graphprune.ops.linear import linear_module
 from graphprune.ops.registry import Liveness, register
 
 
