@@ -183,7 +183,7 @@ cover(op("seq", n=2, pre=lambda a, b: (a, b.transpose(-2, -1)), head=lambda: nn.
 cover(op("seq", n=2, pre=lambda a, b: ("bid,bjd->bij", a, b), head=lambda: nn.Linear(5, 2)), torch.einsum)
 cover(op("seq", n=3), F.scaled_dot_product_attention)
 
-# ---- layers with weights (graphprune/ops/conv.py)
+# ---- layers with weights (graphprune/ops/conv.py, linear.py)
 cover(op(ctor=(8, 6), head=lambda: nn.Linear(6, 2)), nn.Linear)
 cover(op(call=lambda key, m, h: invoke(key, h, m.w, m.b), params=_with(w=_w(6, 8), b=_w(6)),
          head=lambda: nn.Linear(6, 2)), F.linear)
