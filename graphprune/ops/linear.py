@@ -1,8 +1,9 @@
 """Dense layers: linear and embedding, as modules and as functionals over loose weights.
 
 A linear's weight rows are new output channels (features of the last dim); its weight columns are the
-input features, unified with whatever produced them. An embedding's table columns are its output
-channels; its indices carry none.
+input features, unified with whatever produced them. A bilinear layer ``x1^T W x2 + b`` is a linear
+with two inputs: weight dim 0 is its output channels, dims 1 and 2 read the last dim of ``x1`` and
+``x2``. An embedding's table columns are its output channels; its indices carry none.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from graphprune.shapes.registry import Call, Meta, TensorInfo, floating, module_
 # Traits: what consumers (scoring, masks, ADMM, costs, selectors, liveness) need to know about the weights.
 declare([nn.Linear, F.linear], traits={Trait.WEIGHT_LAYER})
 declare([nn.Linear], traits={Trait.FILTER_ROWS}, input_weight_dim=1)
-declare([nn.Bilinear], input_weight_dim=1)
+# A bilinear's MACs are positions x weight numel / out, as a linear's (costs), and a batch norm after it
+# folds into its rows (fuse); it has no masked twin, so it is not a FILTER_ROWS layer (scores, masks).
+declare([nn.Bilinear], traits={Trait.WEIGHT_LAYER}, input_weight_dim=1)
 
 
 def _linear_layout(ctx: RuleContext, x: object, w_out: Ids | None, w_in: Ids | None,
@@ -59,6 +62,25 @@ def linear_functional(ctx: RuleContext) -> Layout:
     wl = wl if isinstance(wl, Layout) else EMPTY
     return _linear_layout(ctx, ctx.arg(0, "input"), wl.get(0), wl.get(1),
                           bl.get(0) if isinstance(bl, Layout) else None)
+
+
+@register([nn.Bilinear], liveness=Liveness.GENERIC)  # every output reads every input channel
+def bilinear_module(ctx: RuleContext) -> Layout:
+    out = ctx.out
+    assert isinstance(out, TensorInfo)
+    w_out = ctx.param("weight", 0)
+    ctx.bind_param("bias", 0, w_out)
+    for index, name, dim in ((0, "input1", 1), (1, "input2", 2)):
+        x = ctx.arg(index, name)
+        lay, info = ctx.layout(x), ctx.info(x)
+        if not isinstance(lay, Layout) or info is None:
+            ctx.freeze(ctx.param("weight", dim), "bilinear input features are not tracked")
+            continue
+        for d, ids in lay.dims.items():
+            if d != info.ndim - 1:
+                ctx.freeze(ids, "batch dim of a bilinear input")
+        ctx.bind_param("weight", dim, lay.get(info.ndim - 1))
+    return Layout({out.ndim - 1: w_out}) if w_out is not None else EMPTY
 
 
 @register([nn.Embedding])
@@ -105,6 +127,23 @@ def linear_shape(call: Call, x: Meta, w: Meta, bias: Meta | None, has_bias: bool
     return Meta((*x.shape[:-1], w.shape[0]), x.dtype, x.device)
 
 
+@formula([nn.Bilinear])
+def bilinear_shape(call: Call) -> Meta | None:
+    """``(*, in1) x (*, in2) -> (*, out)``; MACs = rows x out x in1 x in2 (torch's counter has no entry)."""
+    m = call.module
+    if len(call.args) != 2 or call.kwargs:
+        return None
+    a, b, w = floating(call.args[0]), floating(call.args[1]), spec(m.weight)
+    if a is None or b is None or a.ndim == 0 or a.shape[:-1] != b.shape[:-1]:
+        return None
+    if w.shape[1:] != (a.shape[-1], b.shape[-1]):
+        return None
+    if a.dtype != b.dtype or a.dtype != w.dtype or (m.bias is not None and tuple(m.bias.shape) != (w.shape[0],)):
+        return None
+    call.macs += numel(a.shape[:-1]) * numel(w.shape)
+    return Meta((*a.shape[:-1], w.shape[0]), a.dtype, a.device)
+
+
 # ---- resize: size attributes follow the shrunk weight
 
 
@@ -116,3 +155,8 @@ def _resize_linear(m: nn.Linear, new_in: int | None) -> None:
 @resizer([nn.Embedding])
 def _resize_embedding(m: nn.Embedding, new_in: int | None) -> None:
     m.num_embeddings, m.embedding_dim = m.weight.shape
+
+
+@resizer([nn.Bilinear])
+def _resize_bilinear(m: nn.Bilinear, new_in: int | None) -> None:
+    m.out_features, m.in1_features, m.in2_features = m.weight.shape

@@ -210,6 +210,7 @@ for domain, nd in (("signal", 1), ("image", 2), ("volume", 3)):
     cover(op(domain, make=_masked(getattr(nn, f"Conv{nd}d"), 8, 6, 3), head=functools.partial(
         getattr(nn, f"Conv{nd}d"), 6, 2, 1)), getattr(masked, f"MaskedConv{nd}d"))
 cover(op(make=_masked(nn.Linear, 8, 6), head=lambda: nn.Linear(6, 2)), masked.MaskedLinear)
+cover(op(n=2, ctor=(8, 8, 6), head=lambda: nn.Linear(6, 2)), nn.Bilinear)
 cover(op("tokens", ctor=(20, 8)), nn.Embedding)
 cover(op("tokens", call=lambda key, m, idx: invoke(key, idx, m.w), params=_with(w=_w(20, 8))), F.embedding)
 
