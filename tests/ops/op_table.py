@@ -20,7 +20,6 @@ from torchvision.models import swin_transformer
 from torchvision.ops import misc
 from torchvision.ops.stochastic_depth import StochasticDepth, stochastic_depth
 
-from graphprune.errors import PipelineError
 from graphprune.ops.registry import Method, methods
 from graphprune.scoring import masked
 from graphprune.scoring.masked import masked_module
@@ -251,9 +250,5 @@ EXEMPTIONS: dict[object, str] = {
 }
 # Keys whose model shows a defect of graphprune: (what, the error compile raises). A strict xfail, so the
 # test fails once the defect is fixed and the entry must go.
-KNOWN_DEFECTS: dict[object, tuple[str, type]] = {
-    **dict.fromkeys([torch.movedim, torch.moveaxis, *methods("movedim", "moveaxis")],
-                    ("the movedim rule moves the axes of a 1-d arange: AxisError for any source dim but 0",
-                     PipelineError)),
-}
+KNOWN_DEFECTS: dict[object, tuple[str, type]] = {}
 assert torchvision  # imported for its registrations (stochastic depth, FrozenBatchNorm2d, Swin)
