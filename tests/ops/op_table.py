@@ -83,8 +83,9 @@ cover(op(n=2, pre=lambda a, b: (a, b * b + 1)), operator.truediv, operator.itrue
       torch.true_divide, *methods("div", "div_", "__truediv__"))
 cover(op("dense", 0.7), operator.floordiv, operator.mod, torch.fmod, torch.remainder)
 cover(op("dense", 2), operator.pow, torch.pow, Method("pow"))
-cover(op(n=2, post=times), torch.eq, torch.ne, torch.lt, torch.gt, torch.le, torch.ge,
-      *methods("eq", "ne", "lt", "gt", "le", "ge"))
+cover(op(n=2, post=times), torch.eq, torch.ne, torch.lt, torch.gt, torch.le, torch.ge, operator.eq, operator.ne,
+      operator.lt, operator.gt, operator.le, operator.ge,
+      *methods("eq", "ne", "lt", "gt", "le", "ge", "__eq__", "__ne__", "__lt__", "__gt__", "__le__", "__ge__"))
 cover(op(n=2, pre=lambda a, b: (torch.gt(a, 0), torch.gt(b, 0)), post=times), torch.logical_and, torch.logical_or)
 cover(op(n=2, pre=lambda a, b: (torch.gt(a, 0), a, b)), torch.where)
 cover(op(n=2, pre=lambda a, b: (a, torch.gt(a, 0), b)), Method("where"))
