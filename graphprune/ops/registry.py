@@ -105,8 +105,9 @@ class OpSpec:
     # zero kinds of ``graphprune.liveness.ops``: copy | add | mul | div | none), or a function
     # ``(node, module) -> kind`` where the answer depends on the call (clamp bounds, pad value).
     zero: str | Callable[..., str] = "none"
-    # MACs an op adds to the cost model beyond weight layers: ``(out, args, layouts, own layout) ->
-    # [(dense MACs, element sets whose kept fraction scales them)]`` (``graphprune.costs``).
+    # MACs an op adds to the cost model beyond weight layers: ``(out, operand, own layout) -> [(dense MACs,
+    # element sets whose kept fraction scales them)]``, where ``operand(index, name)`` is the (TensorInfo,
+    # layout) of argument ``index`` or keyword ``name`` (``graphprune.costs``).
     cost: Callable[..., list] | None = None
 
 
