@@ -11,6 +11,7 @@ tracing."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,11 +115,18 @@ def mac_model(state: CompileState) -> CostModel:
             continue
         cost = inherited(node_key(node, state.gm), "cost") if node.op in ("call_function", "call_method") else None
         if cost is not None:
-            args = [values.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
-            lay = [layouts.get(n.name) if isinstance(n, fx.Node) else None for n in node.args[:3]]
-            for dense, sets in cost(out, args, lay, layouts.get(node.name)):
+            for dense, sets in cost(out, _operand_reader(node, values, layouts), layouts.get(node.name)):
                 b.add(dense, sets)
     return b.build(float(state.macs.get("dense") or 0))
+
+
+def _operand_reader(node: fx.Node, values: dict, layouts: dict) -> Callable[[int, str], tuple]:
+    """``operand(index, name) -> (TensorInfo | None, layout | None)``: argument ``index`` of ``node``, or
+    its keyword ``name``, so a declared cost reads a call however it names its arguments."""
+    def operand(index: int, name: str) -> tuple:
+        arg = node.args[index] if index < len(node.args) else node.kwargs.get(name)
+        return (values.get(arg.name), layouts.get(arg.name)) if isinstance(arg, fx.Node) else (None, None)
+    return operand
 
 
 def cost_model(state: CompileState, metric: str) -> CostModel:

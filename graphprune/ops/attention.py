@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -165,21 +166,21 @@ def _ids(layout: object, dims: object) -> list[Ids | None]:
     return [layout.get(d) for d in dims] if isinstance(layout, Layout) else []
 
 
-def _matmul_cost(out: TensorInfo, args: list, layouts: list, here: object) -> list:
+def _matmul_cost(out: TensorInfo, operand: Callable, here: object) -> list:
     """(..., n, k) @ (..., k, m): out numel x k, scaled by the kept output and contracted channels."""
-    a = args[0] if args else None
-    if len(args) < 2 or not isinstance(a, TensorInfo) or not a.shape:
+    a, layout = operand(0, "input")
+    if not isinstance(a, TensorInfo) or not a.shape:
         return []
-    return [(numel(out.shape) * a.shape[-1], _ids(here, range(out.ndim)) + _ids(layouts[0], [a.ndim - 1]))]
+    return [(numel(out.shape) * a.shape[-1], _ids(here, range(out.ndim)) + _ids(layout, [a.ndim - 1]))]
 
 
-def _sdpa_cost(out: TensorInfo, args: list, layouts: list, here: object) -> list:
-    """q @ k^T (L x S x E) and attn @ v (L x S x Ev)."""
-    if not all(isinstance(i, TensorInfo) for i in args):
+def _sdpa_cost(out: TensorInfo, operand: Callable, here: object) -> list:
+    """q @ k^T (L x S x E) and attn @ v (L x S x Ev); q, k, v positional or by name."""
+    (q, lq), (k, lk), (v, lv) = (operand(i, name) for i, name in enumerate(("query", "key", "value")))
+    if not all(isinstance(i, TensorInfo) for i in (q, k, v)):
         return []
-    q, k, _ = args
-    return [(numel(q.shape) * k.shape[-2], _ids(layouts[0], range(q.ndim)) + _ids(layouts[1], [k.ndim - 2])),
-            (numel(out.shape) * k.shape[-2], _ids(here, range(out.ndim)) + _ids(layouts[2], [k.ndim - 2]))]
+    return [(numel(q.shape) * k.shape[-2], _ids(lq, range(q.ndim)) + _ids(lk, [k.ndim - 2])),
+            (numel(out.shape) * k.shape[-2], _ids(here, range(out.ndim)) + _ids(lv, [k.ndim - 2]))]
 
 
 declare(MATMULS, cost=_matmul_cost)

@@ -77,12 +77,18 @@ ADDS = [
 MULS = [operator.mul, operator.imul, torch.mul, torch.multiply, *methods("mul", "mul_", "__mul__", "__rmul__")]
 DIVS = [operator.truediv, operator.itruediv, torch.div, torch.divide, torch.true_divide,
         *methods("div", "div_", "__truediv__")]
+# Comparisons, in every spelling (``x > 0`` traces as operator.gt): a zero channel compares to a bool
+# that need not be False (0 <= 0), so they keep the default zero kind "none".
+COMPARISONS = [
+    torch.eq, torch.ne, torch.lt, torch.gt, torch.le, torch.ge,
+    operator.eq, operator.ne, operator.lt, operator.gt, operator.le, operator.ge,
+    *methods("eq", "ne", "lt", "gt", "le", "ge", "__eq__", "__ne__", "__lt__", "__gt__", "__le__", "__ge__"),
+]
 BINARY = [
-    *ADDS, *MULS, *DIVS,
+    *ADDS, *MULS, *DIVS, *COMPARISONS,
     operator.floordiv, operator.pow, operator.mod, torch.pow, torch.fmod, torch.remainder,
-    torch.eq, torch.ne, torch.lt, torch.gt, torch.le, torch.ge, torch.logical_and, torch.logical_or,
-    torch.lerp, torch.addcmul, torch.addcdiv, torch.masked_fill,
-    *methods("pow", "masked_fill", "masked_fill_", "lerp", "addcmul", "eq", "ne", "lt", "gt", "le", "ge"),
+    torch.logical_and, torch.logical_or, torch.lerp, torch.addcmul, torch.addcdiv, torch.masked_fill,
+    *methods("pow", "masked_fill", "masked_fill_", "lerp", "addcmul"),
 ]
 
 

@@ -56,6 +56,8 @@ def _zero_padding(node: fx.Node | None, module: nn.Module | None) -> str:
     """Constant padding adds values: only a zero pad value (or reflect/replicate) keeps zeros."""
     if module is not None:
         return "copy" if getattr(module, "value", 0) == 0 else "none"
+    if node.target is torch.constant_pad_nd:  # (input, pad, value=0): no mode argument
+        return "copy" if call_arg(node, 2, "value", 0) == 0 else "none"
     mode = call_arg(node, 2, "mode", "constant")
     return "copy" if mode != "constant" or call_arg(node, 3, "value", None) in (None, 0) else "none"
 

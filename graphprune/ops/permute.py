@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from graphprune.channels.context import RuleContext
@@ -46,8 +45,16 @@ def movedim(ctx: RuleContext) -> Layout:
     src, dst = ctx.value(ctx.arg(1, "source")), ctx.value(ctx.arg(2, "destination"))
     src = [src] if isinstance(src, int) else list(src)
     dst = [dst] if isinstance(dst, int) else list(dst)
-    order = list(np.moveaxis(np.arange(rank), [s % rank for s in src], [d % rank for d in dst]))
-    return _permuted(ctx.layout(ctx.arg(0)), [int(o) for o in order])
+    return _permuted(ctx.layout(ctx.arg(0)), moved_order(rank, [s % rank for s in src], [d % rank for d in dst]))
+
+
+def moved_order(rank: int, src: Sequence[int], dst: Sequence[int]) -> list[int]:
+    """The input dim each output dim of ``movedim(x, src, dst)`` holds: the moved dims at their
+    destinations, the others in their order around them (what ``np.moveaxis`` does to the axes)."""
+    order = [d for d in range(rank) if d not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return order
 
 
 # ---- shapes (``graphprune.shapes.registry``)

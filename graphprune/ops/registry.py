@@ -105,8 +105,9 @@ class OpSpec:
     # zero kinds of ``graphprune.liveness.ops``: copy | add | mul | div | none), or a function
     # ``(node, module) -> kind`` where the answer depends on the call (clamp bounds, pad value).
     zero: str | Callable[..., str] = "none"
-    # MACs an op adds to the cost model beyond weight layers: ``(out, args, layouts, own layout) ->
-    # [(dense MACs, element sets whose kept fraction scales them)]`` (``graphprune.costs``).
+    # MACs an op adds to the cost model beyond weight layers: ``(out, operand, own layout) -> [(dense MACs,
+    # element sets whose kept fraction scales them)]``, where ``operand(index, name)`` is the (TensorInfo,
+    # layout) of argument ``index`` or keyword ``name`` (``graphprune.costs``).
     cost: Callable[..., list] | None = None
 
 
@@ -164,18 +165,20 @@ def alias(new_keys: Iterable[Key], like: Key, fields: Iterable[str] = RULE_FIELD
 
 
 # Registrations for an optional package, run once that package has been imported by someone: a model
-# built from its layers implies the import, and not importing it ourselves keeps graphprune light.
-_PENDING: dict[str, Callable[[], None]] = {}
+# built from its layers implies the import, and not importing it ourselves keeps graphprune light. A
+# package may have several (graphprune's own, a user's), run in the order they were made.
+_PENDING: dict[str, list[Callable[[], None]]] = {}
 
 
 def register_when_imported(package: str, registration: Callable[[], None]) -> None:
-    _PENDING[package] = registration
+    _PENDING.setdefault(package, []).append(registration)
     _run_pending()
 
 
 def _run_pending() -> None:
     for package in [p for p in _PENDING if p in sys.modules]:
-        _PENDING.pop(package)()
+        for registration in _PENDING.pop(package, []):  # [] if a registration ran it already
+            registration()
 
 
 def _get(key: Key) -> OpSpec | None:

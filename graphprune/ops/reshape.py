@@ -91,9 +91,9 @@ def _block_layout(ctx: RuleContext, ids: Ids, pos: int, in_shape: list[int], out
 
 def rewrite_shape_args(node, kept) -> None:
     """Replace literal sizes of the target shape by the pruned sizes (``-1`` and traced sizes stay)."""
-    new_shape = kept.new_shape(node)
     if node.op == "call_module":
-        return
+        return _resize_unflatten_module(node, kept)
+    new_shape = kept.new_shape(node)
     args = list(node.args)
     packed = len(args) == 2 and isinstance(args[1], (tuple, list))
     sizes = list(args[1]) if packed else args[1:]
@@ -109,18 +109,31 @@ def rewrite_shape_args(node, kept) -> None:
     node.args = (args[0], type(args[1])(sizes)) if packed else (args[0], *sizes)
 
 
-def _rewrite_unflatten(node, kept) -> None:
-    x, dim, sizes = node.args[0], node.args[1], list(node.args[2])
-    new_shape = kept.new_shape(node)
+def _unflattened(sizes: Sequence, dim: int, new_shape: list[int]) -> list:
+    """``sizes`` that unflatten dim ``dim`` into the pruned ``new_shape`` (``-1`` and traced sizes stay)."""
+    sizes = list(sizes)
     dim = dim if dim >= 0 else len(new_shape) - len(sizes) + 1 + dim
     for k, size in enumerate(sizes):
         if isinstance(size, int) and size != -1:
             sizes[k] = new_shape[dim + k]
-    node.args = (x, node.args[1], tuple(sizes))
+    return sizes
 
 
-RESHAPES_WITH_SIZES = [torch.reshape, *methods("view", "reshape", "unflatten"), torch.unflatten]
-RESHAPES = [torch.flatten, torch.squeeze, torch.unsqueeze, nn.Flatten, nn.Unflatten,
+def _rewrite_unflatten(node, kept) -> None:
+    x, dim, sizes = node.args[0], node.args[1], node.args[2]
+    node.args = (x, dim, tuple(_unflattened(sizes, dim, kept.new_shape(node))))
+
+
+def _resize_unflatten_module(node, kept) -> None:
+    """``nn.Unflatten`` bakes its sizes into ``unflattened_size``; the pass's own copy of the module
+    gets the pruned ones (named-tensor dims, given as names, have no channels to follow)."""
+    m = node.graph.owning_module.get_submodule(str(node.target))
+    if isinstance(m.dim, int):
+        m.unflattened_size = type(m.unflattened_size)(_unflattened(m.unflattened_size, m.dim, kept.new_shape(node)))
+
+
+RESHAPES_WITH_SIZES = [torch.reshape, *methods("view", "reshape", "unflatten"), torch.unflatten, nn.Unflatten]
+RESHAPES = [torch.flatten, torch.squeeze, torch.unsqueeze, nn.Flatten,
             *methods("flatten", "squeeze", "unsqueeze", "view_as", "reshape_as", "squeeze_", "unsqueeze_")]
 
 

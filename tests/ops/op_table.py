@@ -20,7 +20,6 @@ from torchvision.models import swin_transformer
 from torchvision.ops import misc
 from torchvision.ops.stochastic_depth import StochasticDepth, stochastic_depth
 
-from graphprune.errors import PipelineError, RemovalError
 from graphprune.ops.registry import Method, methods
 from graphprune.scoring import masked
 from graphprune.scoring.masked import masked_module
@@ -84,8 +83,9 @@ cover(op(n=2, pre=lambda a, b: (a, b * b + 1)), operator.truediv, operator.itrue
       torch.true_divide, *methods("div", "div_", "__truediv__"))
 cover(op("dense", 0.7), operator.floordiv, operator.mod, torch.fmod, torch.remainder)
 cover(op("dense", 2), operator.pow, torch.pow, Method("pow"))
-cover(op(n=2, post=times), torch.eq, torch.ne, torch.lt, torch.gt, torch.le, torch.ge,
-      *methods("eq", "ne", "lt", "gt", "le", "ge"))
+cover(op(n=2, post=times), torch.eq, torch.ne, torch.lt, torch.gt, torch.le, torch.ge, operator.eq, operator.ne,
+      operator.lt, operator.gt, operator.le, operator.ge,
+      *methods("eq", "ne", "lt", "gt", "le", "ge", "__eq__", "__ne__", "__lt__", "__gt__", "__le__", "__ge__"))
 cover(op(n=2, pre=lambda a, b: (torch.gt(a, 0), torch.gt(b, 0)), post=times), torch.logical_and, torch.logical_or)
 cover(op(n=2, pre=lambda a, b: (torch.gt(a, 0), a, b)), torch.where)
 cover(op(n=2, pre=lambda a, b: (a, torch.gt(a, 0), b)), Method("where"))
@@ -252,11 +252,5 @@ EXEMPTIONS: dict[object, str] = {
 }
 # Keys whose model shows a defect of graphprune: (what, the error compile raises). A strict xfail, so the
 # test fails once the defect is fixed and the entry must go.
-KNOWN_DEFECTS: dict[object, tuple[str, type]] = {
-    nn.Unflatten: ("pruning through nn.Unflatten leaves its unflattened_size unchanged: the pruned model "
-                   "does not run", RemovalError),
-    **dict.fromkeys([torch.movedim, torch.moveaxis, *methods("movedim", "moveaxis")],
-                    ("the movedim rule moves the axes of a 1-d arange: AxisError for any source dim but 0",
-                     PipelineError)),
-}
+KNOWN_DEFECTS: dict[object, tuple[str, type]] = {}
 assert torchvision  # imported for its registrations (stochastic depth, FrozenBatchNorm2d, Swin)

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int = 16, heads: int = 2, use_sdpa: bool = False) -> None:
+    def __init__(self, dim: int = 16, heads: int = 2, use_sdpa: bool = False, keywords: bool = False) -> None:
         super().__init__()
-        self.heads, self.head_dim, self.use_sdpa = heads, dim // heads, use_sdpa
+        self.heads, self.head_dim, self.use_sdpa, self.keywords = heads, dim // heads, use_sdpa, keywords
         self.embed = nn.Linear(4, dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -29,7 +29,9 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        if self.use_sdpa:
+        if self.keywords:
+            out = F.scaled_dot_product_attention(value=v, query=q, key=k)
+        elif self.use_sdpa:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
             out = (q @ k.transpose(-2, -1) * self.head_dim**-0.5).softmax(-1) @ v
@@ -78,3 +80,18 @@ def test_declared_mac_terms_predict_the_pruned_model(use_sdpa):
     report = graphprune.compile(Attention(use_sdpa=use_sdpa), torch.randn(2, 5, 4), plan=plan).report
     assert report.macs_after < report.macs_before
     assert report.budget["estimated"] == pytest.approx(report.macs_after / report.macs_before, abs=1e-4)
+
+
+def test_attention_mac_terms_read_keyword_arguments():
+    """``scaled_dot_product_attention(value=v, query=q, key=k)`` under a MAC budget: its MAC terms are read
+    by argument name, so the budget search sees what the positional call gives it."""
+    plan = {"prune": [{"select": "*", "budget": {"macs": 0.5}}], "allocate": {"scope": "global", "max_per_group": 0.9}}
+    x = torch.randn(2, 5, 4)
+    torch.manual_seed(0)
+    keywords = graphprune.compile(Attention(use_sdpa=True, keywords=True), x, plan=plan).report
+    torch.manual_seed(0)
+    positional = graphprune.compile(Attention(use_sdpa=True), x, plan=plan).report
+    assert keywords.macs_after < keywords.macs_before
+    assert keywords.budget["estimated"] == pytest.approx(keywords.macs_after / keywords.macs_before, abs=1e-4)
+    assert (keywords.macs_before, keywords.macs_after, keywords.kept) == \
+        (positional.macs_before, positional.macs_after, positional.kept)

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphprune.ops.registry import SPECS, Liveness, Method, declare, register
+from graphprune.ops.registry import SPECS, Liveness, Method, declare, methods, register
 from tests.helpers import compile_and_check, randomize_norms
 from tests.ops.checks import check_function, check_layer, conv_bn, key_id, removes_channels_exactly, t, zero_kind
+from tests.ops.op_builders import invoke
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -74,6 +75,32 @@ def test_rule_removes_channels_exactly(cls, make_input):
     removes_channels_exactly(cls, make_input)
 
 
+class ComparedChannels(nn.Module):
+    """A comparison of the channels with a scalar, added back to them: its channels are theirs."""
+
+    def __init__(self, compare) -> None:
+        super().__init__()
+        self.a, self.b, self.compare = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 2, 1), compare
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(h + self.compare(h)).mean((2, 3))
+
+
+# ``x > 0`` traces as operator.gt; the Tensor methods are recorded as call_method nodes (``invoke``)
+COMPARISONS = [*(getattr(operator, name) for name in ("gt", "lt", "ge", "le", "eq", "ne")),
+               *methods("__gt__", "__lt__", "__ge__", "__le__", "__eq__", "__ne__")]
+
+
+@pytest.mark.parametrize("key", COMPARISONS, ids=key_id)
+def test_comparison_operators_prune_through_like_the_torch_functions(key):
+    torch.manual_seed(0)
+    r = compile_and_check(ComparedChannels(lambda h: invoke(key, h, 0.1)), torch.randn(2, 3, 4, 4), sparsity=0.5)
+    assert r.report.unknown_ops == []
+    assert len(r.report.kept["a.weight"][0]) < 8
+    assert r.report.kept["b.weight"][1] == r.report.kept["a.weight"][0]
+
+
 LAYERS = [(nn.ReLU(), t(2, 3)), (nn.GELU(), t(2, 3)), (nn.Hardswish(), t(3)), (nn.Dropout(0.2).eval(), t(2, 3)),
           (nn.Identity(), t(2, 3))]
 FUNCTIONS = [
@@ -100,6 +127,9 @@ ZERO_KINDS = [  # (op on x, the zero kind its declaration gives unused-path remo
     (lambda x: x.clamp_min(0.0), "copy"), (lambda x: x.clamp_max(-0.5), "none"),
     (lambda x: F.hardtanh(x), "copy"), (lambda x: F.hardtanh(x, 0.5, 1.0), "none"),
     (nn.ReLU6(), "copy"), (nn.Hardtanh(0.5, 1.0), "none"),
+    # a comparison of a zero channel is not zero (0 <= 0 is true): the operators declare what torch.gt does
+    (lambda x: torch.gt(x, 0), "none"), (lambda x: x > 0, "none"), (lambda x: x <= 0, "none"),
+    (lambda x: x == 0, "none"), (lambda x: invoke(Method("__ne__"), x, 0), "none"),
 ]
 
 

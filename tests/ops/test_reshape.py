@@ -44,6 +44,24 @@ def test_unflatten_removes_channels_exactly():
     removes_channels_exactly(Unflatten, lambda: torch.randn(3, 4))
 
 
+class UnflattenModule(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.unflatten, self.b = nn.Linear(4, 12), nn.Unflatten(-1, (4, 3)), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.b(self.unflatten(self.a(x))).sum(1)
+
+
+def test_unflatten_module_sizes_follow_the_removed_channels():
+    torch.manual_seed(0)
+    r = compile_and_check(UnflattenModule(), torch.randn(3, 4), sparsity=0.5)
+    kept = len(r.report.kept["b.weight"][1])
+    assert kept < 3
+    assert len(r.report.kept["a.weight"][0]) == 4 * kept
+    assert tuple(r.module.unflatten.unflattened_size) == (4, kept)
+
+
 LAYERS = [(nn.Flatten(), t(2, 3, 4, 5)), (nn.Flatten(0, 2), t(2, 3, 4, 5))]
 FUNCTIONS = [
     (torch.flatten, (t(2, 3, 4), 1)), (Method("flatten"), (t(2, 3, 4), 0, 1)),
