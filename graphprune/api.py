@@ -14,6 +14,7 @@ import torch.fx as fx
 from torch import nn
 
 from graphprune.allocation import BUDGET_TOLERANCE
+from graphprune.capture import check_capture
 from graphprune.codegen import materialize
 from graphprune.errors import InputError
 from graphprune.interface import BoundInputs, bind_inputs, holds_tensor, tensor_aliases, ties
@@ -91,7 +92,7 @@ def _check_plan_against(plan: Plan, model: nn.Module, inputs: tuple[Any, ...]) -
 
 def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwargs: dict[str, Any] | None = None,
             name: str | None = None, leaf_modules: tuple[type, ...] = (), data: Any = None,
-            val_data: Any = None, **overrides: Any) -> Result:
+            val_data: Any = None, capture: str | None = None, **overrides: Any) -> Result:
     """Prune ``model`` into a smaller fx.GraphModule computing the masked dense function.
 
     ``example_inputs`` (positional) and ``kwargs`` (keyword example inputs) are bound to ``forward``
@@ -103,13 +104,14 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     ``exact``, ``scope``, ``max_per_group``) apply on top. ``data``: (input, target) batches for
     data-driven passes (else the plan's ``[data]``, read by the registered loader: ``graphprune.plan.data``);
     ``val_data``: validation batches for the accuracy
-    a recovery pass measures."""
+    a recovery pass measures. ``capture``: ``"fx"``, ``"export"`` or ``"auto"`` (``graphprune.capture``),
+    over the plan's ``[passes.trace] capture``."""
     bound = _check_inputs(model, example_inputs, kwargs)
     _check_finite(model)
     inputs = bound.traced
     plan = with_overrides(load_plan(plan), overrides)
     _check_plan_against(plan, model, inputs)
-    pipeline = schedule(plan, {"trace": {"leaf_modules": tuple(leaf_modules)}} if leaf_modules else None)
+    pipeline = schedule(plan, _trace_context(leaf_modules, capture))
     loaded = plan_data(plan, model, inputs) if data is None else None
     state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
                          data=data if loaded is None else loaded.train,
@@ -124,6 +126,15 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     module.eval()
     report = _report(state, params_before, macs_before)
     return Result(module, report, state)
+
+
+def _trace_context(leaf_modules: tuple[type, ...], capture: str | None) -> dict[str, dict[str, Any]] | None:
+    """The trace pass's fields the keywords set (classes a plan cannot spell; the capture override)."""
+    fields = {"leaf_modules": tuple(leaf_modules)} if leaf_modules else {}
+    if capture is not None:
+        check_capture(capture)
+        fields["capture"] = capture
+    return {"trace": fields} if fields else None
 
 
 def _report(state: CompileState, params_before: int, macs_before: int) -> Report:

@@ -16,6 +16,7 @@ import torch
 import torch.fx as fx
 
 from graphprune.eager_args import node_args
+from graphprune.ops.registry import Method, twin_of
 from graphprune.values import TensorInfo
 
 _MOVEMENT_METHODS = {"view", "reshape", "transpose", "permute", "contiguous", "flatten", "unflatten",
@@ -26,9 +27,13 @@ PERM_PREFIX = "_gp_channel_perm"
 
 
 def _is_movement(node: fx.Node) -> bool:
+    """A pure movement op; an op declared as another's twin (``aten.view`` as ``torch.reshape``) is its twin."""
     if node.op == "call_method":
         return node.target in _MOVEMENT_METHODS
-    return node.op == "call_function" and node.target in _MOVEMENT_FUNCTIONS
+    if node.op != "call_function":
+        return False
+    key = twin_of(node.target)
+    return key.name in _MOVEMENT_METHODS if isinstance(key, Method) else key in _MOVEMENT_FUNCTIONS
 
 
 def _chain_from(start: fx.Node) -> list[fx.Node]:

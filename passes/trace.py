@@ -1,17 +1,25 @@
-"""trace: torch.fx trace of the user's model plus fake-tensor value propagation.
+"""trace: capture of the user's model (torch.fx trace, or torch.export) plus fake-tensor value propagation.
 
-Provides ``traced`` and ``shapes``. The traced module gets a private module hierarchy whose tensors are
-still the user's (copy-on-write): passes replace parameters, never write into them, and compile ends
-by copying whatever is still shared, so the user's model is never mutated nor aliased."""
+Provides ``traced`` and ``shapes``. ``capture`` picks the capture (``graphprune.capture``): ``"fx"``
+(default), ``"export"`` or ``"auto"`` (fx, and export where fx fails); a plan sets it with
+``[passes.trace] capture = "export"``, ``compile(..., capture=...)`` as a keyword, and
+``artifacts["trace"]`` records which capture ran and why. The traced module gets a private module
+hierarchy whose tensors are still the user's (copy-on-write): passes replace parameters, never write
+into them, and compile ends by copying whatever is still shared, so the user's model is never mutated
+nor aliased."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from graphprune.capture import CAPTURES, capture, check_capture
+from graphprune.errors import PlanError
 from graphprune.interface import inline_constant_inputs, restore_unused_state
 from graphprune.passes import Pass, Stage
 from graphprune.state import CompileState
-from graphprune.trace import private_hierarchy, trace
+from graphprune.trace import private_hierarchy
 from graphprune.values import propagate_counting
 
 
@@ -22,14 +30,28 @@ class Trace(Pass):
     stage = Stage.CAPTURE
     default_for = frozenset({"traced", "shapes"})
     leaf_modules: tuple[type, ...] = field(default=())
+    capture: str = "fx"
+
+    def __post_init__(self) -> None:
+        check_capture(self.capture)
+
+    @classmethod
+    def from_plan(cls, plan: Any, options: Mapping[str, Any], where: str) -> Pass:
+        """A plan's ``capture`` outside the choices is a PlanError at its line."""
+        value = options.get("capture", "fx")
+        if value not in CAPTURES:
+            raise PlanError(f"{plan.source.where(f'{where}.capture')}: expected one of "
+                            f"{', '.join(repr(c) for c in CAPTURES)}, got {value!r}")
+        return super().from_plan(plan, options, where)
 
     def run(self, state: CompileState) -> CompileState:
-        traced = trace(state.model, self.leaf_modules, concrete_args=state.input_constants or None,
-                       num_inputs=len(state.example_inputs))
-        if traced is not state.model and state.input_constants:
+        traced, record = capture(state.model, state.example_inputs, self.capture, self.leaf_modules,
+                                 state.input_constants or None)
+        if traced is not state.model and state.input_constants and record["capture"] == "fx":
             inline_constant_inputs(traced, state.model, state.input_constants)
         gm = private_hierarchy(traced, owned_root=traced is not state.model)
         restored = restore_unused_state(gm, state.model) if traced is not state.model else []
         values, macs = propagate_counting(gm, state.example_inputs)
-        artifacts = {**state.artifacts, "trace": {"unused_state": restored}} if restored else state.artifacts
+        info = {**record, "unused_state": restored} if restored else record
+        artifacts = {**state.artifacts, "trace": info}
         return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs}, artifacts=artifacts)

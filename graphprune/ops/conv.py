@@ -118,9 +118,13 @@ def conv_module(ctx: RuleContext) -> Layout:
     return _conv_layout(ctx, x, cdim, out)
 
 
+# ``torch.export``'s ATen convolutions take F.conv2d's arguments (graphprune/ops/aten.py holds the other twins).
+_ATEN_CONV = {torch.ops.aten.conv1d.default: (1, False), torch.ops.aten.conv2d.default: (2, False),
+              torch.ops.aten.conv3d.default: (3, False)}
 _F_CONV = {F.conv1d: (1, False), F.conv2d: (2, False), F.conv3d: (3, False),
            F.conv_transpose1d: (1, True), F.conv_transpose2d: (2, True), F.conv_transpose3d: (3, True),
-           torch.conv1d: (1, False), torch.conv2d: (2, False), torch.conv3d: (3, False)}
+           torch.conv1d: (1, False), torch.conv2d: (2, False), torch.conv3d: (3, False), **_ATEN_CONV}
+declare(list(_ATEN_CONV), traits={Trait.WEIGHT_LAYER})
 
 
 def _rewrite_groups(node, kept) -> None:

@@ -72,11 +72,29 @@ def batch_norm_functional(ctx: RuleContext) -> Layout:
         _bind(ctx, lay.get(1), _functional_param(ctx, index, name))
     uses_batch_stats = ctx.node.target is F.instance_norm or ctx.arg(1, "running_mean") is None or bool(
         ctx.value(ctx.arg(5, "training" if ctx.node.target is F.batch_norm else "use_input_stats", False)))
-    if uses_batch_stats:  # statistics over every other dim (weight standardisation): like LayerNorm
-        for d, ids in lay.dims.items():
-            if d != 1 and not (ctx.node.target is F.instance_norm and d == 0):
-                ctx.table.mark_inexact(ids, "normalisation statistics over channels (weight standardisation)",
-                                       ctx.name)
+    if uses_batch_stats:
+        _statistics_over_channels(ctx, lay, keep_batch=ctx.node.target is F.instance_norm)
+    return lay
+
+
+def _statistics_over_channels(ctx: RuleContext, lay: Layout, keep_batch: bool) -> None:
+    """Batch statistics average every dim but 1 (and 0 for instance norm): channels carried there are cut
+    through a statistic (weight standardisation), as through a LayerNorm."""
+    for d, ids in lay.dims.items():
+        if d != 1 and not (keep_batch and d == 0):
+            ctx.table.mark_inexact(ids, "normalisation statistics over channels (weight standardisation)", ctx.name)
+
+
+# torch.export's ATen batch norm: (input, weight, bias, running_mean, running_var, training, momentum, eps,
+# cudnn_enabled), F.batch_norm's arguments in another order. Its zero behaviour is not modelled
+# (``liveness.layers.norm_view`` reads F.batch_norm's positions), so it is never known to output zero.
+@register([torch.ops.aten.batch_norm.default], liveness=Liveness.OPAQUE_PER_CHANNEL)
+def batch_norm_aten(ctx: RuleContext) -> Layout:
+    lay = same_layout(ctx, ctx.arg(0, "input"))
+    for name, index in (("weight", 1), ("bias", 2), ("running_mean", 3), ("running_var", 4)):
+        _bind(ctx, lay.get(1), _functional_param(ctx, index, name))
+    if ctx.arg(3, "running_mean") is None or bool(ctx.value(ctx.arg(5, "training", False))):
+        _statistics_over_channels(ctx, lay, keep_batch=False)
     return lay
 
 

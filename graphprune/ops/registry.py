@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.fx as fx
 from torch import nn
 
@@ -157,11 +158,24 @@ def resizer(keys: Iterable[type]) -> Callable:
 RULE_FIELDS = ("name", "propagate", "rewrite", "liveness", "zero")
 
 
+TWINS: dict[Key, Key] = {}  # key -> the key whose declaration ``alias`` gave it
+
+
 def alias(new_keys: Iterable[Key], like: Key, fields: Iterable[str] = RULE_FIELDS) -> None:
     """Give ``new_keys`` ``like``'s ``fields`` (a third-party layer whose channels flow as a torch one's;
     its shape formula, which reads module attributes, and its traits are declared separately)."""
     source = SPECS[like]
+    for key in new_keys:
+        TWINS[key] = like
     declare(new_keys, **{f: getattr(source, f) for f in fields})
+
+
+def twin_of(key: Key) -> Key:
+    """The key ``key`` was aliased to (an ATen op's functional twin), else ``key`` itself."""
+    try:
+        return TWINS.get(key, key)
+    except TypeError:  # an unhashable callable
+        return key
 
 
 # Registrations for an optional package, run once that package has been imported by someone: a model
@@ -276,6 +290,8 @@ def describe(key: Key) -> str:
     """Human name of an op key for reports: ``torch.roll``, ``Tensor.unfold``, ``nn.LSTM``."""
     if isinstance(key, Method):
         return f"Tensor.{key.name}"
+    if isinstance(key, torch._ops.OpOverload):
+        return str(key)  # aten.roll.default
     if isinstance(key, type):
         return f"{key.__module__}.{key.__qualname__}"
     module = getattr(key, "__module__", None) or ""

@@ -20,6 +20,7 @@ from torchvision.models import swin_transformer
 from torchvision.ops import misc
 from torchvision.ops.stochastic_depth import StochasticDepth, stochastic_depth
 
+from graphprune.ops.aten import ATEN_TWINS
 from graphprune.ops.registry import Method, methods
 from graphprune.scoring import masked
 from graphprune.scoring.masked import masked_module
@@ -245,6 +246,21 @@ def _swin_tables() -> tuple[dict, dict]:
 
 cover(op("image", call=_position_bias, params=lambda: _swin_tables()[0], buffers=lambda: _swin_tables()[1],
          through=False), swin_transformer._get_relative_position_bias)
+
+# ---- ATen ops of a torch.export capture: a twin (graphprune/ops/aten.py) runs its twin's model with the ATen
+# key called instead; convolutions and batch norm (conv.py, norm.py) get their own
+aten = torch.ops.aten
+for _nd in (1, 2, 3):
+    cover(BUILDERS[getattr(torch, f"conv{_nd}d")], getattr(aten, f"conv{_nd}d").default)
+cover(op("image", call=lambda key, m, h: invoke(key, h, m.w, m.b, m.mean, m.var, False, 0.1, 1e-5, False),
+         params=_with(w=_w(8), b=_w(8)), buffers=_with(mean=lambda: torch.randn(8) * 0.1,
+                                                     var=lambda: torch.rand(8) + 0.5)), aten.batch_norm.default)
+cover(op("dense", 0.5, False), aten.dropout.default, aten.dropout_.default)
+cover(op("image", [2, 2]), aten.adaptive_avg_pool2d.default)
+cover(op("dense", 4, 1, post=both, head=lambda: nn.Linear(4, 2)), aten.split.Tensor)
+for _aten_key, _twin in ATEN_TWINS.items():
+    if _aten_key not in BUILDERS:
+        cover(BUILDERS[_twin], _aten_key)
 
 EXEMPTIONS: dict[object, str] = {
     Method("cuda"): "moves a tensor to a GPU: the test process runs on CPU only",

@@ -1,0 +1,135 @@
+"""capture = "export": the torch.export capture (graphprune.capture, ATen ops in graphprune/ops/aten.py,
+conv.py, norm.py) prunes CNNs with masked equivalence and the same widths as the fx capture, freezes and
+names an ATen op it does not know, and ``capture = "auto"`` falls back to it where fx cannot trace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import graphprune
+import models_zoo
+from graphprune.errors import InputError, PlanError
+from tests.helpers import compile_and_check
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+ZOO = ["zoo:resnet20", "zoo:vgg11_bn", "zoo:mobilenet_tiny", "zoo:densenet_tiny", "zoo:shufflenet_tiny"]
+
+
+def _widths(result: graphprune.api.Result) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in (*result.module.named_parameters(), *result.module.named_buffers())}
+
+
+def _both(model: nn.Module, inputs: tuple) -> tuple:
+    exported = compile_and_check(model, inputs, capture="export")
+    traced = compile_and_check(model, inputs)
+    return exported, traced
+
+
+@pytest.mark.parametrize("spec", ZOO)
+def test_export_prunes_zoo_cnns_like_fx(spec: str) -> None:
+    model, inputs = models_zoo.load(spec)
+    exported, traced = _both(model, tuple(inputs))
+    assert exported.report.artifacts["trace"]["capture"] == "export"
+    assert exported.report.unknown_ops == []
+    assert exported.report.params_after < exported.report.params_before
+    assert _widths(exported) == _widths(traced)
+    assert exported.report.kept == traced.report.kept  # same groups, same scores: the same channels
+
+
+@pytest.mark.parametrize("factory", [torchvision.models.resnet18, torchvision.models.mobilenet_v3_small])
+def test_export_prunes_torchvision_cnns_like_fx(factory) -> None:  # noqa: ANN001
+    torch.manual_seed(0)
+    exported, traced = _both(factory(), (torch.randn(1, 3, 64, 64),))
+    assert exported.report.unknown_ops == []
+    assert _widths(exported) == _widths(traced)
+    assert any(n.target is torch.ops.aten.add_.Tensor for n in exported.state.gm.graph.nodes)  # in-place kept
+
+
+class Rolled(nn.Module):
+    """torch.roll over channels: aten.roll has no rule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.roll(self.b(torch.relu(self.a(x))), 1, dims=1))
+
+
+def test_an_unknown_aten_op_is_named_and_frozen() -> None:
+    result = compile_and_check(Rolled(), torch.randn(2, 3, 8, 8), capture="export")
+    assert result.report.unknown_ops == [{"node": "roll", "op": "aten.roll.default"}]
+    assert any(f["reason"] == "no channel rule for aten.roll.default" for f in result.report.frozen)
+    assert tuple(result.module.b.weight.shape) == (8, 4, 1, 1)  # roll's input channels all stay
+    assert tuple(result.module.c.weight.shape) == (4, 8, 1, 1)
+    assert result.module.a.weight.shape[0] == 4  # what does not reach roll is still pruned
+
+
+class InPlace(nn.Module):
+    """``y`` is written in place and read again after the write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(16, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        z = self.b(y)
+        y.add_(z)
+        y.relu_()
+        return self.c(torch.cat([y, z], 1))
+
+
+def test_readers_of_a_tensor_written_in_place_read_the_write() -> None:
+    result = compile_and_check(InPlace(), torch.randn(2, 3, 8, 8), capture="export")
+    cat = next(n for n in result.state.gm.graph.nodes if n.target is torch.ops.aten.cat.default)
+    assert [a.target for a in cat.args[0]] == [torch.ops.aten.relu_.default, torch.ops.aten.conv2d.default]
+    assert result.report.params_after < result.report.params_before
+
+
+class SizeDependent(nn.Module):
+    """Star-unpacks a shape and branches on an input size: fx cannot trace either."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.bn, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, *_ = x.shape
+        y = torch.relu(self.bn(self.a(x)))
+        if x.shape[2] == 16:
+            y = y * 2
+        return self.c(y).reshape(b, -1)
+
+
+def test_auto_falls_back_to_export_and_says_why() -> None:
+    x = torch.randn(2, 3, 16, 16)
+    with pytest.raises(graphprune.errors.TraceError, match="unpacking"):
+        graphprune.compile(SizeDependent().eval(), (x,))
+    result = compile_and_check(SizeDependent(), x, capture="auto")
+    trace = result.report.artifacts["trace"]
+    assert trace["capture"] == "export"
+    assert trace["why"].startswith("fx tracing failed: ") and "x.shape" in trace["why"]
+    assert tuple(result.module.a.weight.shape) == (4, 3, 3, 3)
+
+
+def test_auto_uses_fx_where_it_traces() -> None:
+    model, inputs = models_zoo.load("zoo:resnet20")
+    result = graphprune.compile(model, tuple(inputs), capture="auto")
+    assert result.report.artifacts["trace"] == {"capture": "fx", "why": "capture = 'auto'"}
+    assert not any(str(n.target).startswith("aten.") for n in result.state.gm.graph.nodes)
+
+
+def test_the_plan_selects_the_capture_and_checks_it() -> None:
+    model, inputs = models_zoo.load("zoo:resnet20")
+    plan = {"sparsity": 0.5, "passes": {"trace": {"capture": "export"}}}
+    result = graphprune.compile(model, tuple(inputs), plan)
+    assert result.report.artifacts["trace"]["capture"] == "export"
+    with pytest.raises(PlanError, match=r"passes\.trace\.capture: expected one of 'fx', 'export', 'auto', got 'jit'"):
+        graphprune.compile(model, tuple(inputs), {"passes": {"trace": {"capture": "jit"}}})
+    with pytest.raises(InputError, match="capture: expected one of"):
+        graphprune.compile(model, tuple(inputs), capture="onnx")
