@@ -1,5 +1,6 @@
-"""Budgets and rule precedence: MACs/params targets met within 2 % (measured on the pruned model),
-the cost model agreeing with the measurement, and the most specific rule governing each group."""
+"""allocate (and ``graphprune.allocation``): budgets and rule precedence. MACs/params targets met
+within 2 % (measured on the pruned model), the cost model agreeing with the measurement, and the most
+specific rule governing each group."""
 
 from __future__ import annotations
 
