@@ -201,4 +201,3 @@ def test_cli_out_writes_every_format(tmp_path: Path, suffix: str) -> None:
 
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         assert session.run(None, {session.get_inputs()[0].name: x.numpy()})[0].shape == (2, 10)
-

@@ -54,4 +54,3 @@ def test_time_variants_counts_calls() -> None:
 
     timings = time_variants({"a": Counting()}, (torch.zeros(1),), repeats=4, warmup=2)
     assert len(calls) == 6 and timings["a"].repeats == 4
-

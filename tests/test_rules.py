@@ -138,4 +138,3 @@ def test_user_model_is_not_mutated():
     graphprune.compile(model, torch.randn(1, 3, 8, 8), sparsity=0.5)
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-

@@ -1,6 +1,6 @@
-"""One tiny model per rule-table entry not covered elsewhere (instance norm; the other families' models
-are in tests/ops/test_<family>.py): each compiles, removes channels and computes the masked dense
-function exactly."""
+"""One tiny model per rule-table entry not covered elsewhere (embedding, instance norm; the other
+families' models are in tests/ops/test_<family>.py): each compiles, removes channels and computes the
+masked dense function exactly."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ import torch
 from torch import nn
 
 from tests.helpers import compile_and_check
+
+
+class Embedding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(20, 8), nn.Linear(8, 3)
+
+    def forward(self, idx):
+        return self.fc(self.emb(idx)).sum(1)
 
 
 class InstanceNorm(nn.Module):
@@ -21,6 +30,7 @@ class InstanceNorm(nn.Module):
 
 
 CASES = {
+    "embedding": (Embedding, lambda: torch.randint(0, 20, (2, 5))),
     "instance_norm": (InstanceNorm, lambda: torch.randn(1, 3, 6, 6)),
 }
 
@@ -33,4 +43,3 @@ def test_rule_removes_channels_exactly(case):
     result = compile_and_check(model, make_input(), sparsity=0.5)
     assert result.report.unknown_ops == []
     assert result.report.params_after < result.report.params_before
-

@@ -1,7 +1,7 @@
 """Shape formulas agree with torch: same result shapes, dtypes and MACs as running the op, and they
-decline (None) wherever torch raises, so error messages stay torch's own. Here: the norm formulas and the
-shape machinery (propagation with formulas equals the fake-tensor run); the other families' formulas are
-tested in tests/ops/test_<family>.py."""
+decline (None) wherever torch raises, so error messages stay torch's own. Here: the linear and norm
+formulas and the shape machinery (propagation with formulas equals the fake-tensor run); the other
+families' formulas are tested in tests/ops/test_<family>.py."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from tests.ops.checks import check_function, check_layer, t
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-LAYERS = [  # norm layers; the other families' layers are tested in tests/ops/test_<family>.py
+LAYERS = [  # linear and norm layers; the other families' layers are tested in tests/ops/test_<family>.py
+    (nn.Linear(6, 3), t(6)), (nn.Linear(6, 3), t(2, 5, 6)), (nn.Linear(6, 3, bias=False), t(4, 6)),
+    (nn.Linear(6, 3), t(4, 5)),
     (nn.BatchNorm2d(4).eval(), t(2, 4, 3, 3)), (nn.BatchNorm2d(4).eval(), t(2, 5, 3, 3)),
     (nn.BatchNorm1d(4).eval(), t(2, 4)), (nn.BatchNorm1d(4).eval(), t(2, 4, 7)),
     (nn.LayerNorm(6), t(2, 3, 6)), (nn.LayerNorm((3, 6)), t(2, 3, 6)), (nn.LayerNorm(6), t(2, 6, 3)),
@@ -40,7 +42,9 @@ def test_layer_formula_matches_torch(module, x):
     check_layer(module, x)
 
 
-FUNCTIONS = [(F.layer_norm, (t(2, 3, 4), (4,))), (F.layer_norm, (t(2, 3, 4), (3,)))]
+FUNCTIONS = [
+    (F.linear, (t(2, 3, 4), t(5, 4), t(5))), (F.layer_norm, (t(2, 3, 4), (4,))), (F.layer_norm, (t(2, 3, 4), (3,))),
+]
 
 
 @pytest.mark.parametrize("key,args", FUNCTIONS, ids=lambda v: getattr(v, "__name__", None) or getattr(v, "name", None))
@@ -72,4 +76,3 @@ def test_propagation_leaves_every_module_in_the_roots_mode(root_training):
     gm.training = root_training
     propagate_counting(gm, (t(1, 3, 8, 8),))
     assert all(m.training is root_training for m in gm.modules())
-

@@ -121,4 +121,3 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path):
                          rho=0.5)
     with pytest.raises(CheckpointError, match=r"admm\.rho is 0\.001 in the checkpoint but 0\.5 in this run"):
         run_admm(pretrained_mlp(batches, 0), constraint, TrainSpec(batches), changed)
-

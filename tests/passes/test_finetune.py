@@ -221,4 +221,3 @@ def test_user_model_on_another_device_is_not_moved() -> None:
     assert all(p.device.type == "cpu" for p in model.parameters())
     for (name, a), b in zip(model.state_dict().items(), teacher.state_dict().values()):
         assert torch.equal(a, b), name
-

@@ -46,4 +46,3 @@ def test_plain_module_holding_masked_layers_compiles_exactly() -> None:
     assert type(result.module.get_submodule("2")).__name__ == "MaskedConv2d"
     assert result.module.get_submodule("2").out_channels == 4
     assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5
-

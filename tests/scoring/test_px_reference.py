@@ -138,4 +138,3 @@ def test_layers_masked_in_the_model_count_as_pruned_in_the_data_copy():
     a, b = px_scores(masked, x), px_scores(net, x, masks=masks)
     for name in masks:
         torch.testing.assert_close(a[name], b[name], rtol=1e-9, atol=0)
-
