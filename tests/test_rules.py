@@ -1,14 +1,12 @@
 """Tiny models across rule families: structure of the groups, what was removed, and exactness (the
-per-family tests of the non-conv, non-norm op families live in tests/ops/test_<family>.py)."""
+per-family tests of the non-norm op families live in tests/ops/test_<family>.py)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
 import graphprune
-import models_zoo
 from tests.helpers import compile_and_check, randomize_norms
 
 
@@ -45,51 +43,6 @@ class Residual(nn.Module):
     def forward(self, x):
         x = self.stem(x)
         return self.head((x + self.body(x)).mean((2, 3)))
-
-
-class Depthwise(nn.Module):
-    def __init__(self, mult: int) -> None:
-        super().__init__()
-        self.pw = conv_bn(3, 8)
-        self.dw = conv_bn(8, 8 * mult, groups=8)
-        self.out = nn.Conv2d(8 * mult, 4, 1)
-
-    def forward(self, x):
-        return self.out(self.dw(self.pw(x))).mean((2, 3))
-
-
-@pytest.mark.parametrize("mult", [1, 2])
-def test_depthwise_prunes_whole_groups(mult):
-    r = compile_and_check(randomize_norms(Depthwise(mult)), torch.randn(1, 3, 8, 8), sparsity=0.5)
-    dw = r.module.get_submodule("dw.0")
-    assert dw.groups == dw.in_channels == 4 and dw.out_channels == 4 * mult
-
-
-def test_grouped_conv_narrows_every_group_alike():
-    class Grouped(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.g = conv_bn(3, 16), conv_bn(16, 16, groups=4)
-            self.head = nn.Linear(16, 2)
-
-        def forward(self, x):
-            return self.head(self.g(self.a(x)).mean((2, 3)))
-
-    r = compile_and_check(randomize_norms(Grouped()), torch.randn(1, 3, 8, 8), sparsity=0.5)
-    g = r.module.get_submodule("g.0")
-    assert g.in_channels == 8 and g.out_channels == 8 and g.groups == 4 and g.weight.shape[1] == 2
-    kept_in = r.report.kept["g.0.weight"][1]  # the same two positions of every group's 4 inputs
-    kept_a = r.report.kept["a.0.weight"][0]
-    assert len(kept_in) == 2 and kept_a == [4 * k + j for k in range(4) for j in kept_in]
-
-
-def test_grouped_conv_falls_back_to_whole_groups_when_narrowing_would_be_coarser():
-    """gn_net's GroupNorm(8) ties contiguous runs of 4 channels; with groups=4 convs, narrowing
-    within groups would merge each block's 32 channels into 2, removing whole conv groups leaves 4."""
-    model, inputs = models_zoo.load("zoo:gn_net")
-    r = compile_and_check(model, inputs, sparsity=0.5)
-    conv = r.module.get_submodule("blocks.0.conv1.0")
-    assert conv.groups == 2 and conv.weight.shape[1] == 8 and conv.in_channels == 16
 
 
 class Shuffle(nn.Module):

@@ -1,6 +1,6 @@
 """Shape formulas agree with torch: same result shapes, dtypes and MACs as running the op, and they
-decline (None) wherever torch raises, so error messages stay torch's own. Here: the conv, linear and
-norm formulas and the shape machinery (propagation with formulas equals the fake-tensor run); the other
+decline (None) wherever torch raises, so error messages stay torch's own. Here: the linear and norm
+formulas and the shape machinery (propagation with formulas equals the fake-tensor run); the other
 families' formulas are tested in tests/ops/test_<family>.py."""
 
 from __future__ import annotations
@@ -23,18 +23,7 @@ from tests.ops.checks import check_function, check_layer, t
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-CONV = [
-    (nn.Conv2d(4, 8, 3), t(2, 4, 9, 9)),
-    (nn.Conv2d(4, 8, 3, stride=2, padding=1, dilation=2), t(1, 4, 10, 7)),
-    (nn.Conv2d(4, 8, 3, groups=4, bias=False), t(1, 4, 5, 5)),
-    (nn.Conv2d(4, 8, (1, 3), padding="same"), t(1, 4, 5, 6)),
-    (nn.Conv2d(4, 8, 3, padding="valid"), t(4, 5, 5)),  # unbatched
-    (nn.Conv1d(3, 6, 5, stride=3), t(2, 3, 20)),
-    (nn.Conv3d(2, 4, 3, padding=(0, 1, 2)), t(1, 2, 4, 5, 6)),
-    (nn.Conv2d(4, 8, 3), t(1, 5, 9, 9)),  # wrong channels
-    (nn.Conv2d(4, 8, 5), t(1, 4, 3, 3)),  # kernel larger than input
-]
-LAYERS = [  # conv, linear and norm layers; the other families' layers are tested in tests/ops/test_<family>.py
+LAYERS = [  # linear and norm layers; the other families' layers are tested in tests/ops/test_<family>.py
     (nn.Linear(6, 3), t(6)), (nn.Linear(6, 3), t(2, 5, 6)), (nn.Linear(6, 3, bias=False), t(4, 6)),
     (nn.Linear(6, 3), t(4, 5)),
     (nn.BatchNorm2d(4).eval(), t(2, 4, 3, 3)), (nn.BatchNorm2d(4).eval(), t(2, 5, 3, 3)),
@@ -48,7 +37,7 @@ def _layer_id(value: Any) -> str | None:
     return type(value).__name__ if isinstance(value, nn.Module) else None
 
 
-@pytest.mark.parametrize("module,x", CONV + LAYERS, ids=_layer_id)
+@pytest.mark.parametrize("module,x", LAYERS, ids=_layer_id)
 def test_layer_formula_matches_torch(module, x):
     check_layer(module, x)
 

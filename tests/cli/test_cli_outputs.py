@@ -18,7 +18,7 @@ import torch
 
 from graphprune.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = """
 import torch
 from torch import nn

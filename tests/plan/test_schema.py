@@ -1,6 +1,8 @@
 """Malformed plans: each is rejected with the exact key path (and file line where the format has one),
 exit code 2 from the CLI, and no output file written."""
 
+# ruff: noqa: E501  (one malformed plan per line reads best as a table)
+
 from __future__ import annotations
 
 import json

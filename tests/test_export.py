@@ -1,6 +1,6 @@
-"""emit / graphprune.export: .pt2, ONNX and standalone-Python artifacts load back and compute what the
-PyTorch module computes; writes are atomic; the .py artifact loads in a process where graphprune cannot
-be imported; the emit pass records every file; torch.compile runs the pruned module.
+"""graphprune.export (what the emit pass writes): .pt2, ONNX and standalone-Python artifacts load back and
+compute what the PyTorch module computes; writes are atomic; the .py artifact loads in a process where
+graphprune cannot be imported; torch.compile runs the pruned module (the pass: tests/passes/test_emit.py).
 
 ONNX parity over torchvision CNNs at 50 % channels is slow: CI runs a bounded subset at 64x64,
 GRAPHPRUNE_SWEEP=full every torchvision classification CNN.
@@ -23,10 +23,6 @@ import models_zoo
 from graphprune.export import ExportError, emit, load_python
 from graphprune.export_py import StandaloneError, constructor, python_source
 from graphprune.fold import bn_affine
-from graphprune.passes import run_pipeline
-from graphprune.state import CompileState
-from passes import Trace
-from passes.emit import Emit
 from tests.conftest import sweep_mode
 from tests.helpers import calibrate, make_nontrivial
 
@@ -157,17 +153,6 @@ def test_failed_export_keeps_previous_file(tmp_path: Path) -> None:
     assert target.read_bytes() == b"previous" and not list(tmp_path.glob(".*.tmp"))
     with pytest.raises(ExportError, match="unsupported suffix"):
         emit(_DataDependent(), (torch.randn(2),), tmp_path / "model.tflite")
-
-
-def test_emit_pass_records_every_file(tmp_path: Path) -> None:
-    model, (x,) = models_zoo.load("zoo:resnet20")
-    paths = (str(tmp_path / "r.pt2"), str(tmp_path / "r.py"))
-    state = run_pipeline(CompileState("r20", model, (x,)), [Trace(), Emit(paths=paths)])
-    records = state.artifacts["emit"]["files"]
-    assert "exported" in state.facts and [r["file"] for r in records] == list(paths)
-    assert all(r["parity_max_abs"] == 0 and r["size_bytes"] > 0 for r in records)
-    with pytest.raises(ExportError, match="no output paths"):
-        run_pipeline(state, [Emit()])
 
 
 @pytest.mark.slow

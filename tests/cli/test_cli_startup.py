@@ -15,7 +15,7 @@ from torch import nn
 
 from graphprune.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "torchvision", "timm", "numpy")
 PROBE = """
 import contextlib, io, json, sys

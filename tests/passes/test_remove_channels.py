@@ -1,4 +1,5 @@
-"""Two rounds of remove-channels: ``kept`` stays in the original numbering and the twice-pruned
+"""remove-channels: alone on the tiny graph of ``conftest.py`` it shrinks every member of the group and
+keeps the masked function; over two rounds ``kept`` stays in the original numbering and the twice-pruned
 model computes the original model with every removed channel zeroed (masked equivalence)."""
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ import torch
 
 import graphprune
 import models_zoo
-from graphprune.passes import run_pipeline
+from graphprune.passes import run_pass, run_pipeline
 from graphprune.testing import masked_equivalence_error
 from passes import Allocate, AnalyzeChannels, PropagateShapes, RemoveChannels, ScoreMagnitude
 from passes.remove_channels import compose_kept
 from tests.helpers import calibrate, make_nontrivial
+from tests.passes.tiny_graph import X
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -47,3 +49,10 @@ def test_two_rounds_keep_masked_equivalence(name):
     assert second.macs["pruned"] < first.state.macs["pruned"]
     with torch.no_grad():
         assert second.gm(*inputs).shape == model(*inputs).shape
+
+
+def test_remove_channels_shrinks_and_keeps_the_masked_function(allocated, model) -> None:
+    state = run_pass(allocated, RemoveChannels())
+    assert "removed" in state.facts and "groups" not in state.facts  # invalidated
+    assert state.gm.conv1.out_channels == 4 and state.gm.conv2.in_channels == 4 and state.gm.bn.num_features == 4
+    assert masked_equivalence_error(model, state.gm, state.kept, (X,)) < 1e-6

@@ -15,7 +15,7 @@ import torch
 from tests.admm_job import job
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-JOB = Path(__file__).with_name("admm_job.py")
+JOB = Path(__file__).resolve().parents[1] / "admm_job.py"
 
 
 def run_job(ckdir: Path, out: Path, kill_at: int | None = None) -> subprocess.CompletedProcess:

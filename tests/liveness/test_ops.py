@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphprune.ops.registry import SPECS, Liveness, Method, register
 from graphprune.liveness.ops import kind_of
+from graphprune.ops.registry import SPECS, Liveness, Method, register
 from graphprune.trace import trace
 
 DECLARED = [

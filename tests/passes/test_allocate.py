@@ -1,5 +1,7 @@
-"""Budgets and rule precedence: MACs/params targets met within 2 % (measured on the pruned model),
-the cost model agreeing with the measurement, and the most specific rule governing each group."""
+"""allocate (and ``graphprune.allocation``): budgets and rule precedence. MACs/params targets met
+within 2 % (measured on the pruned model), the cost model agreeing with the measurement, and the most
+specific rule governing each group; alone on the tiny graph of ``conftest.py``, the best half of a
+group is kept and the pass refuses to run without scores."""
 
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ import graphprune
 import models_zoo
 from graphprune.allocation import Candidate, Limits
 from graphprune.channels.groups import GroupMember, PruningGroup
+from graphprune.passes import PipelineError, run_pass
+from graphprune.plan import load_plan
 from graphprune.testing import masked_equivalence_error
+from passes import Allocate
 from tests.helpers import calibrate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -138,3 +143,17 @@ def test_ratio_applies_per_producer_and_round_to_group_wide() -> None:
     assert np.flatnonzero(keep).tolist() == [2, 3, 8, 9, 10, 11]  # the best half of each producer
     keep = candidate.keep_at_ratio(0.5, Limits(round_to=4))  # group-wide: 8 of 12, b's high scores win,
     assert np.flatnonzero(keep).tolist() == [3, *range(4, 12)]  # and a keeps the one channel every member is owed
+
+
+def test_allocate_keeps_the_best_half(scored) -> None:
+    state = run_pass(scored, Allocate())
+    group = next(g for g in scored.channels.groups if g.num_prunable)
+    kept = state.keep[group.labels]
+    score = scored.scores["l2"][group.index]
+    assert kept.sum() == 4
+    assert score[kept].min() >= score[~kept].max()
+
+
+def test_allocate_refuses_without_scores(grouped) -> None:
+    with pytest.raises(PipelineError, match="requires"):
+        run_pass(grouped, Allocate(plan=load_plan()))

@@ -13,7 +13,7 @@ from passes import Purify
 from passes.purify import weak_slices
 from passes.unused_paths import purify_to_fixed_point
 from tests.helpers import calibrate
-from tests.test_unused_paths import Chain, analysed, removed
+from tests.passes.test_unused_paths import Chain, analysed, removed
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

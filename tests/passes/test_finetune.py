@@ -21,7 +21,6 @@ from graphprune.errors import InputError
 from graphprune.plan import load_plan
 from graphprune.scheduler import FixedPoint, schedule
 from graphprune.training.checkpoint import CheckpointError
-from graphprune.training.distill import distillation_loss, soft_loss
 from graphprune.training.evaluate import evaluate
 from models_zoo.data import load_dataset
 
@@ -75,20 +74,6 @@ def test_recovery_measures_three_accuracies_and_recovers(trained, distill: bool)
     for key, value in before.items():  # the user's model: neither its tensors nor its flags changed
         assert torch.equal(model.state_dict()[key], value), key
     assert [m.training for m in model.modules()] == flags
-
-
-def test_distillation_loss_is_hintons() -> None:
-    g = torch.Generator().manual_seed(0)
-    s, t, y = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g), torch.arange(5)
-    temperature = 3.0
-    p, q = F.softmax(s / temperature, -1), F.softmax(t / temperature, -1)
-    manual = (q * (q.log() - p.log())).sum(-1).mean() * temperature ** 2
-    assert soft_loss(s, t, temperature) == pytest.approx(float(manual), rel=1e-5)
-    assert float(soft_loss(t, t, temperature)) == pytest.approx(0.0, abs=1e-6)
-    blended = distillation_loss(F.cross_entropy, s, t, y, temperature, 0.25)
-    assert float(blended) == pytest.approx(float(0.75 * F.cross_entropy(s, y) + 0.25 * manual), rel=1e-5)
-    with pytest.raises(InputError, match="logits distillation needs a float tensor"):
-        soft_loss({"out": s}, t, temperature)
 
 
 def _digits_steps(epochs: float) -> int:

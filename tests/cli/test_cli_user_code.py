@@ -14,7 +14,7 @@ import pytest
 
 from graphprune.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODELS = """\
 import torch
 from torch import nn

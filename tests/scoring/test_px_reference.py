@@ -138,9 +138,3 @@ def test_layers_masked_in_the_model_count_as_pruned_in_the_data_copy():
     a, b = px_scores(masked, x), px_scores(net, x, masks=masks)
     for name in masks:
         torch.testing.assert_close(a[name], b[name], rtol=1e-9, atol=0)
-
-
-def test_score_px_pass_defaults_to_the_reference_data_copy_and_100_rounds():
-    from passes import ScorePx
-
-    assert ScorePx().masked_data_copy is True and ScorePx().rounds == 100

@@ -16,7 +16,7 @@ import torch
 from graphprune.cli import main
 
 SPEC = "zoo:resnet20"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
