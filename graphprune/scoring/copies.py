@@ -2,7 +2,7 @@
 that its output is a sum over input->output paths of (product of weights) x (gates) x (input).
 
 Treatment of what is not a plain conv/linear weight (the same for SynFlow and PX, tested in
-``tests/test_scoring_paths.py``):
+``tests/scoring/test_paths.py``):
 
 - **Biases** of convs and linears are zero in the copies: a bias starts a path inside the network,
   and both criteria count input->output paths only.
