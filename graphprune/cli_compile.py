@@ -242,7 +242,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                     model, inputs = load_model(args.spec, input_size_of(args.input_size, plan), args.submodule,
                                                args.weights)
                 seconds = {"load": time.perf_counter() - start}
-                result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec)
+                result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec,
+                                            capture=getattr(args, "capture", None))
                 if not rank0:
                     return 0  # under torchrun every rank trains; only rank 0 writes and prints
                 _unstage_report(result.report, plan, outputs)

@@ -95,6 +95,19 @@ def test_compile_exact_keeps_layernorm_channels(tmp_path: Path) -> None:
     assert reports[False]["params_after"] < reports[True]["params_after"] < reports[True]["params_before"]
 
 
+def test_compile_capture_flag_selects_the_capture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reports = {}
+    for capture in ("fx", "export"):
+        path = tmp_path / f"{capture}.json"
+        assert main(["compile", "zoo:resnet8", "--capture", capture, "--report", str(path), "-q"]) == 0
+        reports[capture] = json.loads(path.read_text())
+    assert [reports[c]["artifacts"]["trace"]["capture"] for c in ("fx", "export")] == ["fx", "export"]
+    assert reports["fx"]["params_after"] == reports["export"]["params_after"] < reports["fx"]["params_before"]
+    capsys.readouterr()
+    assert main(["compile", "zoo:resnet8", "--capture", "jit"]) == 2
+    assert "--capture: invalid choice: 'jit'" in capsys.readouterr().err
+
+
 def test_compile_export_failure_suggests_pt(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object, **kwargs: object) -> None:
