@@ -16,6 +16,7 @@ from torch import nn
 from graphprune.allocation import BUDGET_TOLERANCE
 from graphprune.capture import check_capture
 from graphprune.codegen import materialize
+from graphprune.copy_on_write import unshare
 from graphprune.errors import InputError
 from graphprune.interface import BoundInputs, bind_inputs, holds_tensor, tensor_aliases, ties
 from graphprune.metrics import count_macs, count_params
@@ -25,7 +26,6 @@ from graphprune.plan.selectors import validate_selectors
 from graphprune.report import LayerWidth, Report
 from graphprune.scheduler import run_schedule, schedule
 from graphprune.state import CompileState, Options
-from graphprune.trace import unshare
 
 
 @dataclass

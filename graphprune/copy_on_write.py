@@ -9,6 +9,7 @@ every tensor until the pass replaces it (passes replace tensors, they never writ
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.fx as fx
@@ -35,14 +36,27 @@ def trainable(gm: fx.GraphModule) -> fx.GraphModule:
     """``writable(gm)`` with every parameter and buffer copied too (a tied one stays one tensor), for a
     pass that trains the module in place. The user's tensors and the input state's stay untouched."""
     clone = writable(gm)
+    copy_tensors(clone, lambda t: True)
+    return clone
+
+
+def unshare(module: nn.Module, original: nn.Module) -> None:
+    """Copy every parameter/buffer of ``module`` still shared with ``original`` (the end of
+    copy-on-write: training the result must not write into the user's tensors)."""
+    shared = {t.data_ptr() for t in (*original.parameters(), *original.buffers()) if t.numel()}
+    copy_tensors(module, lambda t: bool(t.numel()) and t.data_ptr() in shared)
+
+
+def copy_tensors(module: nn.Module, which: Callable[[torch.Tensor], bool]) -> None:
+    """Give ``module`` its own copy of every parameter/buffer ``which`` selects, one copy per tensor, so
+    a tied parameter stays one tensor."""
     copies: dict[int, torch.Tensor] = {}
-    for module in clone.modules():
-        for store in (module._parameters, module._buffers):
+    for m in module.modules():
+        for store in (m._parameters, m._buffers):
             for name, t in store.items():
-                if t is None:
+                if t is None or not which(t):
                     continue
                 if id(t) not in copies:
                     copies[id(t)] = nn.Parameter(tensor_ops.copy(t), t.requires_grad) \
                         if isinstance(t, nn.Parameter) else tensor_ops.copy(t)
                 store[name] = copies[id(t)]
-    return clone

@@ -50,10 +50,10 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
     kept = _without_masks(_kept(data, where), model)
     from graphprune.api import _check_inputs
     from graphprune.codegen import materialize
+    from graphprune.copy_on_write import unshare
     from graphprune.metrics import count_params
     from graphprune.passes import run_pass, run_pipeline
     from graphprune.state import CompileState
-    from graphprune.trace import unshare
     from passes import AnalyzeChannels, Canonicalize, RemoveChannels, Trace
 
     if data.get("params_before") is not None and count_params(model) != data["params_before"]:

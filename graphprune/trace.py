@@ -17,12 +17,10 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
 import torch.fx as fx
 from torch import nn
 from torch.fx.proxy import ParameterProxy
 
-from graphprune import tensor_ops
 from graphprune.codegen import deferred_graph_module
 from graphprune.decompose import decomposition_for
 from graphprune.errors import InputError
@@ -181,17 +179,3 @@ def _shallow_copy(module: nn.Module) -> nn.Module:
     clone.__dict__.update(module.__dict__)
     return clone
 
-
-def unshare(module: nn.Module, original: nn.Module) -> None:
-    """Copy every parameter/buffer of ``module`` still shared with ``original`` (the end of
-    copy-on-write: training the result must not write into the user's tensors)."""
-    shared = {t.data_ptr() for t in (*original.parameters(), *original.buffers()) if t.numel()}
-    copies: dict[int, torch.Tensor] = {}  # one copy per tensor: a tied parameter stays tied
-    for m in module.modules():
-        for store in (m._parameters, m._buffers):
-            for name, t in store.items():
-                if t is not None and t.numel() and t.data_ptr() in shared:
-                    if id(t) not in copies:
-                        copies[id(t)] = nn.Parameter(tensor_ops.copy(t), t.requires_grad) \
-                            if isinstance(t, nn.Parameter) else tensor_ops.copy(t)
-                    store[name] = copies[id(t)]

@@ -22,9 +22,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from graphprune.admm import AdmmConfig, build_constraint, run_admm  # noqa: E402
+from graphprune.copy_on_write import unshare  # noqa: E402
 from graphprune.passes import run_pipeline  # noqa: E402
 from graphprune.state import CompileState  # noqa: E402
-from graphprune.trace import unshare  # noqa: E402
 from graphprune.training import TrainSpec  # noqa: E402
 from passes import AnalyzeChannels, Canonicalize, Trace  # noqa: E402
 

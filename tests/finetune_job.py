@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from graphprune.copy_on_write import unshare  # noqa: E402
 from graphprune.passes import run_pipeline  # noqa: E402
 from graphprune.state import CompileState  # noqa: E402
-from graphprune.trace import unshare  # noqa: E402
 from graphprune.training.recovery import RecoveryConfig, run_recovery  # noqa: E402
 from passes import Allocate, AnalyzeChannels, Canonicalize, RemoveChannels, ScoreMagnitude, Trace  # noqa: E402
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from graphprune.channels.elements import Ids
 
 
@@ -27,15 +25,8 @@ class Layout:
     def all_ids(self) -> Iterator[Ids]:
         yield from self.dims.values()
 
-    def with_dims(self, dims: Mapping[int, Ids]) -> Layout:
-        return Layout({d: np.asarray(v, dtype=np.int64) for d, v in dims.items()})
-
 
 EMPTY = Layout({})
-
-
-def normalize_dim(dim: int, ndim: int) -> int:
-    return dim + ndim if dim < 0 else dim
 
 
 def iter_layouts(value: object) -> Iterator[Layout]:

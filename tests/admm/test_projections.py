@@ -19,10 +19,10 @@ from graphprune.admm.constraints import (
     WeightConstraint,
     group_parameter_names,
 )
+from graphprune.copy_on_write import unshare
 from graphprune.passes import run_pipeline
 from graphprune.state import CompileState
 from graphprune.testing import relative_error
-from graphprune.trace import unshare
 from passes import AnalyzeChannels, Canonicalize, RemoveChannels, Trace
 
 pytestmark = pytest.mark.usefixtures("single_thread")
