@@ -69,3 +69,27 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model
+
+
+class Residual(nn.Module):
+    """conv-bn-relu stem, a residual conv-bn block and a linear head: small, with every coupling kind
+    the scheduler tests need (a residual add, per-channel norms, a global mean)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.Conv2d(16, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        y = torch.relu(y + self.body(y))
+        return self.head(y.mean((2, 3)))
+
+
+def step_names(plan_schedule) -> list[str]:  # noqa: ANN001
+    """A schedule's pass names, the dead-channel loop as ``fixed-point``."""
+    from graphprune.schedule import FixedPoint
+
+    return [s.pass_.name if not isinstance(s, FixedPoint) else "fixed-point" for s in plan_schedule.steps]

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from torch import nn
 from torch.fx.passes.infra.pass_manager import PassManager
 
 import graphprune
@@ -23,36 +22,21 @@ from graphprune.scheduler import FixedPoint, schedule
 from graphprune.state import CompileState
 from graphprune.testing import masked_equivalence_error
 from passes import Allocate, RemoveChannels, ScoreMagnitude
-from tests.helpers import calibrate
+from tests.helpers import Residual, calibrate, step_names
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-class Residual(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.body = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                                  nn.Conv2d(16, 8, 3, padding=1), nn.BatchNorm2d(8))
-        self.head = nn.Linear(8, 5)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.stem(x)
-        y = torch.relu(y + self.body(y))
-        return self.head(y.mean((2, 3)))
-
-
-def _names(plan_schedule) -> list[str]:
-    return [s.pass_.name if not isinstance(s, FixedPoint) else "fixed-point" for s in plan_schedule.steps]
 
 
 def test_default_plan_schedules_the_core_pipeline_in_dependency_order() -> None:
     s = schedule(load_plan())
-    assert _names(s) == ["trace", "canonicalize", "analyze-channels", "score-magnitude", "allocate",
+    assert step_names(s) == ["trace", "canonicalize", "analyze-channels", "score-magnitude", "allocate",
                          "remove-channels"]
     assert s.goals == [("removed", "default: structure 'channel'")]
     for a, b in s.graph.edges:  # every edge is respected by the order
-        assert _names(s).index(a.split("(")[0]) < _names(s).index(b.split("(")[0])
+        assert step_names(s).index(a.split("(")[0]) < step_names(s).index(b.split("(")[0])
 
 
 def test_criterion_decides_the_score_pass_and_its_configuration() -> None:
@@ -60,7 +44,7 @@ def test_criterion_decides_the_score_pass_and_its_configuration() -> None:
     score = next(st.pass_ for st in s.steps if st.pass_.name == "score-magnitude")
     assert score == ScoreMagnitude(p=1) and score.provides == {"scores:l1"}
     s = schedule(load_plan({"prune": [{"select": "*", "sparsity": 0.5, "score": "fpgm"}]}))
-    assert "score-fpgm" in _names(s)
+    assert "score-fpgm" in step_names(s)
 
 
 def test_two_criteria_get_two_score_passes() -> None:
@@ -126,7 +110,7 @@ def test_pinned_pipeline_keeps_its_order_and_runs() -> None:
     pipeline = ["trace", "canonicalize", "analyze-channels", "score-magnitude", "allocate", "remove-channels"]
     plan = load_plan({"prune": [{"sparsity": 0.5}], "pipeline": pipeline})
     s = schedule(plan)
-    assert _names(s) == pipeline and all(st.why == "pinned by the plan's pipeline" for st in s.steps)
+    assert step_names(s) == pipeline and all(st.why == "pinned by the plan's pipeline" for st in s.steps)
     model = calibrate(Residual().eval(), (torch.randn(1, 3, 8, 8),))
     result = graphprune.compile(model, torch.randn(1, 3, 8, 8), plan=plan)
     assert [t["pass"] for t in result.report.schedule] == pipeline
@@ -152,7 +136,7 @@ def test_invalidated_analyses_are_rerun_before_their_next_reader() -> None:
 def test_fixed_point_of_unused_path_removal_is_scheduled_after_removal() -> None:
     plan = load_plan({"prune": [{"sparsity": 0.5}], "purify": {}})
     s = schedule(plan)
-    names = _names(s)
+    names = step_names(s)
     assert names.index("fixed-point") == names.index("purify") + 1  # purify zeroes, the loop removes
     assert names.index("purify") > names.index("remove-channels")
     loop = s.steps[names.index("fixed-point")]

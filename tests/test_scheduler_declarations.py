@@ -11,38 +11,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 import graphprune
 import passes  # noqa: F401  (registers the library)
 from graphprune.passes import PASSES, Pass, Stage
 from graphprune.plan import load_plan
-from graphprune.schedule import FixedPoint
 from graphprune.scheduler import schedule
 from graphprune.state import CompileState
-from tests.helpers import calibrate
+from tests.helpers import Residual, calibrate, step_names
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULING = ("graphprune/scheduler.py", "graphprune/schedule.py", "graphprune/pipeline.py")
 
 
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.body = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                                  nn.Conv2d(16, 8, 3, padding=1), nn.BatchNorm2d(8))
-        self.head = nn.Linear(8, 5)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.stem(x)
-        y = torch.relu(y + self.body(y))
-        return self.head(y.mean((2, 3)))
-
-
-def _labels(s) -> list[str]:
-    return ["fixed-point" if isinstance(st, FixedPoint) else st.pass_.name for st in s.steps]
 
 
 @pytest.mark.parametrize("path", SCHEDULING)
@@ -86,7 +69,7 @@ def test_a_new_stage_between_two_existing_ones_is_honoured(third_party) -> None:
         def run(self, state: CompileState) -> CompileState:
             return state
 
-    names = _labels(schedule(load_plan({"sparsity": 0.5, "purify": {}, "passes": {"test-after-removal": {}}})))
+    names = step_names(schedule(load_plan({"sparsity": 0.5, "purify": {}, "passes": {"test-after-removal": {}}})))
     assert names.index("remove-channels") + 1 == names.index("test-after-removal")
     assert names.index("test-after-removal") + 1 == names.index("purify")
 
@@ -118,9 +101,9 @@ def _zeroing_pass(dead: bool):
 def test_a_pass_that_leaves_dead_channels_gets_the_fixed_point_after_it(third_party, dead: bool) -> None:
     _zeroing_pass(dead)
     plan = load_plan({"prune": [{"sparsity": 0.25}], "passes": {"test-zero-filters": {}}})
-    names = _labels(schedule(plan))
+    names = step_names(schedule(plan))
     x = torch.randn(2, 3, 8, 8)
-    model = calibrate(Net().eval(), (x,))
+    model = calibrate(Residual().eval(), (x,))
     width = graphprune.compile(model, x, plan=plan).module.get_submodule("body.0").out_channels
     if dead:  # removal keeps 12 of 16, the pass zeroes 6 of them, the fixed point removes those
         assert names.index("fixed-point") == names.index("test-zero-filters") + 1 and width == 6
@@ -148,7 +131,7 @@ def test_a_declared_default_provider_settles_a_fact_two_passes_offer(third_party
         def run(self, state: CompileState) -> CompileState:
             return state
 
-    names = _labels(schedule(load_plan({"sparsity": 0.5, "passes": {"test-reader": {}}})))
+    names = step_names(schedule(load_plan({"sparsity": 0.5, "passes": {"test-reader": {}}})))
     assert "test-offer-1" in names and "test-offer-0" not in names
 
 
@@ -164,7 +147,7 @@ def test_explain_lists_the_reruns_that_the_run_then_performs() -> None:
             "analyze-channels), analyze-channels ('groups' for score-magnitude)" in text)
     predicted = [name for step in s.to_dict() for chain in step.get("reruns", []) for name in chain]
     x = torch.randn(2, 3, 8, 8)
-    trail = graphprune.compile(calibrate(Net().eval(), (x,)), x, plan=plan).report.schedule
+    trail = graphprune.compile(calibrate(Residual().eval(), (x,)), x, plan=plan).report.schedule
     assert predicted == [t["pass"] for t in trail if t["why"].startswith("re-run")] \
         == ["propagate-shapes", "analyze-channels"]
 
