@@ -8,10 +8,7 @@ from torch import nn
 
 import graphprune
 from tests.helpers import compile_and_check, randomize_norms
-
-
-def conv_bn(cin: int, cout: int, **kw) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False, **kw), nn.BatchNorm2d(cout), nn.ReLU())
+from tests.ops.checks import conv_bn
 
 
 class Chain(nn.Module):

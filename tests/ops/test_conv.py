@@ -14,13 +14,9 @@ from torch import nn
 
 import models_zoo
 from tests.helpers import compile_and_check, randomize_norms
-from tests.ops.checks import check_layer, t
+from tests.ops.checks import check_layer, conv_bn, t
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def conv_bn(cin: int, cout: int, **kw) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False, **kw), nn.BatchNorm2d(cout), nn.ReLU())
 
 
 class Depthwise(nn.Module):
