@@ -16,24 +16,18 @@ import torch
 import torch.fx as fx
 
 from graphprune.eager_args import node_args
-from graphprune.ops.registry import Method, twin_of
+from graphprune.ops.registry import Method, Trait, has_trait, twin_of
 from graphprune.values import TensorInfo
 
-_MOVEMENT_METHODS = {"view", "reshape", "transpose", "permute", "contiguous", "flatten", "unflatten",
-                     "swapaxes", "movedim"}
-_MOVEMENT_FUNCTIONS = {torch.reshape, torch.transpose, torch.permute, torch.flatten, torch.unflatten,
-                       torch.swapaxes, torch.movedim}
 PERM_PREFIX = "_gp_channel_perm"
 
 
 def _is_movement(node: fx.Node) -> bool:
-    """A pure movement op; an op declared as another's twin (``aten.view`` as ``torch.reshape``) is its twin."""
+    """A rearrangement its family declares (``Trait.REARRANGES``); an op declared as another's twin
+    (``aten.view`` as ``torch.reshape``) is its twin."""
     if node.op == "call_method":
-        return node.target in _MOVEMENT_METHODS
-    if node.op != "call_function":
-        return False
-    key = twin_of(node.target)
-    return key.name in _MOVEMENT_METHODS if isinstance(key, Method) else key in _MOVEMENT_FUNCTIONS
+        return has_trait(Method(str(node.target)), Trait.REARRANGES)
+    return node.op == "call_function" and has_trait(twin_of(node.target), Trait.REARRANGES)
 
 
 def _chain_from(start: fx.Node) -> list[fx.Node]:

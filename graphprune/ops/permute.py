@@ -8,12 +8,16 @@ import torch
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import Layout
-from graphprune.ops.registry import Liveness, Method, formula, methods, register
+from graphprune.ops.registry import Liveness, Method, Trait, declare, formula, methods, register
 from graphprune.shapes.registry import Call, Meta, dim_index, ints, spec
 
 
 def _permuted(lay: Layout, order: Sequence[int]) -> Layout:
     return Layout({new: lay.get(old) for new, old in enumerate(order) if lay.get(old) is not None})
+
+
+declare([torch.permute, torch.transpose, torch.swapaxes, torch.movedim,
+         *methods("permute", "transpose", "swapaxes", "movedim")], traits={Trait.REARRANGES})  # canonicalize
 
 
 @register([torch.permute, *methods("permute")], liveness=Liveness.MOVEMENT)

@@ -71,6 +71,8 @@ class Trait(enum.Enum):
     """What a consumer needs to know about a layer's parameters, said once where the layer is declared."""
 
     WEIGHT_LAYER = "weight-layer"  # its weight multiplies the input: conv, transposed conv, linear
+    REARRANGES = "rearranges"  # one input, every value once in the output (reshape, permute): canonicalize
+    # composes chains of these into one index map (a channel shuffle becomes one index_select)
     FILTER_ROWS = "filter-rows"  # weight dim 0 is an output channel's filter: scored, masked, purified
     TRANSPOSED = "transposed"  # weight is (in, out / groups, ...)
     PER_CHANNEL_NORM = "per-channel-norm"  # affine per channel, statistics per channel or group (batch/group norm)

@@ -19,7 +19,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, formula, methods, register
+from graphprune.ops.registry import Liveness, Trait, declare, formula, methods, register
 from graphprune.shapes.registry import Call, Meta, TensorInfo, dim_index, ints, module_input, numel, spec
 
 
@@ -132,6 +132,9 @@ def _resize_unflatten_module(node, kept) -> None:
         m.unflattened_size = type(m.unflattened_size)(_unflattened(m.unflattened_size, m.dim, kept.new_shape(node)))
 
 
+# Rearrangements canonicalize may compose (the element-wise family's ``contiguous`` is one too).
+declare([torch.reshape, torch.flatten, torch.unflatten,
+         *methods("view", "reshape", "flatten", "unflatten", "contiguous")], traits={Trait.REARRANGES})
 RESHAPES_WITH_SIZES = [torch.reshape, *methods("view", "reshape", "unflatten"), torch.unflatten, nn.Unflatten]
 RESHAPES = [torch.flatten, torch.squeeze, torch.unsqueeze, nn.Flatten,
             *methods("flatten", "squeeze", "unsqueeze", "view_as", "reshape_as", "squeeze_", "unsqueeze_")]
