@@ -55,7 +55,7 @@ from results_tables import pai_tables  # noqa: E402
 from graphprune.passes import Pass, run_pipeline  # noqa: E402
 from graphprune.scoring import path_count  # noqa: E402
 from graphprune.state import CompileState, Options  # noqa: E402
-from graphprune.trace import unshare  # noqa: E402
+from graphprune.copy_on_write import unshare  # noqa: E402
 from models_zoo.data import TASKS, Task, class_balanced  # noqa: E402
 from models_zoo.small import resnet8, small_cnn  # noqa: E402
 from passes import (  # noqa: E402
