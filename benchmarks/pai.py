@@ -52,10 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import PAI_FIELDS, check, merge, pai_key  # noqa: E402
 from results_tables import pai_tables  # noqa: E402
 
+from graphprune.copy_on_write import unshare  # noqa: E402
 from graphprune.passes import Pass, run_pipeline  # noqa: E402
 from graphprune.scoring import path_count  # noqa: E402
 from graphprune.state import CompileState, Options  # noqa: E402
-from graphprune.copy_on_write import unshare  # noqa: E402
 from models_zoo.data import TASKS, Task, class_balanced  # noqa: E402
 from models_zoo.small import resnet8, small_cnn  # noqa: E402
 from passes import (  # noqa: E402
