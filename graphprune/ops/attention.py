@@ -13,6 +13,7 @@ import operator
 from collections.abc import Callable
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 
 from graphprune.channels.context import RuleContext
@@ -91,6 +92,22 @@ def _rewrite_sdpa(node, kept) -> None:
         node.kwargs = {**node.kwargs, "scale": 1.0 / math.sqrt(old)}
 
 
+def _attention_mask(ctx: RuleContext, score_ndim: int) -> tuple[object, Layout, int]:
+    """The additive/boolean mask, broadcast against the scores ``(*batch, L, S)``: its batch dims (a
+    per-head bias's heads) couple with q/k/v's, its query and key position dims are frozen. Ignoring it
+    would let a channel of the mask (T5's relative-position embedding columns, one per head) be removed
+    while the scores keep every head."""
+    mask = ctx.arg(3, "attn_mask")
+    info = ctx.info(mask) if isinstance(mask, fx.Node) else None
+    if info is None:
+        return None, Layout({}), 0
+    lm, shift = ctx.layout(mask), score_ndim - info.ndim
+    for j in range(info.ndim):
+        if j + shift >= score_ndim - 2:
+            ctx.freeze(lm.get(j), "attention mask positions")
+    return mask, lm, shift
+
+
 @register([F.scaled_dot_product_attention], rewrite=_rewrite_sdpa, liveness=Liveness.ATTENTION)
 def scaled_dot_product_attention(ctx: RuleContext) -> Layout:
     q, k, v = ctx.arg(0, "query"), ctx.arg(1, "key"), ctx.arg(2, "value")
@@ -100,10 +117,13 @@ def scaled_dot_product_attention(ctx: RuleContext) -> Layout:
     ctx.freeze(lk.get(ik.ndim - 2), "attention key positions")
     ctx.freeze(lv.get(iv.ndim - 2), "attention value positions")
     ctx.freeze(lq.get(iq.ndim - 2), "attention query positions")
+    mask, lm, shift = _attention_mask(ctx, iq.ndim)
     out = ctx.out
     dims = {}
     for d in range(out.ndim - 2):
-        ids = ctx.couple_all([lay.get(d) for lay in (lq, lk, lv)], "attention batch dim against an untracked operand")
+        broadcast_mask = mask is None or d < shift or ctx.info(mask).shape[d - shift] == 1
+        batch = [lay.get(d) for lay in (lq, lk, lv)] + ([] if broadcast_mask else [lm.get(d - shift)])
+        ids = ctx.couple_all(batch, "attention batch dim against an untracked operand")
         if ids is not None:
             dims[d] = ids
     if lv.get(iv.ndim - 1) is not None:
