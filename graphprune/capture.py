@@ -15,6 +15,7 @@ dynamic dims are requested)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from graphprune.errors import InputError, TraceError
+from graphprune.ops.aten import lower
 from graphprune.trace import trace
 
 CAPTURES = ("fx", "export", "auto")
@@ -34,14 +36,19 @@ def capture(model: nn.Module, inputs: tuple[Any, ...], mode: str, leaves: Iterab
     """``model`` as a GraphModule sharing its tensors, and a record ``{"capture": ..., "why": ...}``."""
     check_capture(mode)
     if mode == "export":
-        return export_graph(model, inputs, constants), {"capture": "export", "why": "capture = 'export'"}
+        gm, notes = export_graph(model, inputs, constants)
+        return gm, {"capture": "export", "why": "; ".join(["capture = 'export'", *notes])}
     try:
         traced = trace(model, tuple(leaves), concrete_args=constants or None, num_inputs=len(inputs))
     except TraceError as exc:
         if mode != "auto":
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return export_graph(model, inputs, constants), {"capture": "export", "why": f"fx tracing failed: {first}"}
+        try:
+            gm, notes = export_graph(model, inputs, constants)
+        except TraceError as export_exc:  # the fx error names the user's line and a fix: it leads
+            raise TraceError(f"{exc} (capture = 'auto' tried torch.export too: {export_exc})") from exc
+        return gm, {"capture": "export", "why": "; ".join([f"fx tracing failed: {first}", *notes])}
     return traced, {"capture": "fx", "why": f"capture = '{mode}'"}
 
 
@@ -50,22 +57,54 @@ def check_capture(mode: Any) -> None:
         raise InputError(f"capture: expected one of {', '.join(repr(c) for c in CAPTURES)}, got {mode!r}")
 
 
-def export_graph(model: nn.Module, inputs: tuple[Any, ...], constants: dict[str, Any] | None = None) -> fx.GraphModule:
-    """``torch.export`` (non-strict) of ``model`` on ``inputs``, as a plain GraphModule."""
+def export_graph(model: nn.Module, inputs: tuple[Any, ...],
+                 constants: dict[str, Any] | None = None) -> tuple[fx.GraphModule, list[str]]:
+    """``torch.export`` (non-strict) of ``model`` on ``inputs``, as a plain GraphModule, and what the
+    capture changed about the call (said in the report)."""
     if not isinstance(model, nn.Module):
         raise TraceError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not all(isinstance(x, torch.Tensor) for x in inputs):
         raise TraceError("capture = 'export' takes tensor example inputs only (containers are not supported yet)")
+    args, kwargs, notes = export_call(model, tuple(inputs), dict(constants or {}))
     try:
-        exported = torch.export.export(model, tuple(inputs), kwargs=dict(constants or {}), strict=False)
+        exported = torch.export.export(model, args, kwargs=kwargs, strict=False)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise TraceError(f"torch.export could not capture {type(model).__name__}: {type(exc).__name__}: {first}") \
             from exc
-    return _plain(exported.module())
+    return _plain(exported.module(), pytree.tree_leaves((args, kwargs))), notes
 
 
-def _plain(gm: fx.GraphModule) -> fx.GraphModule:
+def export_call(model: nn.Module, inputs: tuple[Any, ...],
+                constants: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], list[str]]:
+    """The ``(args, kwargs)`` torch.export is called with, so the graph's placeholders are ``inputs`` in order.
+
+    Why keywords: a traced input may follow a constant in the signature (T5's ``decoder_input_ids`` after
+    ``attention_mask=None``); passed by position it would bind to the constant's slot. Each input is
+    therefore passed by its parameter's name, in signature order (the order torch.export gives the
+    placeholders), unless ``forward`` takes ``*args``.
+
+    Why ``use_cache=False``: a forward that returns a KV cache (Hugging Face's ``use_cache``) makes every
+    key and value an output, and an output's shape is never changed, which would freeze every attention
+    head. The graph therefore computes the model without its cache unless the caller asked for one;
+    the module form (``graphprune.apply``) keeps the cache working."""
+    notes: list[str] = []
+    params = list(inspect.signature(model.forward).parameters.values())
+    if "use_cache" in (p.name for p in params) and constants.get("use_cache") is None:
+        constants = {**constants, "use_cache": False}
+        notes.append("use_cache=False (a KV cache output would freeze every attention head)")
+    if any(p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) for p in params):
+        return inputs, constants, notes
+    names = [p.name for p in params if p.kind != p.VAR_KEYWORD and p.name not in constants]
+    if len(names) < len(inputs):
+        return inputs, constants, notes
+    kwargs = dict(zip(names, inputs))
+    order = {p.name: i for i, p in enumerate(params)}
+    merged = {**kwargs, **constants}
+    return (), dict(sorted(merged.items(), key=lambda kv: order.get(kv[0], len(order)))), notes
+
+
+def _plain(gm: fx.GraphModule, leaves: list[Any]) -> fx.GraphModule:
     """A copy of the unlifted exported module with fx's default codegen: positional inputs, the output
     rebuilt from the flat results by ``_out_spec`` and no ``_guards_fn`` call.
     In-place ATen ops (``relu_``, ``add_``) need nothing: torch.export already makes every later reader of
@@ -74,22 +113,46 @@ def _plain(gm: fx.GraphModule) -> fx.GraphModule:
     graph = gm.graph
     for node in [n for n in graph.nodes if n.op == "call_module" and str(n.target).startswith("_guards")]:
         graph.erase_node(node)
+    _inline_constant_leaves(graph, leaves)
+    lower(graph)
     output = next(n for n in graph.nodes if n.op == "output")
     flat = list(output.args[0])
-    output.args = (_unflatten(flat, gm._out_spec),)
+    with graph.inserting_before(output):
+        output.args = (_unflatten(graph, flat, gm._out_spec),)
     graph._codegen = fx.graph.CodeGen()
     out = fx.GraphModule(gm, graph, class_name=type(gm).__name__)
     out.meta["capture"] = "export"
     return out
 
 
-def _unflatten(flat: list[Any], spec: pytree.TreeSpec) -> Any:
-    """The output structure over graph nodes: tuples, lists and dicts of leaves."""
+def _inline_constant_leaves(graph: fx.Graph, leaves: list[Any]) -> None:
+    """Each input leaf that is not a tensor (``use_cache=False``, an int) is a placeholder of the exported
+    graph; it becomes the constant it was, so the module takes exactly the tensor inputs, in order."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(leaves):
+        raise TraceError(f"capture = 'export': {len(placeholders)} graph inputs for {len(leaves)} input leaves")
+    for node, leaf in zip(placeholders, leaves):
+        if isinstance(leaf, torch.Tensor):
+            continue
+        for user in list(node.users):
+            user.args = fx.node.map_arg(user.args, lambda n, node=node, leaf=leaf: leaf if n is node else n)
+            user.kwargs = fx.node.map_arg(user.kwargs, lambda n, node=node, leaf=leaf: leaf if n is node else n)
+        graph.erase_node(node)
+
+
+def _unflatten(graph: fx.Graph, flat: list[Any], spec: pytree.TreeSpec) -> Any:
+    """The output structure over graph nodes: tuples, lists and dicts of leaves; a dict subclass (a
+    ``ModelOutput``, an ``OrderedDict``) is built by a call to its class, as the fx capture does
+    (``graphprune.trace``), so both captures return the type the model returns."""
     if spec.is_leaf():
         return flat.pop(0)
-    children = [_unflatten(flat, child) for child in spec.children_specs]
+    children = [_unflatten(graph, flat, child) for child in spec.children()]
     if spec.type in (tuple, list):
         return spec.type(children)
     if spec.type is dict:
         return dict(zip(spec.context, children))
+    if spec.type is type(None):
+        return None
+    if issubclass(spec.type, dict) and all(isinstance(k, str) and k.isidentifier() for k in spec.context):
+        return graph.call_function(spec.type, (), dict(zip(spec.context, children)))
     raise TraceError(f"capture = 'export' cannot rebuild an output of type {spec.type.__name__} yet")

@@ -18,10 +18,14 @@ An ATen op in no table is unknown: the analysis freezes the channels it touches 
 
 from __future__ import annotations
 
+import operator
+
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 
-from graphprune.ops import concat, elementwise, linear, permute, pooling, reduction, reshape  # noqa: F401 (twins first)
+from graphprune.ops import (  # noqa: F401 (twins first)
+    attention, concat, elementwise, expand, linear, norm, pad, permute, pooling, reduction, reshape)
 from graphprune.ops.registry import RULE_FIELDS, Method, alias
 
 aten = torch.ops.aten
@@ -55,7 +59,134 @@ ATEN_TWINS = {
     aten.view.default: torch.reshape, aten.reshape.default: torch.reshape,
     aten.cat.default: torch.cat, aten.chunk.default: torch.chunk, aten.split.Tensor: torch.split,
     aten.transpose.int: torch.transpose, aten.permute.default: torch.permute,
+    aten.unsqueeze.default: torch.unsqueeze, aten.squeeze.dim: torch.squeeze, aten.squeeze.dims: torch.squeeze,
+    aten.expand.default: Method("expand"), aten.alias.default: torch.clone,
+    aten.to.dtype: Method("to"), aten.to.device: Method("to"), aten.to.dtype_layout: Method("to"),
+    aten._to_copy.default: Method("to"),
+    # element-wise, more
+    aten.cos.default: torch.cos, aten.sin.default: torch.sin, aten.rsqrt.default: torch.rsqrt,
+    aten.sqrt.default: torch.sqrt, aten.exp.default: torch.exp, aten.log.default: torch.log,
+    aten.neg.default: torch.neg, aten.abs.default: torch.abs, aten.erf.default: torch.erf,
+    aten.reciprocal.default: torch.reciprocal, aten.pow.Tensor_Scalar: torch.pow, aten.pow.Tensor_Tensor: torch.pow,
+    aten.tanh_.default: torch.tanh, aten.gelu_.default: F.gelu, aten.clamp.default: torch.clamp,
+    aten.minimum.default: torch.minimum, aten.maximum.default: torch.maximum, aten.min.other: torch.minimum,
+    aten.max.other: torch.maximum, aten.where.self: torch.where, aten.where.ScalarOther: torch.where,
+    aten.masked_fill.Scalar: torch.masked_fill, aten.masked_fill_.Scalar: torch.masked_fill,
+    aten.masked_fill.Tensor: torch.masked_fill,
+    aten.eq.Tensor: torch.eq, aten.eq.Scalar: torch.eq, aten.ne.Scalar: torch.ne, aten.ne.Tensor: torch.ne,
+    aten.lt.Scalar: torch.lt, aten.lt.Tensor: torch.lt, aten.le.Tensor: torch.le, aten.le.Scalar: torch.le,
+    aten.gt.Scalar: torch.gt, aten.gt.Tensor: torch.gt, aten.ge.Scalar: torch.ge, aten.ge.Tensor: torch.ge,
+    aten.softmax.int: F.softmax, aten.cumsum.default: torch.cumsum,
+    # norms, attention, padding, pooling
+    aten.layer_norm.default: F.layer_norm, aten.group_norm.default: F.group_norm,
+    aten.rms_norm.default: F.rms_norm,
+    aten.scaled_dot_product_attention.default: F.scaled_dot_product_attention,
+    aten.pad.default: F.pad, aten.constant_pad_nd.default: torch.constant_pad_nd,
+    aten.adaptive_avg_pool1d.default: F.adaptive_avg_pool1d,
+    aten.matmul.default: torch.matmul, aten.bmm.default: torch.bmm, aten.mm.default: torch.matmul,
 }
 
 for _aten_key, _twin in ATEN_TWINS.items():
     alias([_aten_key], like=_twin, fields=TWIN_FIELDS)
+
+
+# ---- lowerings: ATen ops whose arguments are not a known torch function's, rewritten at capture
+#
+# Why rewrite instead of declaring a rule per overload: ``aten.slice.Tensor(x, dim, start, end)`` is
+# ``x[:, start:end]`` and ``aten.embedding(weight, indices)`` is ``F.embedding(indices, weight)``; the
+# families already know those calls exactly (slices re-based after removal, embedding columns), so the
+# capture turns each such node into the torch call it means (``graphprune.capture``), and the table of
+# what those calls do stays the families'. A lowering returns ``(target, args, kwargs)``, or None to
+# keep the node as it is (then its rule, or its absence, decides).
+
+Lowered = tuple[object, tuple, dict] | None
+
+
+def _arg(node: fx.Node, i: int, name: str, default: object) -> object:
+    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+
+
+def _rank(x: object) -> int | None:
+    val = x.meta.get("val") if isinstance(x, fx.Node) else None
+    return val.dim() if isinstance(val, torch.Tensor) else None
+
+
+def _index_before(x: fx.Node, dim: int, item: object) -> tuple | None:
+    """The index ``x[:, ..., item]`` with ``item`` at ``dim`` (a negative dim needs ``x``'s rank)."""
+    if dim < 0:
+        rank = _rank(x)
+        if rank is None:
+            return None
+        dim += rank
+    return (*([slice(None)] * dim), item)
+
+
+def _lower_slice(node: fx.Node) -> Lowered:
+    x, dim = node.args[0], _arg(node, 1, "dim", 0)
+    start, end, step = _arg(node, 2, "start", None), _arg(node, 3, "end", None), _arg(node, 4, "step", 1)
+    index = _index_before(x, dim, slice(start, end, None if step == 1 else step))
+    return None if index is None else (operator.getitem, (x, index), {})
+
+
+def _lower_select(node: fx.Node) -> Lowered:
+    index = _index_before(node.args[0], node.args[1], node.args[2])
+    return None if index is None else (operator.getitem, (node.args[0], index), {})
+
+
+def _lower_index(node: fx.Node) -> Lowered:
+    items = tuple(slice(None) if i is None else i for i in node.args[1])
+    return operator.getitem, (node.args[0], items), {}
+
+
+def _lower_embedding(node: fx.Node) -> Lowered:
+    weight, indices = node.args[:2]
+    padding_idx = _arg(node, 2, "padding_idx", -1)
+    return F.embedding, (indices, weight), {} if padding_idx in (-1, None) else {"padding_idx": padding_idx}
+
+
+def _lower_addmm(node: fx.Node) -> Lowered:
+    """``addmm(bias, a, b)`` (GPT-2's ``Conv1D``) is ``bias + a @ b`` when beta = alpha = 1."""
+    if _arg(node, 3, "beta", 1) != 1 or _arg(node, 4, "alpha", 1) != 1:
+        return None
+    return _Chain(torch.matmul, (node.args[1], node.args[2])), (node.args[0],), {}
+
+
+class _Chain:
+    """A lowering into two calls: ``inner(*inner_args)``, then ``torch.add(args[0], inner)``."""
+
+    def __init__(self, inner: object, inner_args: tuple) -> None:
+        self.inner, self.inner_args = inner, inner_args
+
+
+ATEN_LOWERINGS = {
+    aten.slice.Tensor: _lower_slice, aten.select.int: _lower_select, aten.index.Tensor: _lower_index,
+    aten.embedding.default: _lower_embedding, aten.addmm.default: _lower_addmm,
+}
+
+# Ops that only check what torch.export already guaranteed (metadata, sizes): dropped from the graph.
+ATEN_ASSERTS = (aten._assert_tensor_metadata.default, aten._assert_scalar.default,
+                aten.sym_constrain_range_for_size.default)
+
+
+def lower(graph: fx.Graph) -> None:
+    """Rewrite every node ATEN_LOWERINGS knows into its torch call; drop unused assertion nodes."""
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target in ATEN_ASSERTS and not node.users:
+            graph.erase_node(node)
+            continue
+        lowering = ATEN_LOWERINGS.get(node.target)
+        lowered = lowering(node) if lowering is not None else None
+        if lowered is None:
+            continue
+        target, args, kwargs = lowered
+        with graph.inserting_before(node):
+            if isinstance(target, _Chain):
+                inner = graph.call_function(target.inner, target.inner_args)
+                new = graph.call_function(torch.add, (args[0], inner))
+            else:
+                new = graph.call_function(target, args, kwargs)
+        new.meta = dict(node.meta)
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)

@@ -13,7 +13,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
 from graphprune.ops.elementwise import call_arg, same_layout
-from graphprune.ops.registry import Liveness, declare, register
+from graphprune.ops.registry import Liveness, declare, register, twin_of
 
 
 @register([F.pad, torch.constant_pad_nd], liveness=Liveness.PAD)
@@ -56,7 +56,7 @@ def _zero_padding(node: fx.Node | None, module: nn.Module | None) -> str:
     """Constant padding adds values: only a zero pad value (or reflect/replicate) keeps zeros."""
     if module is not None:
         return "copy" if getattr(module, "value", 0) == 0 else "none"
-    if node.target is torch.constant_pad_nd:  # (input, pad, value=0): no mode argument
+    if twin_of(node.target) is torch.constant_pad_nd:  # (input, pad, value=0): no mode argument (ATen's too)
         return "copy" if call_arg(node, 2, "value", 0) == 0 else "none"
     mode = call_arg(node, 2, "mode", "constant")
     return "copy" if mode != "constant" or call_arg(node, 3, "value", None) in (None, 0) else "none"

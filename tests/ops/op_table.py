@@ -258,6 +258,17 @@ cover(op("image", call=lambda key, m, h: invoke(key, h, m.w, m.b, m.mean, m.var,
 cover(op("dense", 0.5, False), aten.dropout.default, aten.dropout_.default)
 cover(op("image", [2, 2]), aten.adaptive_avg_pool2d.default)
 cover(op("dense", 4, 1, post=both, head=lambda: nn.Linear(4, 2)), aten.split.Tensor)
+# overloads whose scalar or keyword arguments differ from their twin's call
+cover(op("dense", 0.0, post=times), aten.eq.Scalar, aten.ne.Scalar, aten.lt.Scalar, aten.le.Scalar, aten.gt.Scalar,
+      aten.ge.Scalar)
+cover(op("dense", 0.0, pre=lambda h: (torch.gt(h, 0), h)), aten.where.ScalarOther)
+cover(op("dense", n=2, pre=lambda a, b: (a, torch.gt(b, 0), torch.tensor(0.5))), aten.masked_fill.Tensor)
+cover(op("dense", n=2, pre=lambda a, b: (a * a + 1, b)), aten.pow.Tensor_Tensor)
+cover(op("dense", dtype=torch.float64, post=as_float), aten._to_copy.default, aten.to.dtype_layout)
+cover(op("dense", torch.device("cpu"), torch.float64, post=as_float), aten.to.device)
+cover(op("dense", [1], pre=lambda h: (h.unsqueeze(1),)), aten.squeeze.dims)
+cover(op("image", [2, 8, 6, 6], pre=lambda h: (h.amax((2, 3), keepdim=True),), post=times), aten.expand.default)
+cover(op("seq", n=2, pre=lambda a, b: (a[0], b[0].transpose(-2, -1)), head=lambda: nn.Linear(5, 2)), aten.mm.default)
 for _aten_key, _twin in ATEN_TWINS.items():
     if _aten_key not in BUILDERS:
         cover(BUILDERS[_twin], _aten_key)
