@@ -51,6 +51,13 @@ def _timm(timm: ModuleType) -> Iterator[Listed]:
         yield Listed(f"timm:{name}", _shape(shape), "fixed size (--input-size rebuilds it)" if fixed else "")
 
 
+def _hf(transformers: ModuleType) -> Iterator[Listed]:
+    from models_zoo import hf
+
+    for name, entry in hf.ENTRIES.items():
+        yield Listed(f"hf:{name}", _shape(hf.INPUT_SHAPES[entry.inputs]), f"transformers {entry.model}, small config")
+
+
 def _optional(package: str) -> ModuleType | None:
     try:
         return importlib.import_module(package)
@@ -73,7 +80,7 @@ def listing(pattern: str) -> tuple[list[Listed], list[str]]:
     could not be listed because their package is not installed."""
     found = [m for m in _zoo() if matches(pattern, m.spec)]
     missing = []
-    for package, entries in (("torchvision", _torchvision), ("timm", _timm)):
+    for package, entries in (("torchvision", _torchvision), ("timm", _timm), ("transformers", _hf)):
         module = _optional(package)
         if module is None:
             missing.append(package)

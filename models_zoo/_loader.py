@@ -93,10 +93,22 @@ def _load_timm(name: str, spec: str, input_size: int | None) -> Loaded:
     return model, random_inputs(shape)
 
 
+def _load_hf(name: str, spec: str, input_size: int | None) -> Loaded:
+    from models_zoo import hf
+
+    transformers = _import_optional("transformers", spec)
+    if name not in hf.ENTRIES:
+        raise _unknown(spec, "Hugging Face model", name, hf.names(), "hf:")
+    if input_size is not None:
+        raise InputError(f"cannot load '{spec}': hf: models are built for their example inputs (no --input-size)")
+    return hf.build(transformers, name)
+
+
 NAMESPACES: dict[str, Callable[[str, str, int | None], Loaded]] = {
     ZOO_PREFIX: _load_zoo,
     "torchvision": _load_torchvision,
     "timm": _load_timm,
+    "hf": _load_hf,
 }
 
 

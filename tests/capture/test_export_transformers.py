@@ -1,0 +1,63 @@
+"""Hugging Face transformers models (``hf:`` specs, small configs, nothing downloaded) compile as a user
+calls ``graphprune.compile(model, inputs)``: no wrapper, no leaf list. fx cannot trace them, so the
+default capture ("auto") falls back to torch.export; the result is smaller, and it equals the masked
+dense model wherever the report lists no ``inexact`` reason (where it does, the statistic really
+changed: the masked error is large)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+import graphprune
+import models_zoo
+from graphprune.testing import masked_equivalence_error
+
+transformers = pytest.importorskip("transformers")
+from models_zoo import hf  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# Wav2Vec2's positional conv takes its weight from ``torch._weight_norm`` (no channel rule yet): that
+# conv's channels are frozen and the op named.
+UNKNOWN = {"wav2vec2": {"aten._weight_norm.default"}}
+
+
+def _dense_kwargs(model: torch.nn.Module) -> dict:
+    """The capture runs the model without its KV cache (``graphprune.capture.export_call``): so does the
+    dense reference, whose output then has the same structure."""
+    return {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
+
+
+@pytest.mark.parametrize("name", hf.names())
+def test_transformers_model_compiles_smaller_and_exact(name: str) -> None:
+    model, inputs = models_zoo.load(f"hf:{name}")
+    result = graphprune.compile(model, inputs)
+    report = result.report
+    assert report.artifacts["trace"]["capture"] == "export"
+    assert report.artifacts["trace"]["why"].startswith("fx tracing failed")
+    assert {u["op"] for u in report.unknown_ops} <= UNKNOWN.get(name, set())
+    assert report.params_before / report.params_after >= 1.3
+    traced = tuple(x for x in inputs if isinstance(x, torch.Tensor))
+    err = masked_equivalence_error(model, result.module, report.kept, inputs, kwargs=_dense_kwargs(model),
+                                   pruned_inputs=traced)
+    if report.inexact:
+        assert err > 1e-3, f"the report says inexact but the output equals the masked model ({err:.1e})"
+    else:
+        assert err < 1e-4, f"masked equivalence error {err:.3e}"
+
+
+def test_model_output_type_survives_the_export_capture() -> None:
+    model, inputs = models_zoo.load("hf:llama")
+    result = graphprune.compile(model, inputs)
+    out = result.module(*inputs)
+    assert type(out).__name__ == "CausalLMOutputWithPast"
+    assert out.logits.shape == (2, hf.SEQ, hf.VOCAB)
+    assert "use_cache=False" in result.report.artifacts["trace"]["why"]
+
+
+def test_hf_spec_lists_and_refuses_unknown_names() -> None:
+    with pytest.raises(graphprune.errors.UnknownModelError, match="hf:llama"):
+        models_zoo.load("hf:lama")
