@@ -125,7 +125,7 @@ def _add_compile(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--exact", action="store_const", const=True, default=None,
                    help="never remove a channel whose removal changes a statistic (LayerNorm)")
     p.add_argument("--capture", choices=("fx", "export", "auto"), default=None,
-                   help="how the model is captured: torch.fx (default), torch.export, or fx then export if fx fails")
+                   help="how the model is captured: torch.fx, torch.export, or auto (default: fx, then export where fx fails)")
     p.add_argument("--plan", metavar="PLAN",
                    help="a plan: recipe name (see `graphprune plan --list`) or .toml/.yaml/.json file")
     p.add_argument("--input-size", type=_positive_int, metavar="N", dest="input_size", help=SIZE_HELP)

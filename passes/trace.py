@@ -1,7 +1,7 @@
 """trace: capture of the user's model (torch.fx trace, or torch.export) plus fake-tensor value propagation.
 
-Provides ``traced`` and ``shapes``. ``capture`` picks the capture (``graphprune.capture``): ``"fx"``
-(default), ``"export"`` or ``"auto"`` (fx, and export where fx fails); a plan sets it with
+Provides ``traced`` and ``shapes``. ``capture`` picks the capture (``graphprune.capture``): ``"auto"``
+(default: fx, and torch.export where fx cannot trace), ``"fx"`` or ``"export"``; a plan sets it with
 ``[passes.trace] capture = "export"``, ``compile(..., capture=...)`` as a keyword, and
 ``artifacts["trace"]`` records which capture ran and why. The traced module gets a private module
 hierarchy whose tensors are still the user's (copy-on-write): passes replace parameters, never write
@@ -30,7 +30,7 @@ class Trace(Pass):
     stage = Stage.CAPTURE
     default_for = frozenset({"traced", "shapes"})
     leaf_modules: tuple[type, ...] = field(default=())
-    capture: str = "fx"
+    capture: str = "auto"
 
     def __post_init__(self) -> None:
         check_capture(self.capture)
@@ -38,7 +38,7 @@ class Trace(Pass):
     @classmethod
     def from_plan(cls, plan: Any, options: Mapping[str, Any], where: str) -> Pass:
         """A plan's ``capture`` outside the choices is a PlanError at its line."""
-        value = options.get("capture", "fx")
+        value = options.get("capture", "auto")
         if value not in CAPTURES:
             raise PlanError(f"{plan.source.where(f'{where}.capture')}: expected one of "
                             f"{', '.join(repr(c) for c in CAPTURES)}, got {value!r}")

@@ -67,8 +67,8 @@ class SizeDependent(nn.Module):
 def test_auto_falls_back_to_export_and_says_why() -> None:
     x = torch.randn(2, 3, 16, 16)
     with pytest.raises(graphprune.errors.TraceError, match="unpacking"):
-        graphprune.compile(SizeDependent().eval(), (x,))
-    result = compile_and_check(SizeDependent(), x, capture="auto")
+        graphprune.compile(SizeDependent().eval(), (x,), capture="fx")
+    result = compile_and_check(SizeDependent(), x)  # auto is the default
     trace = result.report.artifacts["trace"]
     assert trace["capture"] == "export"
     assert trace["why"].startswith("fx tracing failed: ") and "x.shape" in trace["why"]
