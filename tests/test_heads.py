@@ -140,3 +140,14 @@ def test_heads_rule_without_heads_in_its_selection_says_so() -> None:
     with pytest.raises(PlanError, match=r"prune\[0\].*structure 'heads' finds no attention heads"):
         graphprune.compile(model, (torch.randn(1, 5, 32),),
                            {"prune": [{"select": "mlp.0", "structure": "heads", "sparsity": 0.5}]})
+
+
+def test_apply_replays_a_heads_report_on_a_fresh_model() -> None:
+    torch.manual_seed(0)
+    model = GroupedQueryAttention(llama_repeat=True).eval()
+    x = torch.randn(2, 5, 32)
+    result = graphprune.compile(model, (x,), {"prune": [{"select": "*", "structure": "heads", "sparsity": 0.5}]})
+    replayed = graphprune.apply(model, result.report.to_dict(), (x,))  # the JSON form a saved report has
+    with torch.no_grad():
+        assert torch.allclose(replayed(x), result.module(x), atol=1e-6)
+    assert replayed.get_parameter("q_proj.weight").shape == result.module.get_parameter("q_proj.weight").shape
