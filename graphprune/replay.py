@@ -63,7 +63,9 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
     bound = _check_inputs(model, inputs, kwargs)
     state = CompileState(data.get("model") or type(model).__name__, model, bound.traced,
                          input_constants=bound.constants)
-    state = run_pipeline(state, [Trace(leaf_modules=tuple(leaf_modules)), Canonicalize(), AnalyzeChannels()])
+    splits = data.get("artifacts", {}).get("analyze-channels", {}).get("head_splits")  # structure = "heads"
+    analyze = AnalyzeChannels(head_splits=tuple(splits) if splits else None)
+    state = run_pipeline(state, [Trace(leaf_modules=tuple(leaf_modules)), Canonicalize(), analyze])
     keep = keep_from_kept(state, kept, where)
     state = run_pass(state.with_(keep=keep, facts=state.facts | {"keep"}), RemoveChannels(), "apply")
     got = _normal(state.kept)

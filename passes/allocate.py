@@ -2,7 +2,9 @@
 
 Each group is governed by the most specific ``[[prune]]`` rule selecting it (``graphprune.plan.selectors``).
 A ``sparsity`` rule removes that fraction of each of its groups (scope local) or of all its groups'
-channels together (scope global, one threshold on mean-normalised scores). At most one ``budget`` rule
+channels together (scope global, one threshold on mean-normalised scores). A ``heads`` rule decides for
+the groups whose channels are whole attention heads only (``graphprune.channels.heads``); the other groups
+it selects are kept whole. At most one ``budget`` rule
 then searches its groups' decisions so the whole model's MACs or parameters meet the target within
 2 %, with every other rule's decision fixed. Frozen channels are always kept; see
 ``graphprune.allocation`` for floors, caps and ``round_to``."""
@@ -56,7 +58,7 @@ class Allocate(Pass):
         for rule in plan.rules:
             if not rule.removes_channels:
                 continue
-            mine = [g for g, r in zip(groups, assigned) if r is rule]
+            mine = [g for g, r in zip(groups, assigned) if r is rule and (g.heads or rule.structure != "heads")]
             if not any(g.num_prunable for g in mine) and rule.path.startswith("prune["):
                 raise plan.error(rule.path, _nothing_prunable(rule, mine))
             candidates = [Candidate.of(g, state.scores[rule.score][g.index], spec.exact) for g in mine]
@@ -109,6 +111,10 @@ def _summary(candidates: list[Candidate], keeps: list[np.ndarray]) -> dict:
 
 
 def _nothing_prunable(rule: PruneRule, groups: list) -> str:
+    if not groups and rule.structure == "heads":
+        return (f"structure 'heads' finds no attention heads in its selection (select={list(rule.select)}): it "
+                f"needs the projections whose output is reshaped into (heads, head_dim), such as the q/k/v "
+                f"projections or the attention module holding them")
     if not groups:
         return (f"selects no channel group (select={list(rule.select)}): every selected module is governed "
                 f"by a more specific rule or carries no prunable channel")

@@ -1,12 +1,18 @@
-"""analyze-channels: the channel graph and its pruning groups (an analysis: the graph is not touched)."""
+"""analyze-channels: the channel graph and its pruning groups (an analysis: the graph is not touched).
+
+Where the plan has a ``structure = "heads"`` rule, the reshapes into attention heads that rule governs
+are analysed split by whole heads (a second analysis, ``graphprune.channels.heads``); the report's
+``artifacts["analyze-channels"]["head_splits"]`` names them, so ``graphprune.apply`` can replay the split."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphprune.channels.analysis import analyze_until_stable
-from graphprune.channels.groups import build_groups
+from graphprune.channels.analysis import ChannelAnalysis, analyze_until_stable
+from graphprune.channels.groups import ChannelGraph, build_groups
+from graphprune.channels.heads import head_split_nodes
 from graphprune.passes import Pass, Stage
+from graphprune.plan.selectors import assign_rules
 from graphprune.state import CompileState
 
 
@@ -17,7 +23,23 @@ class AnalyzeChannels(Pass):
     provides = frozenset({"groups"})
     stage = Stage.ANALYZE
     default_for = reruns = frozenset({"groups"})
+    head_splits: tuple[str, ...] | None = None  # reshapes to split by heads; None: those the plan's heads rules govern
 
     def run(self, state: CompileState) -> CompileState:
         analysis = analyze_until_stable(state.gm, state.values)
-        return state.with_(analysis=analysis, channels=build_groups(analysis))
+        channels = build_groups(analysis)
+        splits = self._splits(state, analysis, channels)
+        if not splits:
+            return state.with_(analysis=analysis, channels=channels)
+        analysis = analyze_until_stable(state.gm, state.values, splits)
+        artifacts = {**state.artifacts, self.name: {"head_splits": sorted(splits)}}
+        return state.with_(analysis=analysis, channels=build_groups(analysis), artifacts=artifacts)
+
+    def _splits(self, state: CompileState, analysis: ChannelAnalysis, channels: ChannelGraph) -> frozenset[str]:
+        if self.head_splits is not None:
+            return frozenset(self.head_splits) & frozenset(analysis.table.spreads)
+        plan = state.plan
+        if plan is None or not any(r.structure == "heads" for r in plan.rules) or not analysis.table.spreads:
+            return frozenset()
+        assigned = assign_rules(plan, channels.groups, dict(state.gm.named_modules()))
+        return head_split_nodes(analysis, channels, [r is not None and r.structure == "heads" for r in assigned])

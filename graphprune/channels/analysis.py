@@ -46,9 +46,10 @@ def _get_attr_layout(table: ElementTable, node: fx.Node, value: Any) -> Any:
     return Layout({d: table.param(fqn, d, s) for d, s in enumerate(value.shape) if s > 1})
 
 
-def analyze(gm: fx.GraphModule, values: dict[str, Any], whole_group_convs: frozenset[str] = frozenset()) \
-        -> ChannelAnalysis:
-    table = ElementTable(whole_group_convs=whole_group_convs, aliases=tensor_aliases(gm))
+def analyze(gm: fx.GraphModule, values: dict[str, Any], whole_group_convs: frozenset[str] = frozenset(),
+            head_splits: frozenset[str] = frozenset()) -> ChannelAnalysis:
+    """``head_splits``: reshape nodes to split by whole heads (``graphprune.channels.heads``)."""
+    table = ElementTable(whole_group_convs=whole_group_convs, aliases=tensor_aliases(gm), head_splits=head_splits)
     layouts: dict[str, Any] = {}
     unknown: list[UnknownOp] = []
     modules = dict(gm.named_modules(remove_duplicate=False))
@@ -123,12 +124,13 @@ def collapsed_within_group_convs(analysis: ChannelAnalysis, labels: np.ndarray) 
     return coarse
 
 
-def analyze_until_stable(gm: fx.GraphModule, values: dict[str, Any]) -> ChannelAnalysis:
+def analyze_until_stable(gm: fx.GraphModule, values: dict[str, Any],
+                         head_splits: frozenset[str] = frozenset()) -> ChannelAnalysis:
     """``analyze``, re-run with whole-group pruning for every grouped conv that within-group pruning
     left too coarse (the set only grows, so this ends after at most one round per grouped conv)."""
     whole: frozenset[str] = frozenset()
     while True:
-        analysis = analyze(gm, values, whole)
+        analysis = analyze(gm, values, whole, head_splits)
         if not analysis.table.within_group_convs:
             return analysis
         collapsed = collapsed_within_group_convs(analysis, analysis.table.resolve())

@@ -52,6 +52,12 @@ class ElementTable:
     # pruned within groups (see rules/conv.py and analysis.analyze_until_stable).
     whole_group_convs: frozenset[str] = frozenset()
     within_group_convs: dict[str, tuple[Ids, int]] = field(default_factory=dict)
+    # Reshapes spreading one channel dim over several (into heads): node name -> the input channels of
+    # each such block; those named in ``head_splits`` are split by whole heads, and ``heads`` lists the
+    # elements of each split's head dim (``graphprune.channels.heads``, ``ops/reshape.py``).
+    spreads: dict[str, list[Ids]] = field(default_factory=dict)
+    head_splits: frozenset[str] = frozenset()
+    heads: list[Ids] = field(default_factory=list)
     # Alias name -> canonical name of one shared tensor (``interface.tensor_aliases``): every use of a
     # tied parameter is keyed by one name, so its uses couple and removal cuts it once.
     aliases: Mapping[str, str] = field(default_factory=dict)

@@ -35,6 +35,7 @@ class PruningGroup:
     frozen_reasons: dict[str, list[str]] = field(default_factory=dict)  # reason -> nodes
     inexact_reasons: dict[str, list[str]] = field(default_factory=dict)
     divisor: int = 1
+    heads: bool = False  # its channels are whole attention heads (a reshape split by heads carries them)
 
     @property
     def size(self) -> int:
@@ -125,6 +126,9 @@ def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
     anchored[labels[table.anchored()]] = True
     frozen = _hit(table.frozen, labels, n_labels)
     inexact = _hit(table.inexact, labels, n_labels)
+    head = np.zeros(n_labels, dtype=bool)
+    for ids in table.heads:
+        head[labels[ids]] = True
 
     members = list(table.members.values())
     member_labels = [labels[m.ids] for m in members]
@@ -150,6 +154,7 @@ def build_groups(analysis: ChannelAnalysis) -> ChannelGraph:
         groups.append(PruningGroup(
             index=len(groups), labels=labs, members=gmembers, prunable=prunable, inexact=inexact[labs],
             frozen_reasons=frozen_why[len(groups)], inexact_reasons=inexact_why[len(groups)],
+            heads=bool(head[labs].any()),
         ))
     all_frozen: dict[str, set[str]] = defaultdict(set)
     for note in table.frozen:

@@ -1,5 +1,6 @@
-"""Broadcast copies: expand/broadcast_to/expand_as and repeat/tile. Expanded leading dims carry no
-channels; a repeated channel dim repeats its elements, so every copy of a channel goes with it."""
+"""Broadcast copies: expand/broadcast_to/expand_as, repeat/tile and repeat_interleave. Expanded leading
+dims carry no channels; a repeated channel dim repeats its elements, so every copy of a channel goes
+with it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import numpy as np
 import torch
 
 from graphprune.channels.context import RuleContext
-from graphprune.channels.layout import Layout
+from graphprune.channels.layout import EMPTY, Layout
 from graphprune.ops.elementwise import broadcast_layout
 from graphprune.ops.registry import Liveness, Method, formula, methods, register
 from graphprune.ops.reshape import rewrite_shape_args
-from graphprune.shapes.registry import Call, Meta, ints, spec
+from graphprune.shapes.registry import Call, Meta, dim_index, ints, spec
 
 
 def _rewrite_expand(node, kept) -> None:
@@ -39,6 +40,20 @@ def repeat(ctx: RuleContext) -> Layout:
         reps = out.shape[d + shift] // len(ids)
         dims[d + shift] = np.tile(ids, reps)
     return Layout(dims)
+
+
+@register([torch.repeat_interleave, Method("repeat_interleave")], liveness=Liveness.MOVEMENT)
+def repeat_interleave(ctx: RuleContext) -> Layout:
+    """``x.repeat_interleave(r, dim)`` with an int ``r``: every index of ``dim`` ``r`` times in a row (a
+    key/value head once per query head of its group); other dims pass. Tensor repeats vary per index
+    and a flattening call (no ``dim``) mixes dims: those freeze."""
+    x, repeats, dim = ctx.arg(0, "input"), ctx.arg(1, "repeats"), ctx.arg(2, "dim")
+    lay, info = ctx.layout(x), ctx.info(x)
+    d = dim_index(dim, info.ndim) if info is not None else None
+    if not isinstance(lay, Layout) or not isinstance(repeats, int) or isinstance(repeats, bool) or d is None:
+        ctx.freeze_inputs("repeat_interleave without an int repeat count and a dim")
+        return EMPTY
+    return Layout({k: np.repeat(ids, repeats) if k == d else ids for k, ids in lay.dims.items()})
 
 
 # ---- shapes (``graphprune.shapes.registry``)

@@ -3,7 +3,11 @@
 Index maps are exact: every output index gets the element of the input index it copies. Where a
 reshape spreads one channel dim over several dims (into attention heads, into a channel-shuffle grid),
 the elements that share an index in the innermost such dim are *tied* (kept or removed together) so
-that every surviving tensor is still a full grid and the reshape stays valid with re-derived sizes.
+that every surviving tensor is still a full grid and the reshape stays valid with re-derived sizes:
+the head_dim shrinks alike in every head. A reshape the analysis is told to split by heads
+(``ElementTable.head_splits``, for ``structure = "heads"``) ties the other way: every element of one
+index of the dim just outside the innermost (one head: its head_dim, and its q/k/v slot of a fused
+projection) is one channel, so whole heads go and head_dim stays.
 Literal sizes baked into the call are re-derived after removal (``rewrite_shape_args``).
 """
 
@@ -82,11 +86,24 @@ def _block_layout(ctx: RuleContext, ids: Ids, pos: int, in_shape: list[int], out
             return {outs[-1]: ids.copy()} if outs else {}
         j = sized[-1]
         return {outs[j]: np.moveaxis(grid, j, -1).reshape(-1, out_shape[j])[0].copy()}
-    carrier = varying[-1]
+    carrier = _carrier(ctx, ids, varying)
     rows = np.moveaxis(grid, carrier, -1).reshape(-1, out_shape[carrier])
-    if len(varying) > 1:  # one channel dim spread over several dims: tie across the outer ones
+    if len(varying) > 1:  # one channel dim spread over several dims: tie across the others
         ctx.table.unify(rows[1:].ravel(), np.tile(rows[0], len(rows) - 1))
+        if carrier != varying[-1]:
+            ctx.table.heads.append(rows[0].copy())
     return {outs[carrier]: rows[0].copy()}
+
+
+def _carrier(ctx: RuleContext, ids: Ids, varying: list[int]) -> int:
+    """The output dim of a block that carries its channels: the innermost (head_dim), or, for a reshape
+    split by heads, the dim right outside it (a single head has size 1 and is not split)."""
+    if len(varying) == 1:
+        return varying[0]
+    ctx.table.spreads.setdefault(ctx.name, []).append(ids)
+    if ctx.name in ctx.table.head_splits and varying[-2] == varying[-1] - 1:
+        return varying[-2]
+    return varying[-1]
 
 
 def rewrite_shape_args(node, kept) -> None:

@@ -35,8 +35,8 @@ def _eval_stochastic_depth(call: Call) -> object:
 
 
 def _per_head_bias(ctx) -> Layout:  # noqa: ANN001
-    """A relative-position bias gathered per head from its table: heads are never removed (head dims
-    are), so the table keeps its width and the bias carries no channels."""
+    """A relative-position bias gathered per head from its table, which is not sliced by head: the bias
+    carries no channels, so head dims may shrink but a split by heads that meets it freezes."""
     ctx.freeze_inputs("relative position bias table is indexed per head")
     return EMPTY
 

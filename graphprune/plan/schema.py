@@ -19,7 +19,7 @@ from typing import Any
 from graphprune.errors import InputError, PlanError
 from graphprune.plan.source import PlanSource
 
-REMOVABLE_STRUCTURES = ("channel", "filter")
+REMOVABLE_STRUCTURES = ("channel", "filter", "heads")  # heads: whole attention heads
 MASK_STRUCTURES = ("irregular", "shape")
 NM_PATTERN = re.compile(r"^(\d+):(\d+)$")
 SCOPES = ("local", "global")
@@ -57,8 +57,7 @@ def _structure(v: Any) -> str | None:
     nm = NM_PATTERN.match(v) if isinstance(v, str) else None
     if nm and 0 < int(nm.group(1)) < int(nm.group(2)):
         return None
-    return ("one of 'channel', 'filter', 'irregular', 'shape' or 'N:M' with 0 < N < M (e.g. '2:4'); "
-            "'heads' is not supported yet: 'channel' prunes head_dim uniformly across heads")
+    return "one of 'channel', 'filter', 'heads', 'irregular', 'shape' or 'N:M' with 0 < N < M (e.g. '2:4')"
 
 
 def _selector(v: Any) -> str | None:
@@ -235,8 +234,8 @@ class _Reader:
                                                 f"{nm.group(2)} weights: sparsity must be "
                                                 f"{1 - int(nm.group(1)) / int(nm.group(2)):g}, got {raw['sparsity']!r}")
         if has_budget and raw.get("structure", "channel") not in REMOVABLE_STRUCTURES:
-            raise self.fail(f"{path}.budget", f"a budget needs a removable structure (channel, filter); structure "
-                                              f"'{raw['structure']}' only masks weights: give sparsity")
+            raise self.fail(f"{path}.budget", f"a budget needs a removable structure (channel, filter, heads); "
+                                              f"structure '{raw['structure']}' only masks weights: give sparsity")
         return PruneRule(
             path=path,
             select=tuple(select) if isinstance(select, list) else (select,),

@@ -163,6 +163,7 @@ cover(op("image", (2, 8, 6, 6), pre=lambda h: (h.amax((2, 3), keepdim=True),), p
 cover(op("image", pre=lambda h: (h.amax((2, 3), keepdim=True), h), post=times), Method("expand_as"))
 cover(op("dense", 1, 2, head=lambda: nn.Linear(16, 2)), Method("repeat"))
 cover(op("dense", (1, 2), head=lambda: nn.Linear(16, 2)), torch.tile, Method("tile"))
+cover(op("dense", 2, 1, head=lambda: nn.Linear(16, 2)), torch.repeat_interleave, Method("repeat_interleave"))
 cover(op("image", (slice(None), slice(2, 6)), head=lambda: nn.Conv2d(4, 2, 1)), operator.getitem)
 cover(op("image", call=lambda key, m, h: invoke(key, h, 1, m.perm), buffers=_with(perm=lambda: torch.randperm(8))),
       torch.index_select, Method("index_select"))
