@@ -92,22 +92,41 @@ def resized_copy(model: nn.Module, kept: Kept) -> nn.Module:
 
 def check_output(module: nn.Module, want: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], against: str) -> None:
     """Refuse (one line) a copy whose output on the example inputs differs from the reference's."""
-    from graphprune.testing import structure_error
-
     name = type(module).__name__
+    hint = "a size baked into forward code outside any module has no attribute to carry it: use form='graphmodule'"
     try:
         with torch.no_grad():
             got = module(*args, **kwargs)
-        error = structure_error(got, want)
     except Exception as exc:  # noqa: BLE001 - any failure of the copy is the same refusal
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"apply: the resized {name} fails on the example inputs ({type(exc).__name__}: {first}): "
-                         f"a size in forward code outside any declared module has no attribute to carry it; "
-                         f"use the graph result (form='graphmodule')") from None
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise InputError(f"apply: the resized {name} fails on the example inputs ({type(exc).__name__}: {first}); "
+                         f"{hint}") from None
+    where, error = output_difference(got, want)
     if error > TOLERANCE:
-        raise InputError(f"apply: the resized {name} differs from {against} (relative error {error:.2e}): a size "
-                         f"in forward code outside any declared module has no attribute to carry it; use the "
-                         f"graph result (form='graphmodule')")
+        raise InputError(f"apply: the resized {name} differs from {against} at output {where or 'leaf'} (relative "
+                         f"error {error:.2e}); {hint}")
+
+
+def output_difference(got: Any, want: Any) -> tuple[str, float]:
+    """The output path and relative error of the worst tensor leaf (inf where the structures or shapes
+    differ). Non-tensor leaves that are not plain values (a KV cache object, whose tensors hold the pruned
+    widths) are not compared."""
+    from graphprune.interface import leaves
+    from graphprune.testing import relative_error
+
+    mine, theirs = list(leaves(got)), list(leaves(want))
+    if [p for p, _ in mine] != [p for p, _ in theirs]:
+        return "structure", float("inf")
+    worst = ("", 0.0)
+    for (path, g), (_, w) in zip(mine, theirs):
+        if isinstance(w, torch.Tensor):
+            if not isinstance(g, torch.Tensor) or g.shape != w.shape:
+                return path, float("inf")
+            error = relative_error(g.float(), w.float()) if w.numel() else 0.0
+            worst = max(worst, (path, error), key=lambda pe: pe[1])
+        elif isinstance(w, (int, float, str, bool, type(None), type, tuple)) and g != w:
+            return path, float("inf")
+    return worst
 
 
 def model_call(model: nn.Module, traced: tuple[Any, ...], constants: Mapping[str, Any]) -> tuple[tuple, dict]:
