@@ -34,6 +34,13 @@ class Result:
     report: Report
     state: CompileState
 
+    def as_module(self) -> nn.Module:
+        """The compiled model's own class (not a GraphModule), its layers, width attributes and Hugging Face
+        config resized, with the compiled weights; its output equals ``module``'s (``graphprune.as_module``)."""
+        from graphprune.as_module import from_result
+
+        return from_result(self)
+
 
 def _check_inputs(model: Any, example_inputs: Any, kwargs: Any) -> BoundInputs:
     if not isinstance(model, nn.Module):

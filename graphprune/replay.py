@@ -15,13 +15,16 @@ modules compute the same outputs. Mask-level sparsity (irregular, N:M, shape mas
 report: the channels it let unused-path removal delete are, its masks are not (the compiled model's
 weights are zero where masked, so loading them gives the masked function).
 
-Returns an ``fx.GraphModule`` (``form="graphmodule"``); the form argument is where a later version
-adds the user's own class with its layers resized.
+Returns an ``fx.GraphModule`` (``form="graphmodule"``), or with ``form="module"`` a copy of the user's own
+class with its layers, width attributes and Hugging Face config resized (``graphprune.as_module``). A
+compile ``Result`` may stand for the report: with the model it compiled, the copy takes the compiled
+weights (``Result.as_module()``).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,23 +34,46 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from graphprune.errors import InputError
+from graphprune.as_module import from_kept, from_result, is_result, normal_kept
+from graphprune.errors import InputError, TraceError
 
-FORMS = ("graphmodule",)
-MASK_SUFFIX = ".weight_mask"  # graphprune.scoring.masked's buffer
+FORMS = ("graphmodule", "module")
 
 
 def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: dict[str, Any] | None = None,
-          leaf_modules: tuple[type, ...] = (), form: str = "graphmodule") -> fx.GraphModule:
-    """``model`` pruned as ``report`` (a ``Report``, its ``to_dict()``, or a path to its JSON) says.
+          leaf_modules: tuple[type, ...] = (), form: str = "graphmodule") -> nn.Module:
+    """``model`` pruned as ``report`` (a ``Report``, its ``to_dict()``, a path to its JSON, or a compile
+    ``Result``) says: an ``fx.GraphModule`` (``form="graphmodule"``) or a copy of ``model``'s own class
+    (``form="module"``, checked against the pruned graph on the example inputs).
 
     ``example_inputs`` default to inputs of the shapes the report records (random values: shapes are all
     the analysis needs). ``model`` is not mutated; the returned module owns its tensors."""
     if form not in FORMS:
         raise InputError(f"apply: form {form!r} is not supported yet (supported: {', '.join(FORMS)})")
-    data = _report_dict(report)
+    if form == "module" and is_result(report) and model is report.state.model:
+        return from_result(report)
+    data = _report_dict(report.report if is_result(report) else report)
+    if form == "graphmodule":
+        return graph_apply(model, data, example_inputs, kwargs, leaf_modules)[0]
     where = data.get("_source", "the report")
-    kept = _without_masks(_kept(data, where), model)
+    kept = normal_kept(report_kept(data, where), model)
+    inputs = example_inputs if example_inputs is not None else report_inputs(data, where)
+    try:
+        graph, graph_inputs = graph_apply(model, data, inputs, kwargs, leaf_modules)
+    except TraceError as exc:  # graphprune cannot capture the model: the masked dense model is the reference
+        graph, graph_inputs = None, ()
+        first = (str(exc).splitlines() or [""])[0][:160]
+        warnings.warn(f"apply: graphprune cannot capture {type(model).__name__} ({first}); the resized module is "
+                      f"checked against the masked dense model instead of a pruned graph", stacklevel=2)
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    return from_kept(model, kept, args, kwargs or {}, graph, graph_inputs)
+
+
+def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwargs: dict[str, Any] | None,
+                leaf_modules: tuple[type, ...]) -> tuple[fx.GraphModule, tuple[Any, ...]]:
+    """The pruned graph of ``model`` for the report ``data``, and its (tensor) inputs."""
+    where = data.get("_source", "the report")
+    kept = normal_kept(report_kept(data, where), model)
     from graphprune.api import _check_inputs
     from graphprune.codegen import materialize
     from graphprune.copy_on_write import unshare
@@ -59,7 +85,7 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
     if data.get("params_before") is not None and count_params(model) != data["params_before"]:
         raise InputError(f"apply: {where} is for a model with {data['params_before']:,} parameters, this one has "
                          f"{count_params(model):,}: not the same architecture")
-    inputs = example_inputs if example_inputs is not None else _inputs(data, where)
+    inputs = example_inputs if example_inputs is not None else report_inputs(data, where)
     bound = _check_inputs(model, inputs, kwargs)
     state = CompileState(data.get("model") or type(model).__name__, model, bound.traced,
                          input_constants=bound.constants)
@@ -75,7 +101,7 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
                          f"{diff[0]}): not the same architecture or graphprune version")
     module = materialize(state.gm)
     unshare(module, model)
-    return module.eval()
+    return module.eval(), bound.traced
 
 
 def keep_from_kept(state: Any, kept: dict[str, dict[int, list[int]]], where: str) -> np.ndarray:
@@ -107,13 +133,6 @@ def keep_from_kept(state: Any, kept: dict[str, dict[int, list[int]]], where: str
     return ~removed_votes
 
 
-def _without_masks(kept: dict[str, dict[int, list[int]]], model: nn.Module) -> dict[str, dict[int, list[int]]]:
-    """``kept`` without the mask buffers graphprune's masked layers add (``<layer>.weight_mask``): mask-level
-    sparsity is not in the report, and the masked weights themselves are zero in the compiled model."""
-    own = set(model.state_dict())
-    return {fqn: dims for fqn, dims in kept.items() if not (fqn.endswith(MASK_SUFFIX) and fqn not in own)}
-
-
 def _report_dict(report: Any) -> dict[str, Any]:
     if hasattr(report, "to_dict"):
         return report.to_dict()
@@ -133,7 +152,7 @@ def _report_dict(report: Any) -> dict[str, Any]:
     raise InputError(f"apply: expected a Report, a dict or a path to a report, got {type(report).__name__}")
 
 
-def _kept(data: Mapping[str, Any], where: str) -> dict[str, dict[int, list[int]]]:
+def report_kept(data: Mapping[str, Any], where: str) -> dict[str, dict[int, list[int]]]:
     if "kept" not in data or not isinstance(data["kept"], Mapping):
         raise InputError(f"apply: {where} has no 'kept' table (not a graphprune compile report)")
     return _normal(data["kept"])
@@ -144,7 +163,7 @@ def _normal(kept: Mapping[str, Any]) -> dict[str, dict[int, list[int]]]:
     return {str(fqn): {int(d): [int(i) for i in index] for d, index in dims.items()} for fqn, dims in kept.items()}
 
 
-def _inputs(data: Mapping[str, Any], where: str) -> tuple[torch.Tensor, ...]:
+def report_inputs(data: Mapping[str, Any], where: str) -> tuple[torch.Tensor, ...]:
     specs = data.get("inputs")
     if not specs or any(s is None for s in specs):
         raise InputError(f"apply: {where} does not record the example inputs' shapes (an older report, or inputs "

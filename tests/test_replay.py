@@ -66,8 +66,8 @@ def test_apply_refuses_another_architecture(tmp_path: Path) -> None:
         graphprune.apply(other, report)
     with pytest.raises(InputError, match="does not exist"):
         graphprune.apply(model, tmp_path / "none.json")
-    with pytest.raises(InputError, match="form 'module' is not supported yet"):
-        graphprune.apply(model, report, form="module")
+    with pytest.raises(InputError, match="form 'mine' is not supported yet"):
+        graphprune.apply(model, report, form="mine")
 
 
 def test_documented_apply_snippet_on_a_cli_compile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -205,3 +205,29 @@ def _sdpa_cost(out: TensorInfo, operand: Callable, here: object) -> list:
 
 declare(MATMULS, cost=_matmul_cost)
 declare([F.scaled_dot_product_attention], cost=_sdpa_cost)
+
+
+# ---- heads: what a projection's kept rows say about an attention block's width attributes
+
+
+def head_widths(rows: list[int] | None, heads: int, head_dim: int, parts: int = 1) -> tuple[int, int]:
+    """``(heads, head_dim)`` after a projection whose rows are laid out ``(parts, heads, head_dim)`` (a
+    fused qkv has 3 parts) kept ``rows`` (dense numbering; None: all kept). Whole heads removed keep
+    ``head_dim``; the same number of dims kept in every head keeps ``heads``; any other cut is not a
+    width an attention block can describe (ValueError)."""
+    if rows is None:
+        return heads, head_dim
+    counts = torch.zeros(parts * heads, dtype=torch.long)
+    counts.index_add_(0, torch.as_tensor(rows, dtype=torch.long) // head_dim, torch.ones(len(rows), dtype=torch.long))
+    per_part = counts.view(parts, heads)
+    if not bool((per_part == per_part[0]).all()):
+        raise ValueError(f"the {parts} parts of a fused projection keep different heads")
+    kept = per_part[0][per_part[0] > 0]
+    if not len(kept):
+        raise ValueError("every head is removed")
+    if bool((kept == head_dim).all()):
+        return len(kept), head_dim
+    if len(kept) == heads and bool((kept == kept[0]).all()):
+        return heads, int(kept[0])
+    raise ValueError(f"heads keep {sorted(set(per_part[0].tolist()))} of their {head_dim} dims: neither whole "
+                     f"heads nor the same dims in every head")

@@ -205,5 +205,7 @@ def _resize_conv(m: nn.modules.conv._ConvNd, new_in: int | None) -> None:
     per_group_in = w.shape[1]
     if m.groups > 1 and new_in is not None:
         m.groups = new_in // per_group_in
+    elif m.groups > 1 and per_group_in == 1:  # no graph to ask (apply's module form): depthwise convs
+        m.groups = m.groups * w.shape[0] // m.out_channels  # lose whole groups (``couple_conv``)
     m.in_channels = per_group_in * m.groups
     m.out_channels = w.shape[0]

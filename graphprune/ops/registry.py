@@ -14,8 +14,9 @@ and reports the op by name. Lookups differ in how they treat subclasses, for a r
 - channel rules (and the liveness kind declared with them) pass to a subclass only if it keeps its
   base's ``forward``: a subclass that rewrites forward may mix channels differently;
 - shape formulas are exact-type only, for the same reason and because a wrong shape is never guessed;
-- traits, ``resize``, ``input_weight_dim``, ``functional`` and ``fixed_scale`` describe *parameters*, which
-  a subclass inherits whatever its forward does, so they follow ``isinstance`` (``inherited``);
+- traits, ``resize``, ``resize_block``, ``input_weight_dim``, ``functional`` and ``fixed_scale`` describe
+  *parameters*, which a subclass inherits whatever its forward does, so they follow ``isinstance``
+  (``inherited``);
 - ``unbatched_ndim`` describes the forward's input, exact-type only (``declared``).
 """
 
@@ -83,6 +84,10 @@ class Trait(enum.Enum):
 
 
 Resize = Callable[[nn.Module, "int | None"], None]  # (module, new input channels or None)
+# (block, kept of its subtree's changed tensors by relative name: {"qkv.weight": {0: [kept rows]}}), for
+# ``graphprune.apply(..., form="module")``: the attributes of a block the graph traces through (attention
+# heads, model widths), which depend on *how* its children were cut (whole heads or head dims)
+BlockResize = Callable[[nn.Module, "Mapping[str, Mapping[int, list[int]]]"], None]
 # A norm as the path criteria see it: (per-channel scale, channel dim or None for the trailing dims)
 FixedScale = Callable[[nn.Module], "tuple[Any, int | None]"]
 
@@ -99,6 +104,7 @@ class OpSpec:
     liveness: Liveness = Liveness.GENERIC
     shape: Callable[..., Any] | None = None
     resize: Resize | None = None
+    resize_block: BlockResize | None = None
     input_weight_dim: int | None = None  # the weight dim that reads the input (selectors: owner vs reader)
     functional: Callable[..., Any] | None = None  # the torch function a module applies its weight with
     fixed_scale: FixedScale | None = None  # a norm reduced to its scale (SynFlow / PX path copies)
@@ -152,6 +158,16 @@ def resizer(keys: Iterable[type]) -> Callable:
 
     def deco(fn: Resize) -> Resize:
         declare(keys, resize=fn)
+        return fn
+
+    return deco
+
+
+def block_resizer(keys: Iterable[type]) -> Callable:
+    """Decorator: ``fn(block, kept)`` sets a block's width attributes after its children shrank."""
+
+    def deco(fn: BlockResize) -> BlockResize:
+        declare(keys, resize_block=fn)
         return fn
 
     return deco

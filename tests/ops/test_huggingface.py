@@ -1,0 +1,145 @@
+"""``graphprune/ops/huggingface.py``: transformers models back as their own class through
+``graphprune.apply(..., form="module")``, their attention / MLP widths and ``config`` following the kept
+slices. graphprune's capture of transformers is not ready yet, so ``kept`` is built by hand and the copy is
+checked against the masked dense model (heads and MLP units: exact)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import graphprune
+from graphprune.errors import InputError
+from graphprune.testing import masked_model
+from tests.test_apply_module import _snapshot, _unchanged, _widths_agree
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _llama():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def _llama_kept(units_per_layer: list[int]) -> dict[str, dict[int, list[int]]]:
+    """MLP units (``units_per_layer[i]`` kept in layer i) and KV head 1 with its query group (heads 2, 3)."""
+    g = torch.Generator().manual_seed(1)
+    kept: dict[str, dict[int, list[int]]] = {}
+    for i, units in enumerate(units_per_layer):
+        p = f"model.layers.{i}."
+        index = sorted(torch.randperm(128, generator=g)[:units].tolist())
+        kept |= {p + "mlp.gate_proj.weight": {0: index}, p + "mlp.up_proj.weight": {0: index},
+                 p + "mlp.down_proj.weight": {1: index}, p + "self_attn.q_proj.weight": {0: list(range(32))},
+                 p + "self_attn.k_proj.weight": {0: list(range(16))},
+                 p + "self_attn.v_proj.weight": {0: list(range(16))},
+                 p + "self_attn.o_proj.weight": {1: list(range(32))}}
+    return kept
+
+
+def _apply_quietly(model: nn.Module, kept: dict, ids: torch.Tensor) -> tuple[nn.Module, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = graphprune.apply(model, {"kept": kept}, (ids,), form="module")
+    return module, [str(w.message) for w in caught if str(w.message).startswith("apply:")]
+
+
+def test_llama_heads_and_mlp_back_as_llama(tmp_path: Path) -> None:
+    model = _llama()
+    dense_config = model.config.to_dict()
+    before = _snapshot(model)
+    kept = _llama_kept([96, 96])
+    ids = torch.randint(0, 100, (2, 7))
+    module, said = _apply_quietly(model, kept, ids)
+    assert type(module) is type(model)
+    assert any("masked dense model" in s for s in said)  # no capture yet: the reference it was checked against
+    assert _unchanged(model, before) and model.config.to_dict() == dense_config
+    c = module.config
+    assert (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size, c.hidden_size) == \
+        (2, 1, 16, 96, 64)
+    attn = module.model.layers[0].self_attn
+    assert (attn.head_dim, attn.num_key_value_groups, attn.q_proj.out_features, attn.k_proj.out_features) == \
+        (16, 2, 32, 16)
+    assert attn.scaling == model.model.layers[0].self_attn.scaling
+    _widths_agree(module)
+    with torch.no_grad():
+        logits = module(ids).logits
+        assert torch.allclose(logits, masked_model(model, kept)(ids).logits, atol=1e-5)
+        generated = module.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False,
+                                    pad_token_id=0)
+    assert generated.shape == (2, 10)
+    module.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path).eval()
+    assert loaded.config.num_key_value_heads == 1 and loaded.config.intermediate_size == 96
+    with torch.no_grad():
+        assert torch.allclose(loaded(ids).logits, logits, atol=1e-6)
+
+
+def test_llama_pruned_unevenly_keeps_the_dense_config_and_says_so(tmp_path: Path) -> None:
+    model = _llama()
+    kept = _llama_kept([96, 112])
+    ids = torch.randint(0, 100, (2, 7))
+    module, said = _apply_quietly(model, kept, ids)
+    assert module.config.intermediate_size == 128
+    assert [s for s in said if "config keeps its dense widths (layers differ in intermediate_size (96, 112))" in s]
+    with torch.no_grad():
+        assert torch.allclose(module(ids).logits, masked_model(model, kept)(ids).logits, atol=1e-5)
+    module.save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        type(model).from_pretrained(tmp_path)  # refused, not loaded into the dense shapes
+
+
+def _bert():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                     num_attention_heads=4, vocab_size=100, max_position_embeddings=32)
+    return transformers.BertModel(config).eval()
+
+
+def _bert_kept(heads: bool) -> dict[str, dict[int, list[int]]]:
+    kept: dict[str, dict[int, list[int]]] = {}
+    units, dims = list(range(0, 128, 2)), list(range(16, 48))  # half the MLP; heads 1 and 2
+    for i in range(2):
+        p = f"encoder.layer.{i}."
+        kept |= {p + "intermediate.dense.weight": {0: units}, p + "intermediate.dense.bias": {0: units},
+                 p + "output.dense.weight": {1: units}}
+        if heads:
+            for n in ("query", "key", "value"):
+                kept |= {p + f"attention.self.{n}.weight": {0: dims}, p + f"attention.self.{n}.bias": {0: dims}}
+            kept[p + "attention.output.dense.weight"] = {1: dims}
+    return kept
+
+
+def test_bert_mlp_round_trips_and_heads_keep_the_config(tmp_path: Path) -> None:
+    model, ids = _bert(), torch.randint(0, 100, (2, 7))
+    module, said = _apply_quietly(model, _bert_kept(heads=False), ids)
+    assert module.config.intermediate_size == 64 and not [s for s in said if "config" in s]
+    module.save_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.allclose(type(model).from_pretrained(tmp_path).eval()(ids).last_hidden_state,
+                              module(ids).last_hidden_state, atol=1e-6)
+    kept = _bert_kept(heads=True)
+    module, said = _apply_quietly(model, kept, ids)
+    attn = module.encoder.layer[0].attention.self
+    assert (attn.num_attention_heads, attn.attention_head_size, attn.all_head_size) == (2, 16, 32)
+    assert module.config.num_attention_heads == 4  # BertConfig derives the head size from hidden / heads
+    assert [s for s in said if "BertConfig with" in s and "query.weight as [64, 64]" in s]
+    with torch.no_grad():
+        assert torch.allclose(module(ids).last_hidden_state, masked_model(model, kept)(ids).last_hidden_state,
+                              atol=1e-5)
+
+
+def test_a_copy_that_differs_from_the_reference_is_refused() -> None:
+    """A kept that cuts q rows without the matching o_proj columns: the copy breaks, and apply says so."""
+    model, ids = _llama(), torch.randint(0, 100, (2, 7))
+    kept = {f"model.layers.{i}.self_attn.q_proj.weight": {0: list(range(32))} for i in range(2)}
+    with pytest.raises(InputError, match="^apply: "):
+        _apply_quietly(copy.deepcopy(model), kept, ids)
