@@ -29,6 +29,7 @@ from graphprune.ops.aten import lower
 from graphprune.trace import trace
 
 CAPTURES = ("fx", "export", "auto")
+CALL_CHANGES = {"use_cache": "a KV cache output would freeze every attention head"}  # why each is set
 
 
 def capture(model: nn.Module, inputs: tuple[Any, ...], mode: str, leaves: Iterable[type] = (),
@@ -36,8 +37,8 @@ def capture(model: nn.Module, inputs: tuple[Any, ...], mode: str, leaves: Iterab
     """``model`` as a GraphModule sharing its tensors, and a record ``{"capture": ..., "why": ...}``."""
     check_capture(mode)
     if mode == "export":
-        gm, notes = export_graph(model, inputs, constants)
-        return gm, {"capture": "export", "why": "; ".join(["capture = 'export'", *notes])}
+        gm, changed = export_graph(model, inputs, constants)
+        return gm, _record("capture = 'export'", changed)
     try:
         traced = trace(model, tuple(leaves), concrete_args=constants or None, num_inputs=len(inputs))
     except TraceError as exc:
@@ -45,11 +46,19 @@ def capture(model: nn.Module, inputs: tuple[Any, ...], mode: str, leaves: Iterab
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         try:
-            gm, notes = export_graph(model, inputs, constants)
+            gm, changed = export_graph(model, inputs, constants)
         except TraceError as export_exc:  # the fx error names the user's line and a fix: it leads
             raise TraceError(f"{exc} (capture = 'auto' tried torch.export too: {export_exc})") from exc
-        return gm, {"capture": "export", "why": "; ".join([f"fx tracing failed: {first}", *notes])}
+        return gm, _record(f"fx tracing failed: {first}", changed)
     return traced, {"capture": "fx", "why": f"capture = '{mode}'"}
+
+
+def _record(why: str, changed: dict[str, Any]) -> dict[str, Any]:
+    """What the report says about the capture; ``constants``: the forward arguments the capture set, which
+    every later call of the dense model (masked equivalence, ``apply``) passes too."""
+    notes = [f"{k}={v!r} ({CALL_CHANGES[k]})" for k, v in changed.items()]
+    record: dict[str, Any] = {"capture": "export", "why": "; ".join([why, *notes])}
+    return {**record, "constants": dict(changed)} if changed else record
 
 
 def check_capture(mode: Any) -> None:
@@ -58,25 +67,25 @@ def check_capture(mode: Any) -> None:
 
 
 def export_graph(model: nn.Module, inputs: tuple[Any, ...],
-                 constants: dict[str, Any] | None = None) -> tuple[fx.GraphModule, list[str]]:
+                 constants: dict[str, Any] | None = None) -> tuple[fx.GraphModule, dict[str, Any]]:
     """``torch.export`` (non-strict) of ``model`` on ``inputs``, as a plain GraphModule, and what the
     capture changed about the call (said in the report)."""
     if not isinstance(model, nn.Module):
         raise TraceError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not all(isinstance(x, torch.Tensor) for x in inputs):
         raise TraceError("capture = 'export' takes tensor example inputs only (containers are not supported yet)")
-    args, kwargs, notes = export_call(model, tuple(inputs), dict(constants or {}))
+    args, kwargs, changed = export_call(model, tuple(inputs), dict(constants or {}))
     try:
         exported = torch.export.export(model, args, kwargs=kwargs, strict=False)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise TraceError(f"torch.export could not capture {type(model).__name__}: {type(exc).__name__}: {first}") \
             from exc
-    return _plain(exported.module(), pytree.tree_leaves((args, kwargs))), notes
+    return _plain(exported.module(), pytree.tree_leaves((args, kwargs))), changed
 
 
 def export_call(model: nn.Module, inputs: tuple[Any, ...],
-                constants: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], list[str]]:
+                constants: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
     """The ``(args, kwargs)`` torch.export is called with, so the graph's placeholders are ``inputs`` in order.
 
     Why keywords: a traced input may follow a constant in the signature (T5's ``decoder_input_ids`` after
@@ -88,20 +97,20 @@ def export_call(model: nn.Module, inputs: tuple[Any, ...],
     key and value an output, and an output's shape is never changed, which would freeze every attention
     head. The graph therefore computes the model without its cache unless the caller asked for one;
     the module form (``graphprune.apply``) keeps the cache working."""
-    notes: list[str] = []
+    changed: dict[str, Any] = {}
     params = list(inspect.signature(model.forward).parameters.values())
     if "use_cache" in (p.name for p in params) and constants.get("use_cache") is None:
-        constants = {**constants, "use_cache": False}
-        notes.append("use_cache=False (a KV cache output would freeze every attention head)")
+        changed["use_cache"] = False
+        constants = {**constants, **changed}
     if any(p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) for p in params):
-        return inputs, constants, notes
+        return inputs, constants, changed
     names = [p.name for p in params if p.kind != p.VAR_KEYWORD and p.name not in constants]
     if len(names) < len(inputs):
-        return inputs, constants, notes
+        return inputs, constants, changed
     kwargs = dict(zip(names, inputs))
     order = {p.name: i for i, p in enumerate(params)}
     merged = {**kwargs, **constants}
-    return (), dict(sorted(merged.items(), key=lambda kv: order.get(kv[0], len(order)))), notes
+    return (), dict(sorted(merged.items(), key=lambda kv: order.get(kv[0], len(order)))), changed
 
 
 def _plain(gm: fx.GraphModule, leaves: list[Any]) -> fx.GraphModule:

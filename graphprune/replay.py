@@ -58,15 +58,17 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
     where = data.get("_source", "the report")
     kept = normal_kept(report_kept(data, where), model)
     inputs = example_inputs if example_inputs is not None else report_inputs(data, where)
+    call = dict(kwargs or {})
     try:
         graph, graph_inputs = graph_apply(model, data, inputs, kwargs, leaf_modules)
+        call |= graph.meta.get("capture_constants", {})  # the call the graph computes (use_cache=False)
     except TraceError as exc:  # graphprune cannot capture the model: the masked dense model is the reference
         graph, graph_inputs = None, ()
         first = (str(exc).splitlines() or [""])[0][:160]
         warnings.warn(f"apply: graphprune cannot capture {type(model).__name__} ({first}); the resized module is "
                       f"checked against the masked dense model instead of a pruned graph", stacklevel=2)
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-    return from_kept(model, kept, args, kwargs or {}, graph, graph_inputs)
+    return from_kept(model, kept, args, call, graph, graph_inputs)
 
 
 def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwargs: dict[str, Any] | None,
@@ -101,6 +103,7 @@ def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwa
                          f"{diff[0]}): not the same architecture or graphprune version")
     module = materialize(state.gm)
     unshare(module, model)
+    module.meta["capture_constants"] = dict(state.artifacts["trace"].get("constants", {}))
     return module.eval(), bound.traced
 
 

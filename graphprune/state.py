@@ -55,3 +55,12 @@ class CompileState:
 
     def with_(self, **changes: Any) -> CompileState:
         return replace(self, **changes)
+
+    def selectable_modules(self) -> dict[str, nn.Module]:
+        """The modules a plan selects by name and type, by path: the user's own where the path is theirs.
+        Why not the graph's: a torch.export capture keeps the paths but its modules are plain
+        ``nn.Module`` holders, so a ``type:`` selector, or telling a layer's input columns from its
+        output rows (``input_weight_dim``), would find nothing; fx's leaves are the user's anyway."""
+        graph = dict(self.gm.named_modules()) if self.gm is not None else {}
+        user = dict(self.model.named_modules()) if isinstance(self.model, nn.Module) else {}
+        return {**graph, **{path: m for path, m in user.items() if path in graph}}

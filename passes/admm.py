@@ -99,7 +99,7 @@ def _rule_sparsities(state: CompileState) -> dict[int, float] | None:
 
     out: dict[int, float] = {}
     for group, rule in zip(state.channels.groups, assign_rules(plan, state.channels.groups,
-                                                               dict(state.gm.named_modules()))):
+                                                               state.selectable_modules())):
         if rule is None or not rule.removes_channels or (rule.structure == "heads" and not group.heads):
             continue  # a heads rule removes heads only: its other groups stay whole, as allocate keeps them
         if rule.sparsity is None:

@@ -49,7 +49,7 @@ class Allocate(Pass):
         if missing:
             raise KeyError(f"no scores named {missing}; have {sorted(state.scores)}")
         groups = state.channels.groups
-        assigned = assign_rules(plan, groups, dict(state.gm.named_modules()))
+        assigned = assign_rules(plan, groups, state.selectable_modules())
         labels = state.channels.labels
         keep = np.ones(int(labels.max()) + 1 if len(labels) else 0, dtype=bool)
         limits = Limits(spec.round_to, spec.min_channels, spec.max_per_group, spec.exact)

@@ -41,5 +41,5 @@ class AnalyzeChannels(Pass):
         plan = state.plan
         if plan is None or not any(r.structure == "heads" for r in plan.rules) or not analysis.table.spreads:
             return frozenset()
-        assigned = assign_rules(plan, channels.groups, dict(state.gm.named_modules()))
+        assigned = assign_rules(plan, channels.groups, state.selectable_modules())
         return head_split_nodes(analysis, channels, [r is not None and r.structure == "heads" for r in assigned])

@@ -54,4 +54,6 @@ class Trace(Pass):
         values, macs = propagate_counting(gm, state.example_inputs)
         info = {**record, "unused_state": restored} if restored else record
         artifacts = {**state.artifacts, "trace": info}
-        return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs}, artifacts=artifacts)
+        constants = {**(state.input_constants or {}), **record.get("constants", {})}  # the call the graph computes
+        return state.with_(gm=gm, values=values, macs={**state.macs, "dense": macs}, artifacts=artifacts,
+                           input_constants=constants)

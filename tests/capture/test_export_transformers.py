@@ -61,3 +61,36 @@ def test_model_output_type_survives_the_export_capture() -> None:
 def test_hf_spec_lists_and_refuses_unknown_names() -> None:
     with pytest.raises(graphprune.errors.UnknownModelError, match="hf:llama"):
         models_zoo.load("hf:lama")
+
+
+HEADS_AND_MLP = {"prune": [{"select": ["*.q_proj", "*.k_proj", "*.v_proj"], "structure": "heads", "sparsity": 0.5},
+                           {"select": "*.mlp.gate_proj", "sparsity": 0.5}]}
+
+
+def test_a_plan_selects_the_users_modules_on_an_export_capture() -> None:
+    """The exported graph's modules are plain holders: selection reads the user's (``selectable_modules``),
+    so a rule on ``gate_proj`` governs its output rows, not the residual width its input columns read."""
+    model, inputs = models_zoo.load("hf:llama")
+    result = graphprune.compile(model, inputs, {"prune": [{"select": "*.mlp.gate_proj", "sparsity": 0.5}]})
+    assert "model.embed_tokens.weight" not in result.report.kept
+    assert set(result.report.kept) == {f"model.layers.{i}.mlp.{p}_proj.weight" for i in (0, 1)
+                                       for p in ("gate", "up", "down")}
+
+
+def test_llama_heads_and_mlp_compile_exactly_and_come_back_as_llama(tmp_path) -> None:  # noqa: ANN001
+    model, inputs = models_zoo.load("hf:llama")
+    result = graphprune.compile(model, inputs, HEADS_AND_MLP)
+    assert result.report.inexact == []
+    err = masked_equivalence_error(model, result.module, result.report.kept, inputs, kwargs={"use_cache": False})
+    assert err < 1e-5
+    llama = result.as_module()
+    assert type(llama) is type(model)
+    assert (llama.config.num_attention_heads, llama.config.num_key_value_heads) == (2, 1)
+    assert llama.config.intermediate_size == 64
+    with torch.no_grad():
+        assert torch.equal(llama(*inputs, use_cache=False).logits, result.module(*inputs).logits)
+        assert llama.generate(inputs[0][:1, :4], max_new_tokens=3, do_sample=False).shape == (1, 7)
+    llama.save_pretrained(tmp_path)
+    again = type(model).from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(again(*inputs, use_cache=False).logits, llama(*inputs, use_cache=False).logits)

@@ -1,7 +1,8 @@
 """``graphprune/ops/huggingface.py``: transformers models back as their own class through
 ``graphprune.apply(..., form="module")``, their attention / MLP widths and ``config`` following the kept
-slices. graphprune's capture of transformers is not ready yet, so ``kept`` is built by hand and the copy is
-checked against the masked dense model (heads and MLP units: exact)."""
+slices. ``kept`` comes from compiling a proxy of the same architecture (another seed) and is replayed onto the
+model; the copy is checked against the pruned graph (torch.export capture) and here against the masked
+dense model too (heads and MLP units: exact)."""
 
 from __future__ import annotations
 
@@ -21,33 +22,34 @@ from tests.test_apply_module import _snapshot, _unchanged, _widths_agree
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def _llama():
+def _llama(seed: int = 0):
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
     return transformers.LlamaForCausalLM(config).eval()
 
 
-def _llama_kept(units_per_layer: list[int]) -> dict[str, dict[int, list[int]]]:
-    """MLP units (``units_per_layer[i]`` kept in layer i) and KV head 1 with its query group (heads 2, 3)."""
-    g = torch.Generator().manual_seed(1)
-    kept: dict[str, dict[int, list[int]]] = {}
-    for i, units in enumerate(units_per_layer):
-        p = f"model.layers.{i}."
-        index = sorted(torch.randperm(128, generator=g)[:units].tolist())
-        kept |= {p + "mlp.gate_proj.weight": {0: index}, p + "mlp.up_proj.weight": {0: index},
-                 p + "mlp.down_proj.weight": {1: index}, p + "self_attn.q_proj.weight": {0: list(range(32))},
-                 p + "self_attn.k_proj.weight": {0: list(range(16))},
-                 p + "self_attn.v_proj.weight": {0: list(range(16))},
-                 p + "self_attn.o_proj.weight": {1: list(range(32))}}
-    return kept
+def _llama_plan(units_per_layer: list[int]) -> dict:
+    """MLP units (``units_per_layer[i]`` of 128 kept in layer i) and half the heads (a KV head with its
+    query group)."""
+    rules = [{"select": ["*.q_proj", "*.k_proj", "*.v_proj"], "structure": "heads", "sparsity": 0.5}]
+    rules += [{"select": f"model.layers.{i}.mlp.gate_proj", "sparsity": 1 - units / 128}
+              for i, units in enumerate(units_per_layer)]
+    return {"prune": rules}
+
+
+def _llama_kept(units_per_layer: list[int], ids: torch.Tensor) -> dict[str, dict[int, list[int]]]:
+    """The kept of a compile of a Llama of the same architecture (another seed: a proxy)."""
+    proxy = _llama(seed=1)
+    return graphprune.compile(proxy, (ids,), _llama_plan(units_per_layer)).report.to_dict()
 
 
 def _apply_quietly(model: nn.Module, kept: dict, ids: torch.Tensor) -> tuple[nn.Module, list[str]]:
+    report = kept if "kept" in kept else {"kept": kept}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        module = graphprune.apply(model, {"kept": kept}, (ids,), form="module")
+        module = graphprune.apply(model, report, (ids,), form="module")
     return module, [str(w.message) for w in caught if str(w.message).startswith("apply:")]
 
 
@@ -55,11 +57,12 @@ def test_llama_heads_and_mlp_back_as_llama(tmp_path: Path) -> None:
     model = _llama()
     dense_config = model.config.to_dict()
     before = _snapshot(model)
-    kept = _llama_kept([96, 96])
     ids = torch.randint(0, 100, (2, 7))
-    module, said = _apply_quietly(model, kept, ids)
+    report = _llama_kept([96, 96], ids)
+    kept = report["kept"]
+    module, said = _apply_quietly(model, report, ids)
     assert type(module) is type(model)
-    assert any("masked dense model" in s for s in said)  # no capture yet: the reference it was checked against
+    assert not any("masked dense model" in s for s in said)  # captured (torch.export): checked against the graph
     assert _unchanged(model, before) and model.config.to_dict() == dense_config
     c = module.config
     assert (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size, c.hidden_size) == \
@@ -72,6 +75,7 @@ def test_llama_heads_and_mlp_back_as_llama(tmp_path: Path) -> None:
     with torch.no_grad():
         logits = module(ids).logits
         assert torch.allclose(logits, masked_model(model, kept)(ids).logits, atol=1e-5)
+        assert not torch.allclose(logits, model(ids).logits, atol=1e-3)  # the removal changed the function
         generated = module.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False,
                                     pad_token_id=0)
     assert generated.shape == (2, 10)
@@ -84,9 +88,10 @@ def test_llama_heads_and_mlp_back_as_llama(tmp_path: Path) -> None:
 
 def test_llama_pruned_unevenly_keeps_the_dense_config_and_says_so(tmp_path: Path) -> None:
     model = _llama()
-    kept = _llama_kept([96, 112])
     ids = torch.randint(0, 100, (2, 7))
-    module, said = _apply_quietly(model, kept, ids)
+    report = _llama_kept([96, 112], ids)
+    kept = report["kept"]
+    module, said = _apply_quietly(model, report, ids)
     assert module.config.intermediate_size == 128
     assert [s for s in said if "config keeps its dense widths (layers differ in intermediate_size (96, 112))" in s]
     with torch.no_grad():
@@ -96,38 +101,32 @@ def test_llama_pruned_unevenly_keeps_the_dense_config_and_says_so(tmp_path: Path
         type(model).from_pretrained(tmp_path)  # refused, not loaded into the dense shapes
 
 
-def _bert():
+def _bert(seed: int = 0):
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = transformers.BertConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                      num_attention_heads=4, vocab_size=100, max_position_embeddings=32)
     return transformers.BertModel(config).eval()
 
 
-def _bert_kept(heads: bool) -> dict[str, dict[int, list[int]]]:
-    kept: dict[str, dict[int, list[int]]] = {}
-    units, dims = list(range(0, 128, 2)), list(range(16, 48))  # half the MLP; heads 1 and 2
-    for i in range(2):
-        p = f"encoder.layer.{i}."
-        kept |= {p + "intermediate.dense.weight": {0: units}, p + "intermediate.dense.bias": {0: units},
-                 p + "output.dense.weight": {1: units}}
-        if heads:
-            for n in ("query", "key", "value"):
-                kept |= {p + f"attention.self.{n}.weight": {0: dims}, p + f"attention.self.{n}.bias": {0: dims}}
-            kept[p + "attention.output.dense.weight"] = {1: dims}
-    return kept
+def _bert_kept(heads: bool, ids: torch.Tensor) -> dict:
+    """The report of a compile of a BERT of the same architecture: half the MLP, and half the heads."""
+    rules = [{"select": "*.intermediate.dense", "sparsity": 0.5}]
+    rules += [{"select": ["*.query", "*.key", "*.value"], "structure": "heads", "sparsity": 0.5}] if heads else []
+    return graphprune.compile(_bert(seed=1), (ids,), {"prune": rules}).report.to_dict()
 
 
 def test_bert_mlp_round_trips_and_heads_keep_the_config(tmp_path: Path) -> None:
     model, ids = _bert(), torch.randint(0, 100, (2, 7))
-    module, said = _apply_quietly(model, _bert_kept(heads=False), ids)
+    module, said = _apply_quietly(model, _bert_kept(False, ids), ids)
     assert module.config.intermediate_size == 64 and not [s for s in said if "config" in s]
     module.save_pretrained(tmp_path)
     with torch.no_grad():
         assert torch.allclose(type(model).from_pretrained(tmp_path).eval()(ids).last_hidden_state,
                               module(ids).last_hidden_state, atol=1e-6)
-    kept = _bert_kept(heads=True)
-    module, said = _apply_quietly(model, kept, ids)
+    report = _bert_kept(True, ids)
+    kept = report["kept"]
+    module, said = _apply_quietly(model, report, ids)
     attn = module.encoder.layer[0].attention.self
     assert (attn.num_attention_heads, attn.attention_head_size, attn.all_head_size) == (2, 16, 32)
     assert module.config.num_attention_heads == 4  # BertConfig derives the head size from hidden / heads
