@@ -61,9 +61,11 @@ def _check_inputs(model: Any, example_inputs: Any, kwargs: Any) -> BoundInputs:
 
 
 def _check_finite(model: nn.Module) -> None:
-    """Scores, budgets and masked equivalence mean nothing on NaN/Inf weights: refuse, naming them."""
-    bad = [name for name, t in (*model.named_parameters(), *model.named_buffers())
+    """Scores, budgets and masked equivalence mean nothing on NaN/Inf weights: refuse, naming them. A
+    buffer may hold an infinity on purpose (timm's Gemma 4 ViT keeps clipping bounds of +-inf), never a NaN."""
+    bad = [name for name, t in model.named_parameters()
            if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
+    bad += [name for name, t in model.named_buffers() if t.is_floating_point() and t.numel() and bool(t.isnan().any())]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise InputError(f"the model has non-finite (NaN/Inf) values in {', '.join(bad[:3])}{more}: "

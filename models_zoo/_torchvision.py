@@ -48,8 +48,9 @@ class Family:
 
 
 FAMILIES = (Family("classification", ""), Family("segmentation", "segmentation"), Family("video", "video"),
-            Family("detection", "detection", whole=False))
-UNSUPPORTED = ("optical_flow", "quantization")
+            Family("detection", "detection", whole=False), Family("optical_flow", "optical_flow"))
+UNSUPPORTED = ("quantization",)
+FLOW_SIZE = 128  # RAFT's correlation pyramid needs feature maps of 16 at 1/8 scale: images of >= 128
 
 
 def _models(torchvision: ModuleType, family: Family) -> list[str]:
@@ -80,6 +81,8 @@ def input_shape(family: Family, name: str, input_size: int | None = None) -> tup
     if family.name == "video":
         size = size or VIDEO_SIZE.get(name, DEFAULT_IMAGE_SHAPE[-1])
         return (1, 3, VIDEO_FRAMES, size, size)
+    if family.name == "optical_flow":  # a pair of images, the same shape
+        return (1, 3, size or FLOW_SIZE, size or FLOW_SIZE)
     size = size or TORCHVISION_INPUT_SIZE.get(name, DEFAULT_IMAGE_SHAPE[-1])
     return (1, 3, size, size)
 
@@ -131,6 +134,8 @@ def _build(torchvision: ModuleType, family: Family, name: str, spec: str,
     with seeded():
         model = torchvision.models.get_model(name, weights=None, **kwargs)
     inputs = random_inputs(input_shape(family, name, input_size))
+    if family.name == "optical_flow":
+        return model, (inputs[0], random_inputs(input_shape(family, name, input_size), seed=1)[0])
     return model, ([inputs[0]],) if family.name == "detection" else inputs
 
 

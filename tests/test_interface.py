@@ -204,6 +204,28 @@ def test_non_finite_weights_are_refused_by_name() -> None:
         graphprune.compile(model, (torch.randn(1, 3, 8, 8),))
 
 
+class ClampedByBuffers(nn.Module):
+    """Clipping bounds kept as buffers, infinite where unbounded (timm's Gemma 4 ViT)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 1)
+        self.register_buffer("low", torch.tensor(float("-inf")))
+        self.register_buffer("high", torch.tensor(float("inf")))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.clamp(torch.relu(self.a(x)), self.low, self.high))
+
+
+def test_infinite_buffers_are_allowed_and_nan_buffers_refused() -> None:
+    model = ClampedByBuffers()
+    result = graphprune.compile(model, (torch.randn(1, 3, 8, 8),), sparsity=0.5)
+    assert result.module.a.weight.shape[0] == 4
+    model.low.fill_(float("nan"))
+    with pytest.raises(InputError, match=r"non-finite .* low"):
+        graphprune.compile(model, (torch.randn(1, 3, 8, 8),))
+
+
 class Normalised(nn.Module):
     """A token MLP whose hidden width passes a LayerNorm, and a channel sum (exact under removal)."""
 

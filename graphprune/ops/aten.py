@@ -58,6 +58,7 @@ ATEN_TWINS = {
     aten.flatten.using_ints: torch.flatten,
     aten.view.default: torch.reshape, aten.reshape.default: torch.reshape,
     aten.cat.default: torch.cat, aten.chunk.default: torch.chunk, aten.split.Tensor: torch.split,
+    aten.split_with_sizes.default: torch.split,
     aten.transpose.int: torch.transpose, aten.permute.default: torch.permute,
     aten.unsqueeze.default: torch.unsqueeze, aten.squeeze.dim: torch.squeeze, aten.squeeze.dims: torch.squeeze,
     aten.expand.default: Method("expand"), aten.alias.default: torch.clone,
@@ -68,7 +69,7 @@ ATEN_TWINS = {
     aten.sqrt.default: torch.sqrt, aten.exp.default: torch.exp, aten.log.default: torch.log,
     aten.neg.default: torch.neg, aten.abs.default: torch.abs, aten.erf.default: torch.erf,
     aten.reciprocal.default: torch.reciprocal, aten.pow.Tensor_Scalar: torch.pow, aten.pow.Tensor_Tensor: torch.pow,
-    aten.tanh_.default: torch.tanh, aten.gelu_.default: F.gelu, aten.clamp.default: torch.clamp,
+    aten.tanh_.default: torch.tanh, aten.gelu_.default: F.gelu, aten.clamp.default: torch.clamp, aten.clamp.Tensor: torch.clamp,
     aten.minimum.default: torch.minimum, aten.maximum.default: torch.maximum, aten.min.other: torch.minimum,
     aten.max.other: torch.maximum, aten.where.self: torch.where, aten.where.ScalarOther: torch.where,
     aten.masked_fill.Scalar: torch.masked_fill, aten.masked_fill_.Scalar: torch.masked_fill,
@@ -158,7 +159,22 @@ class _Chain:
         self.inner, self.inner_args = inner, inner_args
 
 
+def _lower_instance_norm(node: fx.Node) -> Lowered:
+    """``aten.instance_norm(x, weight, bias, mean, var, use_input_stats, momentum, eps, cudnn)`` is
+    ``F.instance_norm(x, mean, var, weight, bias, use_input_stats, momentum, eps)``."""
+    x, weight, bias, mean, var, use_input_stats, momentum, eps = (list(node.args) + [None] * 9)[:8]
+    return F.instance_norm, (x, mean, var, weight, bias, use_input_stats, momentum, eps), {}
+
+
+def _lower_rsub(node: fx.Node) -> Lowered:
+    """``rsub(x, other, alpha)`` is ``other - alpha * x``."""
+    if _arg(node, 2, "alpha", 1) != 1:
+        return None
+    return operator.sub, (node.args[1], node.args[0]), {}
+
+
 ATEN_LOWERINGS = {
+    aten.instance_norm.default: _lower_instance_norm, aten.rsub.Scalar: _lower_rsub,
     aten.slice.Tensor: _lower_slice, aten.select.int: _lower_select, aten.index.Tensor: _lower_index,
     aten.embedding.default: _lower_embedding, aten.addmm.default: _lower_addmm,
 }

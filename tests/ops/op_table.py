@@ -268,6 +268,7 @@ cover(op("dense", n=2, pre=lambda a, b: (a * a + 1, b)), aten.pow.Tensor_Tensor)
 cover(op("dense", dtype=torch.float64, post=as_float), aten._to_copy.default, aten.to.dtype_layout)
 cover(op("dense", torch.device("cpu"), torch.float64, post=as_float), aten.to.device)
 cover(op("dense", [1], pre=lambda h: (h.unsqueeze(1),)), aten.squeeze.dims)
+cover(op("dense", torch.tensor(-0.5), torch.tensor(0.5)), aten.clamp.Tensor)
 cover(op("image", [2, 8, 6, 6], pre=lambda h: (h.amax((2, 3), keepdim=True),), post=times), aten.expand.default)
 cover(op("seq", n=2, pre=lambda a, b: (a[0], b[0].transpose(-2, -1)), head=lambda: nn.Linear(5, 2)), aten.mm.default)
 for _aten_key, _twin in ATEN_TWINS.items():

@@ -293,7 +293,7 @@ def test_unknown_spec_points_to_the_zoo_listing() -> None:
         ("models_zoo.not_a_module:make", "no module named"),
         ("models_zoo.resnet:STAGE_WIDTHS", "not a callable"),
         ("not a module:make", "malformed"),
-        ("torchvision:raft_small", "optical_flow, quantization models are not supported"),
+        ("torchvision:quantized_mobilenet_v2", "quantization models are not supported"),
         ("timm:resnet18.no_such_tag", "pretrained tag"),
     ],
 )
