@@ -12,27 +12,31 @@ from torch import nn
 import graphprune
 import models_zoo
 from graphprune.errors import InputError, PlanError
+from tests.conftest import sweep_mode
 from tests.helpers import compile_and_check
+from tests.test_masked_equivalence import TORCHVISION_CNNS
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-ZOO = ["zoo:resnet20", "zoo:vgg11_bn", "zoo:mobilenet_tiny", "zoo:densenet_tiny", "zoo:shufflenet_tiny"]
+ZOO = [e.name for e in models_zoo.catalog()]  # every zoo model, as tests/test_masked_equivalence.py
+NEEDS_EXACT = {"zoo:vit_tiny", "zoo:layerscale_net"}
+TORCHVISION_CI = ["densenet121", "mobilenet_v2", "efficientnet_b0", "regnet_y_400mf", "googlenet"]
 
 
 def _widths(result: graphprune.api.Result) -> dict[str, tuple[int, ...]]:
     return {name: tuple(p.shape) for name, p in (*result.module.named_parameters(), *result.module.named_buffers())}
 
 
-def _both(model: nn.Module, inputs: tuple) -> tuple:
-    exported = compile_and_check(model, inputs, capture="export")
-    traced = compile_and_check(model, inputs)
+def _both(model: nn.Module, inputs: tuple, **kw) -> tuple:
+    exported = compile_and_check(model, inputs, capture="export", **kw)
+    traced = compile_and_check(model, inputs, capture="fx", **kw)
     return exported, traced
 
 
 @pytest.mark.parametrize("spec", ZOO)
 def test_export_prunes_zoo_cnns_like_fx(spec: str) -> None:
     model, inputs = models_zoo.load(spec)
-    exported, traced = _both(model, tuple(inputs))
+    exported, traced = _both(model, tuple(inputs), exact=spec in NEEDS_EXACT)
     assert exported.report.artifacts["trace"]["capture"] == "export"
     assert exported.report.unknown_ops == []
     assert exported.report.params_after < exported.report.params_before
@@ -47,6 +51,17 @@ def test_export_prunes_torchvision_cnns_like_fx(factory) -> None:  # noqa: ANN00
     assert exported.report.unknown_ops == []
     assert _widths(exported) == _widths(traced)
     assert any(n.target is torch.ops.aten.add_.Tensor for n in exported.state.gm.graph.nodes)  # in-place kept
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TORCHVISION_CNNS) if sweep_mode() == "full" else TORCHVISION_CI)
+def test_export_passes_the_torchvision_masked_equivalence_sweep(name: str) -> None:
+    """tests/test_masked_equivalence.py's torchvision CNNs (all 23 with GRAPHPRUNE_SWEEP=full): both captures
+    are exact and agree on every width."""
+    model, inputs = models_zoo.load(f"torchvision:{name}", input_size=TORCHVISION_CNNS[name])
+    exported, traced = _both(model, tuple(inputs), sparsity=0.5)
+    assert exported.report.unknown_ops == [] and exported.report.inexact == []
+    assert _widths(exported) == _widths(traced)
 
 
 class SizeDependent(nn.Module):
