@@ -53,7 +53,7 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
     from graphprune.copy_on_write import unshare
     from graphprune.metrics import count_params
     from graphprune.passes import run_pass, run_pipeline
-    from graphprune.state import CompileState
+    from graphprune.state import CompileState, Options
     from passes import AnalyzeChannels, Canonicalize, RemoveChannels, Trace
 
     if data.get("params_before") is not None and count_params(model) != data["params_before"]:
@@ -62,7 +62,7 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
     inputs = example_inputs if example_inputs is not None else _inputs(data, where)
     bound = _check_inputs(model, inputs, kwargs)
     state = CompileState(data.get("model") or type(model).__name__, model, bound.traced,
-                         input_constants=bound.constants)
+                         options=Options(statistics=_statistics(data)), input_constants=bound.constants)
     state = run_pipeline(state, [Trace(leaf_modules=tuple(leaf_modules)), Canonicalize(), AnalyzeChannels()])
     keep = keep_from_kept(state, kept, where)
     state = run_pass(state.with_(keep=keep, facts=state.facts | {"keep"}), RemoveChannels(), "apply")
@@ -110,6 +110,13 @@ def _without_masks(kept: dict[str, dict[int, list[int]]], model: nn.Module) -> d
     sparsity is not in the report, and the masked weights themselves are zero in the compiled model."""
     own = set(model.state_dict())
     return {fqn: dims for fqn, dims in kept.items() if not (fqn.endswith(MASK_SUFFIX) and fqn not in own)}
+
+
+def _statistics(data: Mapping[str, Any]) -> str:
+    """The report's statistics mode (the removal must cut statistics as the compile did); a report from
+    before the option existed renormalised them."""
+    options = data.get("options")
+    return options.get("statistics", "renormalize") if isinstance(options, Mapping) else "exact"
 
 
 def _report_dict(report: Any) -> dict[str, Any]:
