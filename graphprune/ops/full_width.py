@@ -167,7 +167,8 @@ def variance_call(kernel: Callable) -> Rewrite:
             return
         kw = dict(node.kwargs)
         unbiased = node.args[2] if len(node.args) > 2 else kw.pop("unbiased", True)
-        correction = kw.pop("correction", int(bool(unbiased)))
+        correction = kw.pop("correction", None)
+        correction = int(bool(unbiased)) if correction is None else correction
         keepdim = node.args[3] if len(node.args) > 3 else kw.pop("keepdim", False)
         node.op, node.target = "call_function", kernel
         node.args = (_input(node), _dim(node))
