@@ -124,6 +124,9 @@ def _add_compile(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                    help="keep a multiple of this many channels per group (default 1)")
     p.add_argument("--exact", action="store_const", const=True, default=None,
                    help="never remove a channel whose removal changes a statistic (LayerNorm)")
+    p.add_argument("--statistics", choices=("exact", "renormalize"), default=None,
+                   help="LayerNorm/RMSNorm/means over removed channels: over the original width, exact where the "
+                        "removed channels are zero (default), or renormalised over the kept ones")
     p.add_argument("--capture", choices=("fx", "export", "auto"), default=None,
                    help="how the model is captured: torch.fx, torch.export, or auto (default: fx, then export where fx fails)")
     p.add_argument("--plan", metavar="PLAN",

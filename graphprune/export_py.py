@@ -6,11 +6,13 @@ functions come from, e.g. torchvision), never graphprune.
 A layer whose constructor call cannot be reproduced from its ``repr`` (custom classes, attributes
 changed after construction) is pickled into the weights file instead, which the loader then reads
 with ``weights_only=False``; the record says so. A graph that calls into graphprune itself cannot be
-written standalone and is refused by name.
+written standalone and is refused by name, except for the plain-torch kernels graphprune marks
+standalone (``graphprune.ops.full_width``): their source is copied into the file.
 """
 
 from __future__ import annotations
 
+import inspect
 import keyword
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from torch.fx.graph_module import _format_import_block
 from torch.package import sys_importer
 
 from graphprune.errors import StandaloneError
+from graphprune.ops.full_width import STANDALONE
 
 _PLAIN = (int, float, str, bool, type(None), tuple, list)
 
@@ -104,10 +107,12 @@ def _class_name(gm: fx.GraphModule) -> str:
 def python_source(gm: fx.GraphModule, weights_name: str) -> tuple[str, dict[str, Any]]:
     """(source of the .py file, the blob to ``torch.save`` as its weights file)."""
     code = gm.graph.python_code(root_module="self")
-    imports = _format_import_block(code.globals, sys_importer)
+    kernels = {name: fn for name, fn in code.globals.items() if getattr(fn, STANDALONE, False)}
+    imports = _format_import_block({k: v for k, v in code.globals.items() if k not in kernels}, sys_importer)
     if "graphprune" in imports:
         raise StandaloneError(f"the graph calls graphprune functions ({imports.count('graphprune')} imports): "
                               "it cannot be written as standalone Python; use .pt2 or .onnx")
+    imports += "".join(f"\n\n{_kernel_source(fn)}{name} = {fn.__name__}\n" for name, fn in kernels.items())
     leaves = [str(n.target) for n in gm.graph.nodes if n.op == "call_module"]
     init, pickled = [], {}
     for target in dict.fromkeys(leaves):
@@ -138,6 +143,11 @@ def python_source(gm: fx.GraphModule, weights_name: str) -> tuple[str, dict[str,
                               weights_only=not pickled)
     blob = {"state_dict": persistent, "modules": pickled, "extra_buffers": extra}
     return source, blob
+
+
+def _kernel_source(fn: Any) -> str:
+    """A standalone kernel's definition without its decorator (which marks it, in graphprune only)."""
+    return "".join(line for line in inspect.getsourcelines(fn)[0] if not line.lstrip().startswith("@"))
 
 
 def weights_path(py_path: Path) -> Path:

@@ -81,7 +81,7 @@ def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwa
     from graphprune.copy_on_write import unshare
     from graphprune.metrics import count_params
     from graphprune.passes import run_pass, run_pipeline
-    from graphprune.state import CompileState
+    from graphprune.state import CompileState, Options
     from passes import AnalyzeChannels, Canonicalize, RemoveChannels, Trace
 
     if data.get("params_before") is not None and count_params(model) != data["params_before"]:
@@ -90,7 +90,7 @@ def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwa
     inputs = example_inputs if example_inputs is not None else report_inputs(data, where)
     bound = _check_inputs(model, inputs, kwargs)
     state = CompileState(data.get("model") or type(model).__name__, model, bound.traced,
-                         input_constants=bound.constants)
+                         options=Options(statistics=_statistics(data)), input_constants=bound.constants)
     splits = data.get("artifacts", {}).get("analyze-channels", {}).get("head_splits")  # structure = "heads"
     analyze = AnalyzeChannels(head_splits=tuple(splits) if splits else None)
     state = run_pipeline(state, [Trace(leaf_modules=tuple(leaf_modules)), Canonicalize(), analyze])
@@ -134,6 +134,13 @@ def keep_from_kept(state: Any, kept: dict[str, dict[int, list[int]]], where: str
         raise InputError(f"apply: {where} keeps a channel in one tensor and removes it in another "
                          f"({conflict.size} channels): not the same architecture")
     return ~removed_votes
+
+
+def _statistics(data: Mapping[str, Any]) -> str:
+    """The report's statistics mode (the removal must cut statistics as the compile did); a report from
+    before the option existed renormalised them."""
+    options = data.get("options")
+    return options.get("statistics", "renormalize") if isinstance(options, Mapping) else "exact"
 
 
 def _report_dict(report: Any) -> dict[str, Any]:

@@ -24,6 +24,9 @@ class Options:
     round_to: int = 1
     min_channels: int = 1
     exact: bool = False  # True: never remove a channel whose removal changes a statistic (LayerNorm)
+    # "exact": statistics over removed channels keep the original width where the removed channels are
+    # proved zero (graphprune.statistics); "renormalize": over the kept channels, reported inexact
+    statistics: str = "exact"
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ class Allocate(Pass):
 def plan_from_options(options: Options) -> Plan:
     rule = PruneRule(path="options", sparsity=options.sparsity, score=options.score)
     return Plan(rules=(rule,), allocate=AllocateSpec(round_to=options.round_to, min_channels=options.min_channels,
-                                                     exact=options.exact))
+                                                     exact=options.exact, statistics=options.statistics))
 
 
 def _summary(candidates: list[Candidate], keeps: list[np.ndarray]) -> dict:

@@ -3,9 +3,11 @@
 Preconditions: ``groups`` and ``keep``. Effects, on a copy of the state's GraphModule (its own graph and
 modules, ``graphprune.copy_on_write``; the input state keeps its own): every parameter/buffer member is
 index-selected, module attributes are updated
-(``graphprune.resize``), nodes with baked sizes are rewritten by their rule's ``rewrite``, and the
-result is re-propagated on fake tensors: any node whose new shape differs from what the keep decision
-implies is an internal error named by node, never a silently wrong model.
+(``graphprune.resize``), nodes with baked sizes are rewritten by their rule's ``rewrite``, statistics
+over channels are kept over the original width where the plan says ``statistics = "exact"`` and the
+removed channels are proved zero at them (``graphprune.statistics``), and the result is re-propagated
+on fake tensors: any node whose new shape differs from what the keep decision implies is an internal
+error named by node, never a silently wrong model.
 
 Rounds compose: ``kept`` always lists indices of the original dense tensors (a second round's indices
 are mapped through the first's), and per-weight masks/scores are sliced with their parameters. A
@@ -29,6 +31,7 @@ from graphprune.ops.registry import lookup, node_key
 from graphprune.passes import Pass, Stage
 from graphprune.resize import fix_attributes
 from graphprune.state import CompileState
+from graphprune.statistics import StatisticCuts, keep_full_width, plan_statistics
 from graphprune.values import TensorInfo, propagate_counting
 
 
@@ -99,14 +102,19 @@ def _owners(gm: fx.GraphModule) -> dict[int, list[tuple[nn.Module, str]]]:
     return owners
 
 
-def inexact_cuts(state: CompileState, keep_element: np.ndarray) -> tuple[tuple[str, str, int], ...]:
+NO_STATISTICS = StatisticCuts()
+
+
+def inexact_cuts(state: CompileState, keep_element: np.ndarray,
+                 statistics: StatisticCuts = NO_STATISTICS) -> tuple[tuple[str, str, int], ...]:
     """(reason, node, channels removed) for every statistic the removal really changes: a note whose
-    channels all stay changes nothing and is not reported."""
+    channels all stay changes nothing, and one kept over the original width neither: not reported."""
     cuts = []
     for note in state.analysis.table.inexact:
         removed = int(np.count_nonzero(~keep_element[note.ids]))
-        if removed:
-            cuts.append((note.reason, note.node, removed))
+        reason = statistics.reason(note.reason, note.node)
+        if removed and reason is not None:
+            cuts.append((reason, note.node, removed))
     return tuple(cuts)
 
 
@@ -137,6 +145,9 @@ def slice_per_weight(tensors: dict, new: dict) -> dict:
 
 
 def _fix_modules(gm: fx.GraphModule, view: KeptView, touched: set[str]) -> None:
+    """Size attributes follow the shrunk parameters; a module no node calls any more (a norm whose call
+    became a full-width kernel on its parameters) from its parameters alone."""
+    called = set()
     for node in gm.graph.nodes:
         if node.op != "call_module" or str(node.target) not in touched:
             continue
@@ -146,6 +157,11 @@ def _fix_modules(gm: fx.GraphModule, view: KeptView, touched: set[str]) -> None:
             shape = view.new_shape(x)
             new_in = shape[1] if len(shape) > 1 else shape[0]
         fix_attributes(gm.get_submodule(str(node.target)), new_in)
+        called.add(str(node.target))
+    modules = dict(gm.named_modules())
+    for path in sorted(touched - called):
+        if path in modules:
+            fix_attributes(modules[path], None)
 
 
 def _rewrite_nodes(gm: fx.GraphModule, view: KeptView) -> None:
@@ -203,9 +219,11 @@ class RemoveChannels(Pass):
         gm = writable(state.gm)
         view = KeptView(state.analysis.layouts, state.values, keep_element)
         cuts = _cut_plan(state, keep_element)
+        statistics = plan_statistics(state, keep_element, cuts)
         jobs, pending = _start_cuts(gm, cuts)  # large copies run on worker threads during the rewrite
         owners = _owners(gm)
         _rewrite_nodes(gm, view)
+        keep_full_width(gm, view, statistics)
         recompile_if_changed(gm)
         _store_cuts(jobs, pending, owners)
         kept = {fqn: {dim: index.tolist() for dim, index in dims.items()} for fqn, dims in cuts.items()}
@@ -217,5 +235,17 @@ class RemoveChannels(Pass):
             macs["pruned"] = _verify(gm, state, view)
         weight_scores = {c: slice_per_weight(t, kept) for c, t in state.weight_scores.items()}
         return state.with_(gm=gm, kept=compose_kept(state.kept, kept), values=None, macs=macs,
-                           inexact_cuts=state.inexact_cuts + inexact_cuts(state, keep_element),
-                           masks=slice_per_weight(state.masks, kept), weight_scores=weight_scores)
+                           inexact_cuts=state.inexact_cuts + inexact_cuts(state, keep_element, statistics),
+                           masks=slice_per_weight(state.masks, kept), weight_scores=weight_scores,
+                           artifacts=_record(state.artifacts, statistics))
+
+
+def _record(artifacts: dict, statistics: StatisticCuts) -> dict:
+    """``artifacts["statistics"]``: the statistics kept over the original width and those renormalised
+    although the plan asked for exact ones, over all rounds."""
+    if not statistics.full_width and not statistics.renormalised:
+        return artifacts
+    before = artifacts.get("statistics", {})
+    record = {key: sorted({*before.get(key, ()), *names}) for key, names in
+              (("full_width", statistics.full_width), ("renormalised", statistics.renormalised))}
+    return {**artifacts, "statistics": record}

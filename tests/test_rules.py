@@ -87,9 +87,11 @@ def test_layernorm_marks_inexact_and_exact_mode_freezes():
             return self.b(self.norm(self.a(x)))
 
     x = torch.randn(3, 4)
-    loose = graphprune.compile(LN(), x, sparsity=0.5)
+    loose = graphprune.compile(LN(), x, sparsity=0.5, statistics="renormalize")
     assert any("LayerNorm" in i["reason"] for i in loose.report.inexact)
     assert loose.module.norm.normalized_shape == (4,)
+    full = compile_and_check(LN(), x, sparsity=0.5)  # statistics = "exact": over the original 8 channels
+    assert full.module.norm.normalized_shape == (4,) and full.report.inexact == []
     strict = compile_and_check(LN(), x, sparsity=0.5, exact=True)
     assert strict.module.norm.normalized_shape == (8,) and strict.report.kept == {}
 

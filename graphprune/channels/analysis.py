@@ -34,6 +34,9 @@ class ChannelAnalysis:
     table: ElementTable
     layouts: dict[str, Any]  # node name -> Layout | tuple of Layouts | None
     unknown: list[UnknownOp]
+    # Opaque functions the probe found pure movement (``graphprune.channels.probe``): every output value
+    # an input value of the same channel, which the liveness walk reads as a copy.
+    movement: frozenset[str] = frozenset()
 
 
 def _get_attr_layout(table: ElementTable, node: fx.Node, value: Any) -> Any:
@@ -65,7 +68,10 @@ def analyze(gm: fx.GraphModule, values: dict[str, Any], whole_group_convs: froze
                     table.freeze(ids, "reaches the model output", node.name)
         else:
             layouts[node.name] = _apply_rule(gm, node, table, layouts, values, unknown, modules)
-    return ChannelAnalysis(table, layouts, unknown)
+    movement = frozenset(n.name for n in gm.graph.nodes if n.op == "call_function" and isinstance(
+        layouts.get(n.name), Layout) and layouts[n.name].dims and lookup(node_key(n, gm, modules)) is None
+        and not is_container_class(n.target))
+    return ChannelAnalysis(table, layouts, unknown, movement)
 
 
 def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts: dict[str, Any],

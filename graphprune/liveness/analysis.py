@@ -16,7 +16,7 @@ import torch.fx as fx
 
 from graphprune.channels.layout import Layout, iter_layouts
 from graphprune.liveness.layers import LinearView, NormView, linear_view, norm_view
-from graphprune.liveness.ops import GENERIC, Kind, kind_of
+from graphprune.liveness.ops import GENERIC, MOVEMENT, Kind, kind_of
 from graphprune.state import CompileState
 from graphprune.values import TensorInfo
 
@@ -44,18 +44,23 @@ def _all_true(labs: np.ndarray, flags: np.ndarray) -> set[int]:
 
 
 class _Walk:
-    def __init__(self, state: CompileState, transitive: bool) -> None:
+    def __init__(self, state: CompileState, transitive: bool, only: set[int] | None = None) -> None:
         self.gm, self.values, self.layouts = state.gm, state.values, state.analysis.layouts
         self.labels, self.masks, self.transitive = state.channels.labels, state.masks, transitive
+        self.movement = state.analysis.movement
+        self.only = only  # follow these labels alone (a sound, cheaper walk: other labels are never zero)
         self.kinds: dict[str, Kind] = {}
         self.views: dict[str, LinearView | NormView] = {}
         self.live = Liveness({}, {})
 
-    def run(self) -> Liveness:
+    def run(self, read: bool = True) -> Liveness:
         nodes = list(self.gm.graph.nodes)
         for node in nodes:
-            self.live.carried[node.name] = _labels(self.layouts.get(node.name), self.labels)
+            carried = _labels(self.layouts.get(node.name), self.labels)
+            self.live.carried[node.name] = carried if self.only is None else carried & self.only
             self.live.zero[node.name] = self._zero(node)
+        if not read:
+            return self.live
         self.live.read = {node.name: set() for node in nodes}
         for node in reversed(nodes):
             self._read(node)
@@ -63,17 +68,20 @@ class _Walk:
 
     # -- forward: zero channels --------------------------------------------------------------------
     def _zero(self, node: fx.Node) -> set[int]:
+        if self.only is not None and not self.live.carried[node.name]:
+            return set()
         if node.op == "get_attr":
             self.live.modelled.add(str(node.target))
             return self._zero_attr(node)
         if node.op in ("placeholder", "output"):
             return set()
-        kind = kind_of(node, self.gm)
+        kind = MOVEMENT if node.name in self.movement else kind_of(node, self.gm)
         view = None
         if kind.zero in ("linear", "norm"):
             view = linear_view(node, self.gm, self.values, self.masks) if kind.zero == "linear" else \
                 norm_view(node, self.gm, self.values)
-            kind = kind if view is not None else GENERIC if kind.zero == "linear" else Kind("none", "per-channel")
+            kind = kind if view is not None else GENERIC if kind.zero == "linear" or kind.read == "all" \
+                else Kind("none", "per-channel")
         if kind.read == "per-channel" and not isinstance(self.values.get(node.name), TensorInfo):
             kind = Kind("none", kind.read)  # (values, indices) pairs: indices of zeros are not zero
         self.kinds[node.name] = kind
@@ -250,6 +258,12 @@ def liveness(state: CompileState, transitive: bool = True) -> Liveness:
     a column whenever it is non-zero; its rows ignore zero inputs), as unused-path removal is usually
     stated; repeated rounds then reach the same fixed point."""
     return _Walk(state, transitive).run()
+
+
+def zero_labels(state: CompileState, only: set[int] | None = None) -> dict[str, set[int]]:
+    """Node -> channel labels zero in its value for every model input (the forward half of the walk),
+    among ``only`` where given (a label outside it is never reported zero)."""
+    return _Walk(state, True, only).run(read=False).zero
 
 
 def dead_labels(state: CompileState, transitive: bool = True) -> np.ndarray:

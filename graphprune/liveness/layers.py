@@ -91,6 +91,9 @@ def norm_view(node: fx.Node, gm: fx.GraphModule, values: dict) -> NormView | Non
     """A norm module, or ``F.batch_norm`` whose statistics and affine are (movement of) parameters."""
     x = node.args[0] if node.args else node.kwargs["input"]
     info = values[x.name]
+    rule = lookup(node_key(node, gm))
+    if rule is not None and rule.liveness is Liveness.LAYER_NORM:
+        return _layer_norm_view(node, gm, x, info)
     if node.op == "call_function":
         args = [_arg(node, i, n) for i, n in enumerate(_BN_ARGS, start=1)]
         stats = [None if a is None else _attr_tensor(a, gm, {}) for a in args]
@@ -124,6 +127,28 @@ def norm_view(node: fx.Node, gm: fx.GraphModule, values: dict) -> NormView | Non
 
 
 _BN_ARGS = ("running_mean", "running_var", "weight", "bias")
+
+
+def _layer_norm_view(node: fx.Node, gm: fx.GraphModule, x: fx.Node, info: object) -> NormView | None:
+    """A layer / RMS norm over the last dim: channel c is ``xhat_c * w_c + b_c``, zero whatever the input
+    where both are zero; a zero input channel is not normalised to zero (its statistics are the others')."""
+    if node.op == "call_module":
+        m = gm.get_submodule(str(node.target))
+        k, w, b = len(m.normalized_shape), getattr(m, "weight", None), getattr(m, "bias", None)
+    else:  # F.layer_norm(x, shape, weight, bias, ...) / F.rms_norm(x, shape, weight, eps)
+        shape, bias = _arg(node, 1, "normalized_shape"), node.kwargs.get("bias")
+        if bias is None and len(node.args) > 3 and isinstance(node.args[3], fx.Node):
+            bias = node.args[3]
+        k = len(shape) if isinstance(shape, (tuple, list)) else 1
+        w, b = (None if a is None else _attr_tensor(a, gm, {}) for a in (_arg(node, 2, "weight"), bias))
+        if (_arg(node, 2, "weight") is not None and w is None) or (bias is not None and b is None):
+            return None
+    if k != 1 or w is None:
+        return None
+    n = info.shape[-1]
+    w = w.detach().double()
+    b = b.detach().double() if b is not None else torch.zeros(n, dtype=torch.float64)
+    return NormView(x, info.ndim - 1, ((w == 0) & (b == 0)).numpy(), np.zeros(n, dtype=bool))
 
 
 def _attr_tensor(arg: object, gm: fx.GraphModule, masks: dict) -> object:

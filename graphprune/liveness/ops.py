@@ -40,6 +40,7 @@ class Kind:
 
 GENERIC = Kind("none", "all")
 OPAQUE_PER_CHANNEL = Kind("none", "per-channel")
+MOVEMENT = Kind("copy", "copy")  # pure data movement (also opaque functions the channel probe found to be)
 
 
 def kind_of(node: fx.Node, gm: fx.GraphModule) -> Kind:
@@ -72,8 +73,9 @@ _KINDS = {
     Liveness.NORM_MODULE: lambda node, gm, rule: _norm_kind(gm.get_submodule(str(node.target))),
     Liveness.NORM_ACT_MODULE: lambda node, gm, rule: _norm_act_kind(gm.get_submodule(str(node.target))),
     Liveness.NORM_FUNCTIONAL: _fixed(Kind("norm", "norm")),
+    Liveness.LAYER_NORM: _fixed(Kind("norm", "all")),  # statistics read every channel of the last dim
     Liveness.OPAQUE_PER_CHANNEL: _fixed(OPAQUE_PER_CHANNEL),
-    Liveness.MOVEMENT: _fixed(Kind("copy", "copy")),
+    Liveness.MOVEMENT: _fixed(MOVEMENT),
     Liveness.PAD: lambda node, gm, rule: Kind(_declared_zero(node, gm, rule), "copy"),
     Liveness.PER_CHANNEL: _fixed(Kind("copy", "per-channel")),
     Liveness.ELEMENTWISE: lambda node, gm, rule: Kind(_declared_zero(node, gm, rule), "per-channel"),

@@ -54,6 +54,7 @@ ATEN_TWINS = {
     aten.adaptive_avg_pool2d.default: F.adaptive_avg_pool2d,
     # reductions
     aten.mean.dim: torch.mean, aten.sum.dim_IntList: torch.sum,
+    aten.var.correction: torch.var, aten.std.correction: torch.std,
     # data movement
     aten.flatten.using_ints: torch.flatten,
     aten.view.default: torch.reshape, aten.reshape.default: torch.reshape,

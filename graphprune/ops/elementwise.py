@@ -19,7 +19,7 @@ from torch import nn
 
 from graphprune.channels.context import RuleContext
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, declare, formula, methods, register, resizer
+from graphprune.ops.registry import Liveness, Method, declare, formula, methods, register, resizer
 from graphprune.shapes.registry import Call, Meta, TensorInfo, broadcast, floating, is_tensor, module_input, spec
 
 
@@ -151,6 +151,10 @@ def _bounds_keep_zero(lo: Any, hi: Any) -> str:
 
 
 declare(KEEPS_ZERO, zero="copy")
+# x ** p for a number p > 0 keeps zero (Llama's RMSNorm: x.pow(2).mean(-1)); 2 ** x and x ** 0 do not
+declare([operator.pow, torch.pow, Method("pow")], zero=lambda node, module: "copy" if isinstance(
+    node.args[0] if node.args else None, fx.Node) and isinstance(e := call_arg(node, 1, "exponent", None), Number)
+    and not isinstance(e, bool) and e > 0 else "none")
 declare(CLAMP_MODULES, zero=lambda node, module: _bounds_keep_zero(module.min_val, module.max_val))
 declare(HARDTANHS, zero=lambda node, module: _bounds_keep_zero(
     call_arg(node, 1, "min_val", -1.0), call_arg(node, 2, "max_val", 1.0)))

@@ -4,7 +4,10 @@ BatchNorm and InstanceNorm act per channel: their parameters and running statist
 channel. GroupNorm with several groups is pruned by whole norm groups (each group is normalised on
 its own, so removing a whole group is exact and only ``num_groups`` shrinks). LayerNorm, RMSNorm and
 GroupNorm(1, C) compute statistics *across* channels: pruning them is allowed but changes the
-surviving channels' statistics, so those channels are marked inexact in the report.
+surviving channels' statistics, so those channels are marked inexact. LayerNorm and RMSNorm declare
+``statistics``, the rewrite that keeps them over the original width (``graphprune.ops.full_width``):
+with ``statistics = "exact"`` a removal through them whose removed channels are zero at their input is
+exact, and is not reported (``graphprune.statistics``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
+from graphprune.ops import full_width
 from graphprune.ops.elementwise import same_layout
 from graphprune.ops.registry import Liveness, Trait, declare, declared, formula, register, resizer
 from graphprune.shapes.registry import Call, Meta, floating, ints, matches, module_input, spec
@@ -167,7 +171,7 @@ def _module_param_layout(ctx: RuleContext, attr: str, ndim: int) -> Layout:
     return Layout({j: ids for j in range(ndim) if (ids := ctx.param(attr, j)) is not None})
 
 
-@register([nn.LayerNorm, nn.RMSNorm], liveness=Liveness.GENERIC)  # statistics read every channel
+@register([nn.LayerNorm, nn.RMSNorm], liveness=Liveness.LAYER_NORM)
 def layer_norm_module(ctx: RuleContext) -> Layout:
     m = ctx.module
     k = len(m.normalized_shape)
@@ -182,11 +186,23 @@ def _rewrite_normalized_shape(node, kept) -> None:
     node.args = (node.args[0], tuple(shape[-k:]), *node.args[2:])
 
 
-@register([F.layer_norm, F.rms_norm], rewrite=_rewrite_normalized_shape)
+FULL_WIDTH_NORMS = [full_width.layer_norm, full_width.rms_norm]
+
+
+@register([F.layer_norm, F.rms_norm, *FULL_WIDTH_NORMS], rewrite=_rewrite_normalized_shape,
+          liveness=Liveness.LAYER_NORM)
 def layer_norm_functional(ctx: RuleContext) -> Layout:
     k = len(ctx.value(ctx.arg(1, "normalized_shape")))
     params = [ctx.layout(ctx.arg(i, n)) for i, n in ((2, "weight"), (3, "bias")) if ctx.arg(i, n) is not None]
     return _layer_norm(ctx, k, [p for p in params if isinstance(p, Layout)])
+
+
+# ---- statistics over the original width (``statistics = "exact"``; ``graphprune.statistics`` runs these)
+declare([nn.LayerNorm], statistics=full_width.module_call(full_width.layer_norm, ("weight", "bias")))
+declare([nn.RMSNorm], statistics=full_width.module_call(full_width.rms_norm, ("weight",)))
+declare([F.layer_norm], statistics=full_width.functional_call(full_width.layer_norm, 5))
+declare([F.rms_norm], statistics=full_width.functional_call(full_width.rms_norm, 4))
+declare(FULL_WIDTH_NORMS, statistics=full_width.already_full_width)
 
 
 @register([nn.LocalResponseNorm, F.local_response_norm])

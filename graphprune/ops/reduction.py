@@ -4,6 +4,9 @@ Reducing over a non-channel dim (global pooling by ``mean((2, 3))``, a sum over 
 channels. Over a channel dim, an index-valued result (argmax, all, prod) freezes the channels; a
 statistic (mean, var, amax, softmax) lets them go but the removal is marked inexact; a sum or p-norm
 gives the same with a channel zeroed or removed, so removal through it is exact and nothing is marked.
+A mean, variance or standard deviation declares ``statistics``, the rewrite that keeps it over the
+original width (``graphprune.ops.full_width``): with ``statistics = "exact"`` a removal through it whose
+removed channels are zero at its input is exact, and is not reported (``graphprune.statistics``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from torch import nn
 
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.layout import Layout
+from graphprune.ops import full_width
 from graphprune.ops.elementwise import same_layout
 from graphprune.ops.registry import Liveness, Method, declare, formula, methods, register
 from graphprune.shapes.registry import Call, Meta, TensorInfo, dim_index, floating, module_input
@@ -22,7 +26,8 @@ REDUCTIONS = [torch.sum, torch.mean, torch.amax, torch.amin, torch.max, torch.mi
               torch.norm, torch.logsumexp, torch.prod, torch.all, torch.any, torch.argmax, torch.argmin,
               torch.linalg.vector_norm, torch.nansum, torch.nanmean, torch.std_mean, torch.var_mean,
               *methods("sum", "mean", "amax", "amin", "max", "min", "std", "var", "norm", "logsumexp",
-                       "prod", "all", "any", "argmax", "argmin", "nansum", "nanmean")]
+                       "prod", "all", "any", "argmax", "argmin", "nansum", "nanmean"),
+              full_width.var, full_width.std]
 
 
 def _reduced_dims(ctx: RuleContext, rank: int) -> list[int] | None:
@@ -89,6 +94,12 @@ def reduction(ctx: RuleContext) -> object:
 # Sums, means and extrema of an all-zero channel are zero (unused-path removal: ``OpSpec.zero``).
 declare([torch.sum, torch.mean, torch.amax, torch.amin, torch.nansum, torch.nanmean,
          *methods("sum", "mean", "amax", "amin", "nansum", "nanmean")], zero="copy")
+
+# Statistics over the original width (``statistics = "exact"``): a mean becomes sum / C0, a variance its
+# full-width kernel. Other statistics over channels (amax, logsumexp, nanmean, var_mean) stay inexact.
+declare([torch.mean, Method("mean")], statistics=full_width.scaled_mean)
+for _kernel, _keys in ((full_width.var, [torch.var, Method("var")]), (full_width.std, [torch.std, Method("std")])):
+    declare([*_keys, _kernel], statistics=full_width.variance_call(_kernel))
 
 SOFTMAXES = [F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, F.softmin, torch.cumsum,
              torch.cumprod, F.normalize, *methods("softmax", "log_softmax", "cumsum", "cumprod"),

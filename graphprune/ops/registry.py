@@ -58,6 +58,7 @@ class Liveness(enum.Enum):
     NORM_MODULE = "norm-module"  # per-channel norm layer computing batch/instance/group norm exactly
     NORM_ACT_MODULE = "norm-act-module"  # a norm module, then its ``drop`` and ``act`` submodules (timm)
     NORM_FUNCTIONAL = "norm-functional"  # F.batch_norm
+    LAYER_NORM = "layer-norm"  # statistics over the last dim: reads every channel, zero where the affine is
     OPAQUE_PER_CHANNEL = "opaque-per-channel"  # channel c from channel c, never known to output zero
     MOVEMENT = "movement"  # pure data movement: each output value is an input value
     PAD = "pad"  # movement plus padding values
@@ -118,6 +119,11 @@ class OpSpec:
     # element sets whose kept fraction scales them)]``, where ``operand(index, name)`` is the (TensorInfo,
     # layout) of argument ``index`` or keyword ``name`` (``graphprune.costs``).
     cost: Callable[..., list] | None = None
+    # The rewrite ``(node, kept)`` that keeps a statistic the op takes over channels (LayerNorm, RMSNorm, a
+    # mean) over their original width, so that removing channels which are zero at its input is exact:
+    # remove-channels runs it after ``rewrite`` when the plan says ``statistics = "exact"``
+    # (``graphprune.statistics``); without it, a cut through the statistic is reported inexact.
+    statistics: Callable[..., None] | None = None
 
 
 SPECS: dict[Key, OpSpec] = {}
@@ -173,7 +179,7 @@ def block_resizer(keys: Iterable[type]) -> Callable:
     return deco
 
 
-RULE_FIELDS = ("name", "propagate", "rewrite", "liveness", "zero")
+RULE_FIELDS = ("name", "propagate", "rewrite", "liveness", "zero", "statistics")
 
 
 TWINS: dict[Key, Key] = {}  # key -> the key whose declaration ``alias`` gave it

@@ -25,6 +25,7 @@ NM_PATTERN = re.compile(r"^(\d+):(\d+)$")
 SCOPES = ("local", "global")
 EMIT_FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "graphmodule": ".py"}  # format -> file suffix
 BUDGET_METRICS = ("macs", "params")
+STATISTICS = ("exact", "renormalize")  # statistics over removed channels: original width, or the kept ones
 
 Check = Callable[[Any], str | None]  # None when the value is fine, else what was expected
 
@@ -90,6 +91,7 @@ ALLOCATE_KEYS: dict[str, Check] = {
     "max_per_group": _number(0, 1, lo_open=True),
     "min_channels": _positive_int,
     "exact": _boolean,
+    "statistics": _one_of(*STATISTICS),
 }
 EMIT_KEYS: dict[str, Check] = {
     "format": _one_of(*EMIT_FORMATS),
@@ -107,7 +109,7 @@ DATA_KEYS: dict[str, Check] = {
     "val_split": _number(0, 1, hi_open=True),
 }
 SHORTHAND = {"sparsity": "prune", "score": "prune", "round_to": "allocate", "min_channels": "allocate",
-             "exact": "allocate", "scope": "allocate", "max_per_group": "allocate"}
+             "exact": "allocate", "scope": "allocate", "max_per_group": "allocate", "statistics": "allocate"}
 PASS_SECTIONS = ("admm", "purify", "finetune")  # [admm] is sugar for [passes.admm]
 TOP_KEYS = ("model", "prune", "allocate", "emit", "data", "passes", "pipeline", *PASS_SECTIONS, *SHORTHAND)
 
@@ -140,6 +142,7 @@ class AllocateSpec:
     max_per_group: float = 1.0  # a group never loses more than this fraction of its channels
     min_channels: int = 1
     exact: bool = False
+    statistics: str = "exact"  # graphprune.statistics: LayerNorm/RMSNorm/means over the original width
 
 
 @dataclass(frozen=True)
@@ -273,7 +276,7 @@ class _Reader:
                             "top-level sparsity/score is shorthand for a single [[prune]] rule; "
                             "move it into the [[prune]] tables")
         allocate = self.table(data.get("allocate", {}), "allocate", ALLOCATE_KEYS)
-        for key in ("round_to", "min_channels", "exact", "scope", "max_per_group"):
+        for key in ("round_to", "min_channels", "exact", "scope", "max_per_group", "statistics"):
             if key in shorthand:
                 allocate.setdefault(key, shorthand[key])
         emit = self.table(data.get("emit", {}), "emit", EMIT_KEYS)

@@ -21,7 +21,7 @@ DECLARED = [
     (F.scaled_dot_product_attention, Liveness.ATTENTION), (torch.matmul, Liveness.CONTRACTION),
     (torch.sum, Liveness.REDUCTION), (F.relu, Liveness.ELEMENTWISE), (operator.add, Liveness.ELEMENTWISE),
     (F.adaptive_avg_pool2d, Liveness.PER_CHANNEL), (Method("size"), Liveness.SHAPE_QUERY),
-    (nn.LayerNorm, Liveness.GENERIC), (nn.Embedding, Liveness.GENERIC),
+    (nn.LayerNorm, Liveness.LAYER_NORM), (nn.Embedding, Liveness.GENERIC),
 ]
 
 

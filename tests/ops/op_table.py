@@ -20,6 +20,7 @@ from torchvision.models import swin_transformer
 from torchvision.ops import misc
 from torchvision.ops.stochastic_depth import StochasticDepth, stochastic_depth
 
+from graphprune.ops import full_width
 from graphprune.ops.aten import ATEN_TWINS
 from graphprune.ops.registry import Method, methods
 from graphprune.scoring import masked
@@ -232,6 +233,13 @@ cover(op("dense", (8,), exact=True, through=False), F.layer_norm, F.rms_norm)
 cover(op("image", call=lambda key, m, h: invoke(key, h, m.mean, m.var, m.w, m.b), params=_with(w=_w(8), b=_w(8)),
          buffers=_with(mean=lambda: torch.randn(8) * 0.1, var=lambda: torch.rand(8) + 0.5)), F.batch_norm)
 cover(op("image"), F.instance_norm)
+# the full-width kernels a removal through a statistic leaves (graphprune/ops/full_width.py): pruned
+# through, exactly, as their dense twins are with statistics = "exact"
+cover(op("dense", call=lambda key, m, h: invoke(key, h, (8,), m.w, m.b, 1e-5, full=8),
+         params=_with(w=_w(8), b=_w(8))), full_width.layer_norm)
+cover(op("dense", call=lambda key, m, h: invoke(key, h, (8,), m.w, None, full=8), params=_with(w=_w(8))),
+      full_width.rms_norm)
+cover(op("seq", 1, ratio=1.0), full_width.var, full_width.std)
 cover(op("image", call=lambda key, m, h: invoke(key, h, 4, m.w, m.b), params=_with(w=_w(8), b=_w(8))), F.group_norm)
 
 

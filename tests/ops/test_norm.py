@@ -84,12 +84,12 @@ class Functional(nn.Module):
         return F.instance_norm(h) if self.instance else F.batch_norm(h, self.mean, self.var)
 
 
-EXACT, OPAQUE, GENERIC = Kind("norm", "norm"), Kind("none", "per-channel"), Kind("none", "all")
+EXACT, OPAQUE, STATISTICS = Kind("norm", "norm"), Kind("none", "per-channel"), Kind("norm", "all")
 KINDS = [  # (the norm, its liveness kind before the op table)
     (nn.BatchNorm2d(4), EXACT), (nn.SyncBatchNorm(4), OPAQUE), (nn.InstanceNorm2d(4, affine=True), EXACT),
-    (nn.GroupNorm(2, 4), EXACT), (nn.GroupNorm(1, 4), Kind("norm", "all")), (FrozenBatchNorm2d(4), EXACT),
+    (nn.GroupNorm(2, 4), EXACT), (nn.GroupNorm(1, 4), STATISTICS), (FrozenBatchNorm2d(4), EXACT),
     (timm_norm_act.BatchNormAct2d(4), EXACT), (timm_norm_act.BatchNormAct2d(4, act_layer=nn.Sigmoid), OPAQUE),
-    (nn.LayerNorm([4, 5, 5]), GENERIC), (Functional(instance=False), EXACT), (Functional(instance=True), OPAQUE),
+    (nn.LayerNorm([4, 5, 5]), STATISTICS), (Functional(instance=False), EXACT), (Functional(instance=True), OPAQUE),
 ]
 
 
@@ -150,7 +150,7 @@ def _rms_inputs() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_rms_norm_over_channels_is_pruned_and_reported_inexact() -> None:
     model, inputs = RMSNormed().eval(), _rms_inputs()
-    loose = graphprune.compile(model, inputs, sparsity=0.5)
+    loose = graphprune.compile(model, inputs, sparsity=0.5, statistics="renormalize")
     assert loose.module.norm.weight.shape == (16,) and loose.module.norm.normalized_shape == (16,)
     assert loose.module.pixels.weight.shape == (4, 4) and loose.module.conv.weight.shape[0] == 8
     assert loose.report.macs_after < loose.report.macs_before
@@ -160,6 +160,15 @@ def test_rms_norm_over_channels_is_pruned_and_reported_inexact() -> None:
     with torch.no_grad():  # inexact means it: the tokens' statistics changed, the image branch did not
         want, got = masked_model(model, loose.report.kept)(*inputs), loose.module(*inputs)
     assert relative_error(got[0], want[0]) > 1e-2 and relative_error(got[1], want[1]) < 1e-5
+
+
+def test_rms_norm_over_channels_keeps_the_original_width_by_default() -> None:
+    """statistics = "exact": the same removal, over 32 channels of which 16 are zero: masked-equivalent."""
+    model, inputs = RMSNormed().eval(), _rms_inputs()
+    result = graphprune.compile(model, inputs, sparsity=0.5)
+    assert result.module.norm.weight.shape == (16,) and result.module.norm.normalized_shape == (16,)
+    assert result.report.inexact == [] and result.report.artifacts["statistics"]["full_width"] == ["norm"]
+    assert masked_equivalence_error(model, result.module, result.report.kept, inputs) < 1e-5
 
 
 def test_rms_norm_exact_mode_freezes_its_channels_and_stays_equivalent() -> None:
@@ -199,10 +208,11 @@ def test_rms_norm_shapes_come_from_the_formula(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_rms_norm_liveness_and_path_copies() -> None:
-    """Statistics read every channel (GENERIC); path scoring keeps only its affine scale, as LayerNorm's."""
+    """Statistics read every channel; a channel is zero where its affine is; path scoring keeps only its
+    affine scale, as LayerNorm's."""
     model = RMSNormed().eval()
     gm = trace(model, num_inputs=2)
-    assert kind_of(next(n for n in gm.graph.nodes if n.target == "norm"), gm) == GENERIC
+    assert kind_of(next(n for n in gm.graph.nodes if n.target == "norm"), gm) == STATISTICS
     scale, dim = norm_scale(model.norm)
     assert dim is None and torch.equal(scale, model.norm.weight.detach())
     copy = linear_copy(model, GateStore())

@@ -28,11 +28,14 @@ def test_reduction_over_channels_is_inexact_and_frozen_in_exact_mode():
             return (self.b(y) * y.mean(1, keepdim=True)).mean((2, 3))
 
     x = torch.randn(1, 3, 6, 6)
-    loose = graphprune.compile(Reduce(), x, sparsity=0.5)
+    loose = graphprune.compile(Reduce(), x, sparsity=0.5, statistics="renormalize")
     assert any("mean over a channel dim" in i["reason"] for i in loose.report.inexact)
     assert len(loose.report.kept["a.0.weight"][0]) == 4
     strict = compile_and_check(Reduce(), x, sparsity=0.5, exact=True)
     assert "a.0.weight" not in strict.report.kept
+    # statistics = "exact" (the default): the mean is sum / C0 over the zeroed channels, masked-equivalent
+    full = compile_and_check(Reduce(), x, sparsity=0.5)
+    assert len(full.report.kept["a.0.weight"][0]) == 4 and full.report.inexact == []
 
 
 def test_argmax_over_channels_freezes():
