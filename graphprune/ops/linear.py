@@ -91,7 +91,7 @@ def embedding_module(ctx: RuleContext) -> Layout:
     return Layout({out.ndim - 1: w}) if w is not None else EMPTY
 
 
-@register([F.embedding])
+@register([F.embedding], liveness=Liveness.MOVEMENT)  # each output value is a value of the table's column
 def embedding_functional(ctx: RuleContext) -> Layout:
     wl = ctx.layout(ctx.arg(1, "weight"))
     w = wl.get(1) if isinstance(wl, Layout) else None
