@@ -44,9 +44,21 @@ def is_result(value: Any) -> bool:
     return all(hasattr(value, a) for a in ("module", "report", "state")) and hasattr(value.state, "example_inputs")
 
 
+def check_representable(model: nn.Module, artifacts: Mapping[str, Any]) -> None:
+    """Refuse (one line) a pruning whose graph keeps statistics over the original width: the user's own
+    LayerNorm / RMSNorm layers compute them over the kept width, so the copy could not equal the graph."""
+    full = (artifacts or {}).get("statistics", {}).get("full_width") or []
+    if full:
+        raise InputError(f"apply: {len(full)} normalisation statistics ({', '.join(full[:2])}"
+                         f"{', ...' if len(full) > 2 else ''}) are kept over the original width (statistics = "
+                         f"'exact'), which {type(model).__name__}'s own layers cannot compute: compile with "
+                         f"statistics='renormalize' for the module form (reported inexact), or use form='graphmodule'")
+
+
 def from_result(result: Any) -> nn.Module:
     """The compiled model's own class with the compiled weights (trained, masked): ``Result.as_module()``."""
     state = result.state
+    check_representable(state.model, result.report.artifacts)
     module = resized_copy(state.model, normal_kept(result.report.kept, state.model))
     load_weights(module, result.module)
     args, kwargs = model_call(state.model, tuple(state.example_inputs), state.input_constants or {})

@@ -34,7 +34,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from graphprune.as_module import from_kept, from_result, is_result, normal_kept
+from graphprune.as_module import check_representable, from_kept, from_result, is_result, normal_kept
 from graphprune.errors import InputError, TraceError
 
 FORMS = ("graphmodule", "module")
@@ -56,6 +56,7 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
     if form == "graphmodule":
         return graph_apply(model, data, example_inputs, kwargs, leaf_modules)[0]
     where = data.get("_source", "the report")
+    check_representable(model, data.get("artifacts") or {})
     kept = normal_kept(report_kept(data, where), model)
     inputs = example_inputs if example_inputs is not None else report_inputs(data, where)
     call = dict(kwargs or {})

@@ -58,7 +58,7 @@ def _deit() -> nn.Module:
 @pytest.mark.parametrize("make", [_resnet18, _deit], ids=["torchvision-resnet18", "timm-deit_tiny"])
 def test_apply_gives_back_the_users_class(tmp_path: Path, make) -> None:
     model, x = make(), torch.randn(2, 3, 32, 32)
-    result = graphprune.compile(model, x)
+    result = graphprune.compile(model, x, statistics="renormalize")  # LayerNorms as the user's class computes them
     path = tmp_path / "r.json"
     path.write_text(result.report.to_json())
     fresh = make()
@@ -75,9 +75,21 @@ def test_apply_gives_back_the_users_class(tmp_path: Path, make) -> None:
     assert result.report.params_after == sum(p.numel() for p in module.parameters())
 
 
-def test_timm_attention_widths_follow_the_qkv() -> None:
+def test_statistics_over_the_original_width_are_refused_for_the_module_form() -> None:
+    """statistics = "exact" (the default) keeps a pruned LayerNorm's statistics over the dense width, which
+    timm's own LayerNorm cannot compute: the module form says so instead of returning a different model."""
     model = _deit()
     result = graphprune.compile(model, torch.randn(2, 3, 32, 32))
+    assert result.report.artifacts["statistics"]["full_width"]
+    with pytest.raises(InputError, match=r"^apply: \d+ normalisation statistics .* statistics='renormalize'"):
+        result.as_module()
+    with pytest.raises(InputError, match="statistics='renormalize'"):
+        graphprune.apply(_deit(), result.report.to_dict(), torch.randn(2, 3, 32, 32), form="module")
+
+
+def test_timm_attention_widths_follow_the_qkv() -> None:
+    model = _deit()
+    result = graphprune.compile(model, torch.randn(2, 3, 32, 32), statistics="renormalize")
     module = result.as_module()
     for block in module.blocks:
         attn = block.attn

@@ -79,14 +79,14 @@ ATEN_TWINS = {
     aten.lt.Scalar: torch.lt, aten.lt.Tensor: torch.lt, aten.le.Tensor: torch.le, aten.le.Scalar: torch.le,
     aten.gt.Scalar: torch.gt, aten.gt.Tensor: torch.gt, aten.ge.Scalar: torch.ge, aten.ge.Tensor: torch.ge,
     aten.softmax.int: F.softmax, aten.cumsum.default: torch.cumsum,
-    # norms, attention, padding, pooling
-    aten.layer_norm.default: F.layer_norm, aten.group_norm.default: F.group_norm,
-    aten.rms_norm.default: F.rms_norm,
+    # attention, padding, pooling (norms: norm.ATEN_TWINS)
     aten.scaled_dot_product_attention.default: F.scaled_dot_product_attention,
     aten.pad.default: F.pad, aten.constant_pad_nd.default: torch.constant_pad_nd,
     aten.adaptive_avg_pool1d.default: F.adaptive_avg_pool1d,
     aten.matmul.default: torch.matmul, aten.bmm.default: torch.bmm, aten.mm.default: torch.matmul,
 }
+
+ATEN_TWINS.update(norm.ATEN_TWINS)  # the norm family declares its own (what is known about norms stays there)
 
 for _aten_key, _twin in ATEN_TWINS.items():
     alias([_aten_key], like=_twin, fields=TWIN_FIELDS)
@@ -160,13 +160,6 @@ class _Chain:
         self.inner, self.inner_args = inner, inner_args
 
 
-def _lower_instance_norm(node: fx.Node) -> Lowered:
-    """``aten.instance_norm(x, weight, bias, mean, var, use_input_stats, momentum, eps, cudnn)`` is
-    ``F.instance_norm(x, mean, var, weight, bias, use_input_stats, momentum, eps)``."""
-    x, weight, bias, mean, var, use_input_stats, momentum, eps = (list(node.args) + [None] * 9)[:8]
-    return F.instance_norm, (x, mean, var, weight, bias, use_input_stats, momentum, eps), {}
-
-
 def _lower_rsub(node: fx.Node) -> Lowered:
     """``rsub(x, other, alpha)`` is ``other - alpha * x``."""
     if _arg(node, 2, "alpha", 1) != 1:
@@ -175,7 +168,7 @@ def _lower_rsub(node: fx.Node) -> Lowered:
 
 
 ATEN_LOWERINGS = {
-    aten.instance_norm.default: _lower_instance_norm, aten.rsub.Scalar: _lower_rsub,
+    **norm.ATEN_LOWERINGS, aten.rsub.Scalar: _lower_rsub,
     aten.slice.Tensor: _lower_slice, aten.select.int: _lower_select, aten.index.Tensor: _lower_index,
     aten.embedding.default: _lower_embedding, aten.addmm.default: _lower_addmm,
 }

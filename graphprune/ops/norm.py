@@ -13,6 +13,7 @@ exact, and is not reported (``graphprune.statistics``).
 from __future__ import annotations
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -329,3 +330,19 @@ def _resize_group_norm(m: nn.GroupNorm, new_in: int | None) -> None:
 def _resize_layer_norm(m: nn.LayerNorm, new_in: int | None) -> None:
     if m.weight is not None:
         m.normalized_shape = tuple(m.weight.shape)
+
+
+# ---- ATen ops of a torch.export capture (``graphprune.ops.aten`` reads these two tables)
+
+ATEN_TWINS = {torch.ops.aten.layer_norm.default: F.layer_norm, torch.ops.aten.group_norm.default: F.group_norm,
+              torch.ops.aten.rms_norm.default: F.rms_norm}  # the same arguments: the same declaration
+
+
+def _lower_instance_norm(node: fx.Node) -> tuple:
+    """``aten.instance_norm(x, weight, bias, mean, var, use_input_stats, momentum, eps, cudnn)`` is
+    ``F.instance_norm(x, mean, var, weight, bias, use_input_stats, momentum, eps)``."""
+    x, weight, bias, mean, var, use_input_stats, momentum, eps = (list(node.args) + [None] * 9)[:8]
+    return F.instance_norm, (x, mean, var, weight, bias, use_input_stats, momentum, eps), {}
+
+
+ATEN_LOWERINGS = {torch.ops.aten.instance_norm.default: _lower_instance_norm}
