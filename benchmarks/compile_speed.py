@@ -20,6 +20,11 @@ default) and each tool, the wall time and the peak resident memory of going from
   residual/attention group altogether and only the MLP hidden layers get pruned.  ``--tp-mha none``
   passes neither (runs, but mixes channels across heads).
 
+``--capture fx|export|auto`` chooses graphprune's capture (``auto``, the default, is ``compile``'s own:
+torch.fx, and torch.export where fx cannot trace; the JSON records which ran).  ``--also-capture export``
+times a second graphprune column with that capture (tool ``graphprune@export``), alternating with the
+others, and adds its time, its ratio to the main graphprune column and its MACs after pruning.
+
 The timed region is only trace + analysis + prune (for Torch-Pruning: building the dependency graph
 inside ``BasePruner(...)`` plus ``step()``).  Importing the tool (for graphprune: ``graphprune`` and
 its pass registry ``passes``, which ``compile`` would otherwise import on first use) and constructing
@@ -49,6 +54,7 @@ Run it
     python benchmarks/compile_speed.py --models resnet50,vit_b_16 --repeats 1
     python benchmarks/compile_speed.py --tools torch-pruning --json-out runs/compile_speed.json
     python benchmarks/compile_speed.py --one torch-pruning resnet50 --json   # one child measurement
+    python benchmarks/compile_speed.py --capture fx --also-capture export --repeats 1   # fx vs torch.export
 
     # before/after: also time an older commit's graphprune, interleaved with the other two
     git archive <commit> | tar -x -C /tmp/gp_before
@@ -75,6 +81,7 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS = ("resnet50", "densenet201", "efficientnet_b7", "regnet_y_16gf", "vit_b_16", "convnext_base")
 TOOLS = ("graphprune", "torch-pruning")
 BASELINE = "graphprune-baseline"  # graphprune imported from --baseline PATH (e.g. an older commit's tree)
+CAPTURES = ("auto", "fx", "export")  # graphprune's capture (--capture); "graphprune@export" is a second column
 SPARSITY = 0.5
 
 
@@ -105,10 +112,15 @@ def final_classifier(model):
     return last
 
 
-def _load_tool(tool: str, tp_mha: str = "groups", baseline_root: Path | None = None):
+def _tool_capture(tool: str, capture: str) -> str:
+    """The capture a graphprune tool runs with: ``graphprune@export`` names its own, the others --capture."""
+    return tool.split("@", 1)[1] if tool.startswith("graphprune@") else capture
+
+
+def _load_tool(tool: str, tp_mha: str = "groups", baseline_root: Path | None = None, capture: str = "auto"):
     """Import the tool and return ``prune(model, x) -> pruned_module``.  Raises ``_Unavailable``
     if the tool's entry point does not exist (yet)."""
-    if tool in ("graphprune", BASELINE):
+    if tool in ("graphprune", BASELINE) or tool.startswith("graphprune@"):
         # The working tree's graphprune (or the --baseline checkout's), not an installed copy.
         root = str(baseline_root if tool == BASELINE else REPO)
         if root not in sys.path:
@@ -121,8 +133,13 @@ def _load_tool(tool: str, tp_mha: str = "groups", baseline_root: Path | None = N
         except (ImportError, AttributeError) as e:
             raise _Unavailable(f"graphprune.compile unavailable: {type(e).__name__}: {e}") from e
 
+        # "auto" is compile's default: not passed, so a --baseline tree older than the option still runs
+        kw = {} if _tool_capture(tool, capture) == "auto" else {"capture": _tool_capture(tool, capture)}
+
         def prune(model, x):
-            return compile_fn(model, (x,), sparsity=SPARSITY).module
+            result = compile_fn(model, (x,), sparsity=SPARSITY, **kw)
+            CAPTURE_RAN[:] = [result.report.artifacts.get("trace", {}).get("capture", "fx")]
+            return result.module
 
         return prune
 
@@ -167,13 +184,16 @@ class _Unavailable(Exception):
     pass
 
 
+CAPTURE_RAN: list[str] = []  # the capture graphprune's last compile used (its report says)
+
+
 def _short_error(e: BaseException) -> str:
     msg = str(e).strip().splitlines()
     return f"{type(e).__name__}: {msg[0] if msg else ''}"[:300]
 
 
 def measure_one(tool: str, model_name: str, input_size: int, tp_mha: str = "groups",
-                baseline_root: Path | None = None) -> dict[str, Any]:
+                baseline_root: Path | None = None, capture: str = "auto") -> dict[str, Any]:
     import torch
 
     res: dict[str, Any] = {
@@ -187,7 +207,7 @@ def measure_one(tool: str, model_name: str, input_size: int, tp_mha: str = "grou
         return res
 
     try:
-        prune = _load_tool(tool, tp_mha, baseline_root)
+        prune = _load_tool(tool, tp_mha, baseline_root, capture)
     except _Unavailable as e:
         res.update(status="n/a", error=str(e))
         return res
@@ -220,6 +240,8 @@ def measure_one(tool: str, model_name: str, input_size: int, tp_mha: str = "grou
     res["peak_rss_mb"] = _measure.peak_rss_mb()
     res["delta_rss_mb"] = res["peak_rss_mb"] - res["rss_after_build_mb"]
     res["status"] = "ok"
+    if CAPTURE_RAN:
+        res["capture"] = CAPTURE_RAN[0]
 
     # Untimed: check the result actually runs, and count its MACs.
     del model
@@ -241,7 +263,7 @@ def _log(msg: str) -> None:
 
 def run_child(tool: str, model: str, args) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", tool, model, "--json",
-           "--input-size", str(args.input_size), "--tp-mha", args.tp_mha]
+           "--input-size", str(args.input_size), "--tp-mha", args.tp_mha, "--capture", args.capture]
     if args.baseline is not None:
         cmd += ["--baseline", str(args.baseline)]
     res = _measure.run_child(cmd, timeout=args.timeout, log=lambda s: _log("    | " + s.replace("\n", "\n    | ")))
@@ -271,6 +293,7 @@ def summarize(dense: dict, runs: list[dict]) -> dict[str, Any]:
         "out_shape": out_shape,
         "shape_ok": (out_shape == dense_shape) if out_shape is not None and dense_shape is not None else None,
         "forward_error": ok[0].get("forward_error"),
+        "capture": ok[0].get("capture"),
         "failed_repeats": len(runs) - len(ok),
         "runs": runs,
     }
@@ -318,7 +341,17 @@ def speed_ratio(gp: dict | None, tp: dict | None) -> float | None:
 def notes_text(args) -> str:
     return (f"time = median of {args.repeats} fresh-process run(s), trace+analysis+prune only; "
             f"RSS = absolute peak (+ delta over RSS after model construction), MiB; "
-            f"sparsity {SPARSITY}, input 1x3x{args.input_size}x{args.input_size}")
+            f"sparsity {SPARSITY}, input 1x3x{args.input_size}x{args.input_size}; graphprune capture {args.capture}")
+
+
+def _also_capture_cells(rec: dict, args, ratios: list[float]) -> list[str]:
+    """The --also-capture columns: that capture's time, its ratio to the main graphprune column, its MACs."""
+    gp, other = rec["tools"].get("graphprune"), rec["tools"].get(f"graphprune@{args.also_capture}")
+    ratio = speed_ratio(other, gp)  # (main graphprune s) / (other capture s): invert for other/main
+    if ratio is not None:
+        ratios.append(1 / ratio)
+    ran = f" ({other['capture']})" if other and other.get("capture") else ""
+    return [_fmt_time(other) + ran, "-" if ratio is None else f"{1 / ratio:.2f}x", _fmt_after(other)]
 
 
 def render_table(results: dict[str, dict], args) -> str:
@@ -328,7 +361,10 @@ def render_table(results: dict[str, dict], args) -> str:
     if with_base:
         headers[2:2] = ["baseline s"]
         headers[5:5] = ["ratio (TP/baseline)"]
-    rows, ratios, base_ratios = [], [], []
+    also = args.also_capture
+    if also:
+        headers += [f"graphprune[{also}] s", f"time {also}/{args.capture}", f"MACs after gp[{also}]"]
+    rows, ratios, base_ratios, also_ratios = [], [], [], []
     for model, rec in results.items():
         gp, tp = rec["tools"].get("graphprune"), rec["tools"].get("torch-pruning")
         ratio = speed_ratio(gp, tp)
@@ -348,12 +384,16 @@ def render_table(results: dict[str, dict], args) -> str:
                 base_ratios.append(base_ratio)
             row[2:2] = [_fmt_time(base)]
             row[5:5] = ["-" if base_ratio is None else f"{base_ratio:.2f}x"]
+        if also:
+            row += _also_capture_cells(rec, args, also_ratios)
         rows.append(row)
     med = _measure.median(ratios)
     footer = ("median speed ratio (TP/graphprune): "
               + (f"{med:.2f}x over {len(ratios)} model(s)" if med is not None else "n/a (no model with both tools ok)"))
     if with_base and base_ratios:
         footer += f"; baseline: {_measure.median(base_ratios):.2f}x"
+    if also and also_ratios:
+        footer += f"; median compile time {also}/{args.capture}: {_measure.median(also_ratios):.2f}x"
     if args.markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -396,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=Path,
                     help=f"also time graphprune imported from this tree (tool '{BASELINE}'), e.g. an older "
                          "commit's `git archive` unpacked, for before/after tables")
+    ap.add_argument("--capture", choices=CAPTURES, default="auto",
+                    help="graphprune's capture (torch.fx, torch.export, or auto: fx, export where fx fails)")
+    ap.add_argument("--also-capture", choices=CAPTURES,
+                    help="also time graphprune with this capture (tool 'graphprune@CAPTURE'), in its own columns")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--one", nargs=2, metavar=("TOOL", "MODEL"),
                     help="child mode: do one measurement in this process (TOOL may also be 'dense')")
@@ -405,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         tool, model = args.one
         try:
-            res = measure_one(tool, model, args.input_size, args.tp_mha, args.baseline)
+            res = measure_one(tool, model, args.input_size, args.tp_mha, args.baseline, args.capture)
         except Exception as e:  # noqa: BLE001 - e.g. unknown model name, or the dense forward failing
             res = {"tool": tool, "model": model, "status": "error", "error": _short_error(e),
                    "traceback": traceback.format_exc()[-4000:]}
@@ -424,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.baseline / "graphprune").is_dir():
             ap.error(f"--baseline {args.baseline}: no graphprune/ package there")
         tools.insert(1, BASELINE)
+    if args.also_capture:
+        tools.insert(1, f"graphprune@{args.also_capture}")
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
 
@@ -461,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         meta = {"python": sys.version, "platform": platform.platform(), "cpus": os.cpu_count(),
                 "repeats": args.repeats, "input_size": args.input_size, "sparsity": SPARSITY,
-                "tp_mha": args.tp_mha, "baseline": str(args.baseline) if args.baseline else None,
+                "tp_mha": args.tp_mha, "capture": args.capture, "also_capture": args.also_capture,
+                "baseline": str(args.baseline) if args.baseline else None,
                 "loadavg_before": load_before,
                 "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
         args.json_out.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
