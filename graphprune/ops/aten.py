@@ -57,7 +57,7 @@ ATEN_TWINS = {
     aten.var.correction: torch.var, aten.std.correction: torch.std,
     # data movement
     aten.flatten.using_ints: torch.flatten,
-    aten.view.default: torch.reshape, aten.reshape.default: torch.reshape,
+    aten.view.default: torch.reshape, aten.reshape.default: torch.reshape, aten.unflatten.int: torch.unflatten,
     aten.cat.default: torch.cat, aten.chunk.default: torch.chunk, aten.split.Tensor: torch.split,
     aten.split_with_sizes.default: torch.split,
     aten.transpose.int: torch.transpose, aten.permute.default: torch.permute,

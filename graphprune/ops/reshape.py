@@ -23,7 +23,7 @@ from torch import nn
 from graphprune.channels.context import RuleContext
 from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
-from graphprune.ops.registry import Liveness, Trait, declare, formula, methods, register
+from graphprune.ops.registry import Liveness, Trait, declare, formula, methods, register, twin_of
 from graphprune.shapes.registry import Call, Meta, TensorInfo, dim_index, ints, module_input, numel, spec
 
 
@@ -114,7 +114,7 @@ def rewrite_shape_args(node, kept) -> None:
     args = list(node.args)
     packed = len(args) == 2 and isinstance(args[1], (tuple, list))
     sizes = list(args[1]) if packed else args[1:]
-    if str(node.target) == "unflatten" or node.target is torch.unflatten:
+    if str(node.target) == "unflatten" or twin_of(node.target) is torch.unflatten:  # method, function, ATen
         return _rewrite_unflatten(node, kept)
     if len(sizes) != len(new_shape):
         return

@@ -53,6 +53,16 @@ def test_export_prunes_torchvision_cnns_like_fx(factory) -> None:  # noqa: ANN00
     assert any(n.target is torch.ops.aten.add_.Tensor for n in exported.state.gm.graph.nodes)  # in-place kept
 
 
+def test_export_prunes_torchvision_vit_like_fx() -> None:
+    """nn.MultiheadAttention's projections unflatten into heads (``aten.unflatten.int``, a twin of
+    ``torch.unflatten`` whose rewrite reads (dim, sizes)): both captures agree on every width."""
+    torch.manual_seed(0)
+    exported, traced = _both(torchvision.models.vit_b_16(image_size=32), (torch.randn(1, 3, 32, 32),), sparsity=0.5)
+    assert exported.report.unknown_ops == []
+    assert _widths(exported) == _widths(traced)
+    assert exported.report.params_after < 0.8 * exported.report.params_before
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(TORCHVISION_CNNS) if sweep_mode() == "full" else TORCHVISION_CI)
 def test_export_passes_the_torchvision_masked_equivalence_sweep(name: str) -> None:
