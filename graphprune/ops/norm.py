@@ -248,10 +248,10 @@ def group_norm_shape(call: Call) -> Meta | None:
     return x if matches(m.weight, c, x) and matches(m.bias, c, x) else None
 
 
-@formula([F.layer_norm])
+@formula([F.layer_norm, full_width.layer_norm])  # the kernel: same shape, kept over ``full`` elements
 def layer_norm_functional_shape(call: Call) -> Meta | None:
     x, ns = floating(call.arg(0, "input")), call.arg(1, "normalized_shape")
-    if x is None or not call.only("input", "normalized_shape", "weight", "bias", "eps", max_args=5):
+    if x is None or not call.only("input", "normalized_shape", "weight", "bias", "eps", "full", max_args=5):
         return None
     ns = (ns,) if isinstance(ns, int) else ns
     ns = ints((ns,)) if isinstance(ns, (tuple, list, torch.Size)) else None
