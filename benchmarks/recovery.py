@@ -33,9 +33,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _results  # noqa: E402
+import _train  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import graphprune  # noqa: E402
@@ -60,18 +62,8 @@ def default_task() -> str:
 
 
 def train_dense(model: nn.Module, task: Any, epochs: int, seed: int) -> None:
-    torch.manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs * len(task.train)))
-    model.train()
-    batches = dataclasses.replace(task.train, seed=seed)
-    for epoch in range(epochs):
-        for x, y in batches.epoch(epoch):
-            optimizer.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            optimizer.step()
-            schedule.step()
-    model.eval()
+    _train.train_dense(model, task, epochs, seed,
+                       lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=5e-4))
 
 
 def dense_model(args: argparse.Namespace, task: Any, name: str, seed: int) -> tuple[nn.Module, tuple]:
@@ -118,10 +110,7 @@ def run_one(model: nn.Module, inputs: tuple, task: Any, ratio: float, method: st
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-def load_results(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+load_results = _results.load  # one JSON object per line; none if the file does not exist
 
 
 def run(args: argparse.Namespace) -> None:

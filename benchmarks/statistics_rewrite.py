@@ -33,9 +33,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _results  # noqa: E402
+import _train  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from torchvision.models import convnext, vision_transformer  # noqa: E402
 
@@ -58,18 +60,7 @@ def build(name: str, size: int, classes: int) -> nn.Module:
 
 
 def train_dense(model: nn.Module, task: Any, epochs: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs * len(task.train)))
-    model.train()
-    batches = dataclasses.replace(task.train, seed=seed)
-    for epoch in range(epochs):
-        for x, y in batches.epoch(epoch):
-            optimizer.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            optimizer.step()
-            schedule.step()
-    return model.eval()
+    return _train.train_dense(model, task, epochs, seed, lambda p: torch.optim.AdamW(p, lr=2e-3, weight_decay=0.05))
 
 
 def run_one(model: nn.Module, task: Any, form: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -86,8 +77,7 @@ def run_one(model: nn.Module, task: Any, form: str, args: argparse.Namespace, se
             "inexact_reasons": len(result.report.inexact), "seconds": round(time.perf_counter() - start, 2)}
 
 
-def load_results(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+load_results = _results.load  # one JSON object per line; none if the file does not exist
 
 
 KEYS = ("task", "model", "seed", "form", "sparsity", "epochs", "dense_epochs", "lr")
