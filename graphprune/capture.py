@@ -142,32 +142,35 @@ def _inline_wrapped_regions(gm: fx.GraphModule) -> None:
     """A ``with torch.no_grad():`` (or autocast) block inside ``forward`` is exported as a higher-order op
     calling a subgraph; its ops are the model's like any other (a rotary table, a mask), so the subgraph is
     inlined and the analysis sees them. Grad mode does not change what inference computes."""
+    regions = [n for n in gm.graph.nodes if n.op == "call_function" and getattr(n.target, "__name__", "") in WRAPPERS]
+    for node in regions:
+        _inline_region(gm, node)
+
+
+def _inline_region(gm: fx.GraphModule, node: fx.Node) -> None:
     graph = gm.graph
-    for node in [n for n in graph.nodes if n.op == "call_function" and getattr(n.target, "__name__", "") in WRAPPERS]:
-        at = next(i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.op == "get_attr")
-        holder = node.args[at]
-        body: fx.GraphModule = getattr(gm, holder.target)
-        env = dict(zip([n for n in body.graph.nodes if n.op == "placeholder"], node.args[at + 1:]))
-        with graph.inserting_before(node):
-            for inner in body.graph.nodes:
-                if inner.op == "placeholder":
-                    continue
-                if inner.op == "output":
-                    results = fx.node.map_arg(inner.args[0], lambda n: env[n])
-                    break
-                if inner.op == "get_attr":  # a constant of the subgraph: moved onto the root
-                    name = f"_inlined_{node.name}_{inner.target}".replace(".", "_")
-                    setattr(gm, name, getattr(body, inner.target))
-                    env[inner] = graph.get_attr(name)
-                else:
-                    env[inner] = graph.node_copy(inner, lambda n: env[n])
-        for user in list(node.users):  # getitem(region, i) -> the region's i-th result
-            user.replace_all_uses_with(results[user.args[1]])
-            graph.erase_node(user)
-        graph.erase_node(node)
-        if not holder.users:
-            graph.erase_node(holder)
-            delattr(gm, holder.target)
+    at = next(i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.op == "get_attr")
+    holder = node.args[at]
+    body: fx.GraphModule = getattr(gm, holder.target)
+    env = dict(zip([n for n in body.graph.nodes if n.op == "placeholder"], node.args[at + 1:]))
+    results: Any = ()
+    with graph.inserting_before(node):
+        for inner in body.graph.nodes:
+            if inner.op == "output":
+                results = fx.node.map_arg(inner.args[0], env.__getitem__)
+            elif inner.op == "get_attr":  # a constant of the subgraph: moved onto the root
+                name = f"_inlined_{node.name}_{inner.target}".replace(".", "_")
+                setattr(gm, name, getattr(body, inner.target))
+                env[inner] = graph.get_attr(name)
+            elif inner.op != "placeholder":
+                env[inner] = graph.node_copy(inner, env.__getitem__)
+    for user in list(node.users):  # getitem(region, i) -> the region's i-th result
+        user.replace_all_uses_with(results[user.args[1]])
+        graph.erase_node(user)
+    graph.erase_node(node)
+    if not holder.users:
+        graph.erase_node(holder)
+        delattr(gm, holder.target)
 
 
 def _inline_constant_leaves(graph: fx.Graph, leaves: list[Any]) -> None:

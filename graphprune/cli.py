@@ -128,7 +128,8 @@ def _add_compile(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                    help="LayerNorm/RMSNorm/means over removed channels: over the original width, exact where the "
                         "removed channels are zero (default), or renormalised over the kept ones")
     p.add_argument("--capture", choices=("fx", "export", "auto"), default=None,
-                   help="how the model is captured: torch.fx, torch.export, or auto (default: fx, then export where fx fails)")
+                   help="how the model is captured: torch.fx, torch.export, or auto (default: fx, then export "
+                        "where fx fails)")
     p.add_argument("--plan", metavar="PLAN",
                    help="a plan: recipe name (see `graphprune plan --list`) or .toml/.yaml/.json file")
     p.add_argument("--input-size", type=_positive_int, metavar="N", dest="input_size", help=SIZE_HELP)

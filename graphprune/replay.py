@@ -61,8 +61,8 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
     inputs = example_inputs if example_inputs is not None else report_inputs(data, where)
     call = dict(kwargs or {})
     try:
-        graph, graph_inputs = graph_apply(model, data, inputs, kwargs, leaf_modules)
-        call |= graph.meta.get("capture_constants", {})  # the call the graph computes (use_cache=False)
+        graph, graph_inputs, capture_constants = graph_apply(model, data, inputs, kwargs, leaf_modules)
+        call |= capture_constants  # the call the graph computes (use_cache=False)
     except TraceError as exc:  # graphprune cannot capture the model: the masked dense model is the reference
         graph, graph_inputs = None, ()
         first = (str(exc).splitlines() or [""])[0][:160]
@@ -73,8 +73,9 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
 
 
 def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwargs: dict[str, Any] | None,
-                leaf_modules: tuple[type, ...]) -> tuple[fx.GraphModule, tuple[Any, ...]]:
-    """The pruned graph of ``model`` for the report ``data``, and its (tensor) inputs."""
+                leaf_modules: tuple[type, ...]) -> tuple[fx.GraphModule, tuple[Any, ...], dict[str, Any]]:
+    """The pruned graph of ``model`` for the report ``data``, its (tensor) inputs, and the forward arguments
+    the capture set (``use_cache=False``: the call the graph computes)."""
     where = data.get("_source", "the report")
     kept = normal_kept(report_kept(data, where), model)
     from graphprune.api import _check_inputs
@@ -104,8 +105,7 @@ def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwa
                          f"{diff[0]}): not the same architecture or graphprune version")
     module = materialize(state.gm)
     unshare(module, model)
-    module.meta["capture_constants"] = dict(state.artifacts["trace"].get("constants", {}))
-    return module.eval(), bound.traced
+    return module.eval(), bound.traced, dict(state.artifacts["trace"].get("constants", {}))
 
 
 def keep_from_kept(state: Any, kept: dict[str, dict[int, list[int]]], where: str) -> np.ndarray:

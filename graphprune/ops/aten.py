@@ -25,7 +25,18 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from graphprune.ops import (  # noqa: F401 (twins first)
-    attention, concat, elementwise, expand, linear, norm, pad, permute, pooling, reduction, reshape)
+    attention,
+    concat,
+    elementwise,
+    expand,
+    linear,
+    norm,
+    pad,
+    permute,
+    pooling,
+    reduction,
+    reshape,
+)
 from graphprune.ops.registry import RULE_FIELDS, Method, alias
 
 aten = torch.ops.aten
@@ -70,7 +81,8 @@ ATEN_TWINS = {
     aten.sqrt.default: torch.sqrt, aten.exp.default: torch.exp, aten.log.default: torch.log,
     aten.neg.default: torch.neg, aten.abs.default: torch.abs, aten.erf.default: torch.erf,
     aten.reciprocal.default: torch.reciprocal, aten.pow.Tensor_Scalar: torch.pow, aten.pow.Tensor_Tensor: torch.pow,
-    aten.tanh_.default: torch.tanh, aten.gelu_.default: F.gelu, aten.clamp.default: torch.clamp, aten.clamp.Tensor: torch.clamp,
+    aten.tanh_.default: torch.tanh, aten.gelu_.default: F.gelu,
+    aten.clamp.default: torch.clamp, aten.clamp.Tensor: torch.clamp,
     aten.minimum.default: torch.minimum, aten.maximum.default: torch.maximum, aten.min.other: torch.minimum,
     aten.max.other: torch.maximum, aten.where.self: torch.where, aten.where.ScalarOther: torch.where,
     aten.masked_fill.Scalar: torch.masked_fill, aten.masked_fill_.Scalar: torch.masked_fill,
@@ -98,10 +110,11 @@ for _aten_key, _twin in ATEN_TWINS.items():
 # ``x[:, start:end]`` and ``aten.embedding(weight, indices)`` is ``F.embedding(indices, weight)``; the
 # families already know those calls exactly (slices re-based after removal, embedding columns), so the
 # capture turns each such node into the torch call it means (``graphprune.capture``), and the table of
-# what those calls do stays the families'. A lowering returns ``(target, args, kwargs)``, or None to
-# keep the node as it is (then its rule, or its absence, decides).
+# what those calls do stays the families'. A lowering ``(graph, node)`` adds the calls that replace the
+# node (``lower`` inserts them before it) and returns the last, or None to keep the node as it is (then
+# its rule, or its absence, decides).
 
-Lowered = tuple[object, tuple, dict] | None
+Lowered = fx.Node | None
 
 
 def _arg(node: fx.Node, i: int, name: str, default: object) -> object:
@@ -123,48 +136,42 @@ def _index_before(x: fx.Node, dim: int, item: object) -> tuple | None:
     return (*([slice(None)] * dim), item)
 
 
-def _lower_slice(node: fx.Node) -> Lowered:
+def _lower_slice(graph: fx.Graph, node: fx.Node) -> Lowered:
     x, dim = node.args[0], _arg(node, 1, "dim", 0)
     start, end, step = _arg(node, 2, "start", None), _arg(node, 3, "end", None), _arg(node, 4, "step", 1)
     index = _index_before(x, dim, slice(start, end, None if step == 1 else step))
-    return None if index is None else (operator.getitem, (x, index), {})
+    return None if index is None else graph.call_function(operator.getitem, (x, index))
 
 
-def _lower_select(node: fx.Node) -> Lowered:
+def _lower_select(graph: fx.Graph, node: fx.Node) -> Lowered:
     index = _index_before(node.args[0], node.args[1], node.args[2])
-    return None if index is None else (operator.getitem, (node.args[0], index), {})
+    return None if index is None else graph.call_function(operator.getitem, (node.args[0], index))
 
 
-def _lower_index(node: fx.Node) -> Lowered:
+def _lower_index(graph: fx.Graph, node: fx.Node) -> Lowered:
     items = tuple(slice(None) if i is None else i for i in node.args[1])
-    return operator.getitem, (node.args[0], items), {}
+    return graph.call_function(operator.getitem, (node.args[0], items))
 
 
-def _lower_embedding(node: fx.Node) -> Lowered:
+def _lower_embedding(graph: fx.Graph, node: fx.Node) -> Lowered:
     weight, indices = node.args[:2]
     padding_idx = _arg(node, 2, "padding_idx", -1)
-    return F.embedding, (indices, weight), {} if padding_idx in (-1, None) else {"padding_idx": padding_idx}
+    kwargs = {} if padding_idx in (-1, None) else {"padding_idx": padding_idx}
+    return graph.call_function(F.embedding, (indices, weight), kwargs)
 
 
-def _lower_addmm(node: fx.Node) -> Lowered:
+def _lower_addmm(graph: fx.Graph, node: fx.Node) -> Lowered:
     """``addmm(bias, a, b)`` (GPT-2's ``Conv1D``) is ``bias + a @ b`` when beta = alpha = 1."""
     if _arg(node, 3, "beta", 1) != 1 or _arg(node, 4, "alpha", 1) != 1:
         return None
-    return _Chain(torch.matmul, (node.args[1], node.args[2])), (node.args[0],), {}
+    return graph.call_function(torch.add, (node.args[0], graph.call_function(torch.matmul, node.args[1:3])))
 
 
-class _Chain:
-    """A lowering into two calls: ``inner(*inner_args)``, then ``torch.add(args[0], inner)``."""
-
-    def __init__(self, inner: object, inner_args: tuple) -> None:
-        self.inner, self.inner_args = inner, inner_args
-
-
-def _lower_rsub(node: fx.Node) -> Lowered:
+def _lower_rsub(graph: fx.Graph, node: fx.Node) -> Lowered:
     """``rsub(x, other, alpha)`` is ``other - alpha * x``."""
     if _arg(node, 2, "alpha", 1) != 1:
         return None
-    return operator.sub, (node.args[1], node.args[0]), {}
+    return graph.call_function(operator.sub, (node.args[1], node.args[0]))
 
 
 ATEN_LOWERINGS = {
@@ -187,16 +194,12 @@ def lower(graph: fx.Graph) -> None:
             graph.erase_node(node)
             continue
         lowering = ATEN_LOWERINGS.get(node.target)
-        lowered = lowering(node) if lowering is not None else None
-        if lowered is None:
+        if lowering is None:
             continue
-        target, args, kwargs = lowered
         with graph.inserting_before(node):
-            if isinstance(target, _Chain):
-                inner = graph.call_function(target.inner, target.inner_args)
-                new = graph.call_function(torch.add, (args[0], inner))
-            else:
-                new = graph.call_function(target, args, kwargs)
+            new = lowering(graph, node)
+        if new is None:
+            continue
         new.meta = dict(node.meta)
         node.replace_all_uses_with(new)
         graph.erase_node(node)

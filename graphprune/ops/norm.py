@@ -338,11 +338,11 @@ ATEN_TWINS = {torch.ops.aten.layer_norm.default: F.layer_norm, torch.ops.aten.gr
               torch.ops.aten.rms_norm.default: F.rms_norm}  # the same arguments: the same declaration
 
 
-def _lower_instance_norm(node: fx.Node) -> tuple:
+def _lower_instance_norm(graph: fx.Graph, node: fx.Node) -> fx.Node:
     """``aten.instance_norm(x, weight, bias, mean, var, use_input_stats, momentum, eps, cudnn)`` is
     ``F.instance_norm(x, mean, var, weight, bias, use_input_stats, momentum, eps)``."""
     x, weight, bias, mean, var, use_input_stats, momentum, eps = (list(node.args) + [None] * 9)[:8]
-    return F.instance_norm, (x, mean, var, weight, bias, use_input_stats, momentum, eps), {}
+    return graph.call_function(F.instance_norm, (x, mean, var, weight, bias, use_input_stats, momentum, eps))
 
 
 ATEN_LOWERINGS = {torch.ops.aten.instance_norm.default: _lower_instance_norm}

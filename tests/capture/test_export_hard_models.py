@@ -16,6 +16,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _compiled(model: nn.Module, inputs: tuple, traced: tuple | None = None) -> tuple:
+    """The report and masked error of a default compile, its capture and size checked; and the result."""
     result = graphprune.compile(model, inputs)
     report = result.report
     err = masked_equivalence_error(model, result.module, report.kept, inputs, pruned_inputs=traced)
@@ -23,7 +24,7 @@ def _compiled(model: nn.Module, inputs: tuple, traced: tuple | None = None) -> t
     assert report.artifacts["trace"]["why"].startswith("fx tracing failed")
     assert report.unknown_ops == []
     assert report.params_before / report.params_after >= 1.3
-    return report, err
+    return report, err, result
 
 
 def test_raft_small_compiles() -> None:
@@ -31,7 +32,7 @@ def test_raft_small_compiles() -> None:
     torch.manual_seed(0)
     model = torchvision.models.optical_flow.raft_small(weights=None).eval()
     images = (torch.randn(1, 3, 128, 128), torch.randn(1, 3, 128, 128))
-    report, err = _compiled(model, (*images, 2), images)  # 2 flow updates (default 12): same ops, shorter
+    report, err, _ = _compiled(model, (*images, 2), images)  # 2 flow updates (default 12): same ops, shorter
     assert report.inexact == [] and err < 1e-4
 
 
@@ -39,9 +40,8 @@ def test_gemma4_vit_compiles() -> None:
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     model = timm.create_model("gemma4_vit_167m", pretrained=False, depth=2, img_size=64).eval()
-    result = graphprune.compile(model, (torch.randn(1, 3, 64, 64),))
+    report, err, result = _compiled(model, (torch.randn(1, 3, 64, 64),))
     assert not any("higher_order" in str(n.target) for n in result.state.gm.graph.nodes)  # the no_grad region inlined
-    report, err = _compiled(model, (torch.randn(1, 3, 64, 64),))
     if report.inexact:  # RMSNorm over a pruned hidden width: the statistic really changed
         assert err > 1e-3
     else:
@@ -65,6 +65,6 @@ def test_einops_layers_and_functions_compile() -> None:
             return self.head(einops.rearrange(t, "b n c -> b c n").mean(-1))
 
     torch.manual_seed(0)
-    report, err = _compiled(Tokens().eval(), (torch.randn(2, 3, 8, 8),))
+    report, err, _ = _compiled(Tokens().eval(), (torch.randn(2, 3, 8, 8),))
     assert report.inexact == [] and err < 1e-4
     assert "Rearrange" in report.artifacts["trace"]["why"]
