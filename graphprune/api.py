@@ -14,7 +14,7 @@ import torch.fx as fx
 from torch import nn
 
 from graphprune.allocation import BUDGET_TOLERANCE
-from graphprune.capture import check_capture
+from graphprune.capture import check_capture, check_dynamic
 from graphprune.codegen import materialize
 from graphprune.copy_on_write import unshare
 from graphprune.errors import InputError
@@ -102,7 +102,8 @@ def _check_plan_against(plan: Plan, model: nn.Module, inputs: tuple[Any, ...]) -
 
 def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwargs: dict[str, Any] | None = None,
             name: str | None = None, leaf_modules: tuple[type, ...] = (), data: Any = None,
-            val_data: Any = None, capture: str | None = None, **overrides: Any) -> Result:
+            val_data: Any = None, capture: str | None = None, dynamic: str | None = None,
+            **overrides: Any) -> Result:
     """Prune ``model`` into a smaller fx.GraphModule computing the masked dense function.
 
     ``example_inputs`` (positional) and ``kwargs`` (keyword example inputs) are bound to ``forward``
@@ -115,13 +116,14 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     data-driven passes (else the plan's ``[data]``, read by the registered loader: ``graphprune.plan.data``);
     ``val_data``: validation batches for the accuracy
     a recovery pass measures. ``capture``: ``"fx"``, ``"export"`` or ``"auto"`` (``graphprune.capture``),
-    over the plan's ``[passes.trace] capture``."""
+    over the plan's ``[passes.trace] capture``; ``dynamic``: ``"auto"``, ``"all"`` or ``"static"``, the input
+    sizes an export capture keeps dynamic (``graphprune.capture_sizes``), over ``[passes.trace] dynamic``."""
     bound = _check_inputs(model, example_inputs, kwargs)
     _check_finite(model)
     inputs = bound.traced
     plan = with_overrides(load_plan(plan), overrides)
     _check_plan_against(plan, model, inputs)
-    pipeline = schedule(plan, _trace_context(leaf_modules, capture))
+    pipeline = schedule(plan, _trace_context(leaf_modules, capture, dynamic))
     loaded = plan_data(plan, model, inputs) if data is None else None
     state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
                          data=data if loaded is None else loaded.train,
@@ -138,12 +140,14 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     return Result(module, report, state)
 
 
-def _trace_context(leaf_modules: tuple[type, ...], capture: str | None) -> dict[str, dict[str, Any]] | None:
-    """The trace pass's fields the keywords set (classes a plan cannot spell; the capture override)."""
-    fields = {"leaf_modules": tuple(leaf_modules)} if leaf_modules else {}
-    if capture is not None:
-        check_capture(capture)
-        fields["capture"] = capture
+def _trace_context(leaf_modules: tuple[type, ...], capture: str | None,
+                   dynamic: str | None) -> dict[str, dict[str, Any]] | None:
+    """The trace pass's fields the keywords set (classes a plan cannot spell; the capture overrides)."""
+    fields: dict[str, Any] = {"leaf_modules": tuple(leaf_modules)} if leaf_modules else {}
+    for key, value, check in (("capture", capture, check_capture), ("dynamic", dynamic, check_dynamic)):
+        if value is not None:
+            check(value)
+            fields[key] = value
     return {"trace": fields} if fields else None
 
 

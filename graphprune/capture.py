@@ -10,8 +10,14 @@ export when fx fails; the returned record says which capture ran and why.
 
 The exported module is rebuilt as a plain ``GraphModule`` with positional tensor inputs and the output
 structure as code (``torch.export``'s pytree codegen and its input-guard submodule are dropped), so
-the passes see the same kind of graph as from fx. Its sizes are those of the example inputs (no
-dynamic dims are requested)."""
+the passes see the same kind of graph as from fx.
+
+Sizes: with ``dynamic = "auto"`` (the default) the batch and the sequence dims are requested dynamic
+(``graphprune.capture_sizes`` says which and why; ``"all"``: every dim, ``"static"``: none), so the graph
+reads them at run time (``aten.sym_size.int``) and the pruned graph runs at any batch and sequence length
+the dense one does (``graphprune.symbolic`` keeps the size arguments removal rewrites symbolic). The
+record lists each dynamic dim with its range. A model that export cannot capture with dynamic dims is
+captured at the example sizes, and the record says why. (fx graphs compute sizes at run time anyway.)"""
 
 from __future__ import annotations
 
@@ -24,21 +30,24 @@ import torch.fx as fx
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from graphprune.capture_sizes import auto_dims, dynamic_sizes
 from graphprune.errors import InputError, TraceError
 from graphprune.ops.aten import lower
 from graphprune.trace import trace
 
 CAPTURES = ("fx", "export", "auto")
+DYNAMIC = ("auto", "all", "static")
 CALL_CHANGES = {"use_cache": "a KV cache output would freeze every attention head"}  # why each is set
 
 
 def capture(model: nn.Module, inputs: tuple[Any, ...], mode: str, leaves: Iterable[type] = (),
-            constants: dict[str, Any] | None = None) -> tuple[fx.GraphModule, dict[str, str]]:
+            constants: dict[str, Any] | None = None, dynamic: str = "auto") -> tuple[fx.GraphModule, dict[str, Any]]:
     """``model`` as a GraphModule sharing its tensors, and a record ``{"capture": ..., "why": ...}``."""
     check_capture(mode)
+    check_dynamic(dynamic)
     if mode == "export":
-        gm, changed = export_graph(model, inputs, constants)
-        return gm, _record("capture = 'export'", changed)
+        gm, changed, sizes = export_graph(model, inputs, constants, dynamic)
+        return gm, _record("capture = 'export'", changed, sizes)
     try:
         traced = trace(model, tuple(leaves), concrete_args=constants or None, num_inputs=len(inputs))
     except TraceError as exc:
@@ -46,18 +55,19 @@ def capture(model: nn.Module, inputs: tuple[Any, ...], mode: str, leaves: Iterab
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         try:
-            gm, changed = export_graph(model, inputs, constants)
+            gm, changed, sizes = export_graph(model, inputs, constants, dynamic)
         except TraceError as export_exc:  # the fx error names the user's line and a fix: it leads
             raise TraceError(f"{exc} (capture = 'auto' tried torch.export too: {export_exc})") from exc
-        return gm, _record(f"fx tracing failed: {first}", changed)
+        return gm, _record(f"fx tracing failed: {first}", changed, sizes)
     return traced, {"capture": "fx", "why": f"capture = '{mode}'"}
 
 
-def _record(why: str, changed: dict[str, Any]) -> dict[str, Any]:
+def _record(why: str, changed: dict[str, Any], sizes: dict[str, Any]) -> dict[str, Any]:
     """What the report says about the capture; ``constants``: the forward arguments the capture set, which
-    every later call of the dense model (masked equivalence, ``apply``) passes too."""
+    every later call of the dense model (masked equivalence, ``apply``) passes too; ``sizes``: the input
+    dims the graph keeps dynamic (``dynamic_dims``)."""
     notes = [f"{k}={v!r} ({CALL_CHANGES[k]})" for k, v in changed.items()]
-    record: dict[str, Any] = {"capture": "export", "why": "; ".join([why, *notes])}
+    record: dict[str, Any] = {"capture": "export", "why": "; ".join([why, *notes]), **sizes}
     return {**record, "constants": dict(changed)} if changed else record
 
 
@@ -66,22 +76,39 @@ def check_capture(mode: Any) -> None:
         raise InputError(f"capture: expected one of {', '.join(repr(c) for c in CAPTURES)}, got {mode!r}")
 
 
-def export_graph(model: nn.Module, inputs: tuple[Any, ...],
-                 constants: dict[str, Any] | None = None) -> tuple[fx.GraphModule, dict[str, Any]]:
-    """``torch.export`` (non-strict) of ``model`` on ``inputs``, as a plain GraphModule, and what the
-    capture changed about the call (said in the report)."""
+def check_dynamic(dynamic: Any) -> None:
+    if dynamic not in DYNAMIC:
+        raise InputError(f"dynamic: expected one of {', '.join(repr(c) for c in DYNAMIC)}, got {dynamic!r}")
+
+
+def export_graph(model: nn.Module, inputs: tuple[Any, ...], constants: dict[str, Any] | None = None,
+                 dynamic: str = "static") -> tuple[fx.GraphModule, dict[str, Any], dict[str, Any]]:
+    """``torch.export`` (non-strict) of ``model`` on ``inputs``, as a plain GraphModule, what the capture
+    changed about the call (said in the report) and the sizes record (``dynamic_sizes``)."""
     if not isinstance(model, nn.Module):
         raise TraceError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not all(isinstance(x, torch.Tensor) for x in inputs):
         raise TraceError("capture = 'export' takes tensor example inputs only (containers are not supported yet)")
     args, kwargs, changed = export_call(model, tuple(inputs), dict(constants or {}))
-    try:
-        exported = torch.export.export(model, args, kwargs=kwargs, strict=False)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise TraceError(f"torch.export could not capture {type(model).__name__}: {type(exc).__name__}: {first}") \
-            from exc
-    return _plain(exported.module(), pytree.tree_leaves((args, kwargs))), changed
+    exported, static_why = None, None
+    if dynamic != "static":
+        try:
+            exported = torch.export.export(model, args, kwargs=kwargs, strict=False,
+                                           dynamic_shapes=auto_dims(args, kwargs, dynamic))
+        except Exception as exc:
+            static_why = _first(exc)
+    if exported is None:
+        try:
+            exported = torch.export.export(model, args, kwargs=kwargs, strict=False)
+        except Exception as exc:
+            raise TraceError(f"torch.export could not capture {type(model).__name__}: {_first(exc)}") from exc
+    sizes = dynamic_sizes(exported, static_why if dynamic != "static" else "dynamic = 'static'")
+    return _plain(exported.module(), pytree.tree_leaves((args, kwargs))), changed, sizes
+
+
+def _first(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"
 
 
 def export_call(model: nn.Module, inputs: tuple[Any, ...],

@@ -130,6 +130,9 @@ def _add_compile(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--capture", choices=("fx", "export", "auto"), default=None,
                    help="how the model is captured: torch.fx, torch.export, or auto (default: fx, then export "
                         "where fx fails)")
+    p.add_argument("--dynamic", choices=("auto", "all", "static"), default=None,
+                   help="input sizes an export capture keeps dynamic: auto (default: the batch and token "
+                        "sequence dims), all, or static (the example's sizes only)")
     p.add_argument("--plan", metavar="PLAN",
                    help="a plan: recipe name (see `graphprune plan --list`) or .toml/.yaml/.json file")
     p.add_argument("--input-size", type=_positive_int, metavar="N", dest="input_size", help=SIZE_HELP)

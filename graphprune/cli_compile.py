@@ -244,7 +244,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                                args.weights)
                 seconds = {"load": time.perf_counter() - start}
                 result = graphprune.compile(model, inputs, _staged_plan(plan, outputs, emits), name=args.spec,
-                                            capture=getattr(args, "capture", None))
+                                            capture=getattr(args, "capture", None),
+                                            dynamic=getattr(args, "dynamic", None))
                 if not rank0:
                     return 0  # under torchrun every rank trains; only rank 0 writes and prints
                 _unstage_report(result.report, plan, outputs)

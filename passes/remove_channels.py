@@ -28,6 +28,7 @@ from graphprune.codegen import recompile_if_changed
 from graphprune.copy_on_write import writable
 from graphprune.errors import GraphpruneError, RemovalError
 from graphprune.ops.registry import lookup, node_key
+from graphprune.ops.reshape import STATIC_SIZE
 from graphprune.passes import Pass, Stage
 from graphprune.resize import fix_attributes
 from graphprune.state import CompileState
@@ -237,7 +238,17 @@ class RemoveChannels(Pass):
         return state.with_(gm=gm, kept=compose_kept(state.kept, kept), values=None, macs=macs,
                            inexact_cuts=state.inexact_cuts + inexact_cuts(state, keep_element, statistics),
                            masks=slice_per_weight(state.masks, kept), weight_scores=weight_scores,
-                           artifacts=_record(state.artifacts, statistics))
+                           artifacts=_record_static_sizes(_record(state.artifacts, statistics), gm))
+
+
+def _record_static_sizes(artifacts: dict, gm: fx.GraphModule) -> dict:
+    """``artifacts["static_sizes"]``: computed size arguments that removal had to turn into literals
+    (``graphprune.ops.reshape.resized``): the pruned graph runs only at the example's value of those
+    sizes, which the dense graph did not."""
+    found = {n.name: n.meta.pop(STATIC_SIZE) for n in gm.graph.nodes if STATIC_SIZE in n.meta}
+    if not found:
+        return artifacts
+    return {**artifacts, "static_sizes": {**artifacts.get("static_sizes", {}), **found}}
 
 
 def _record(artifacts: dict, statistics: StatisticCuts) -> dict:

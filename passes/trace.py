@@ -3,7 +3,10 @@
 Provides ``traced`` and ``shapes``. ``capture`` picks the capture (``graphprune.capture``): ``"auto"``
 (default: fx, and torch.export where fx cannot trace), ``"fx"`` or ``"export"``; a plan sets it with
 ``[passes.trace] capture = "export"``, ``compile(..., capture=...)`` as a keyword, and
-``artifacts["trace"]`` records which capture ran and why. The traced module gets a private module
+``artifacts["trace"]`` records which capture ran and why. ``dynamic`` (``"auto"``: the batch and sequence dims, the
+default; ``"all"``; ``"static"``) says which input sizes the export capture keeps symbolic
+(``artifacts["trace"]["dynamic_dims"]`` lists them with their ranges), so the pruned graph runs at any
+batch and sequence length the dense model does. The traced module gets a private module
 hierarchy whose tensors are still the user's (copy-on-write): passes replace parameters, never write
 into them, and compile ends by copying whatever is still shared, so the user's model is never mutated
 nor aliased."""
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphprune.capture import CAPTURES, capture, check_capture
+from graphprune.capture import CAPTURES, DYNAMIC, capture, check_capture, check_dynamic
 from graphprune.errors import PlanError
 from graphprune.interface import inline_constant_inputs, restore_unused_state
 from graphprune.passes import Pass, Stage
@@ -31,22 +34,25 @@ class Trace(Pass):
     default_for = frozenset({"traced", "shapes"})
     leaf_modules: tuple[type, ...] = field(default=())
     capture: str = "auto"
+    dynamic: str = "auto"
 
     def __post_init__(self) -> None:
         check_capture(self.capture)
+        check_dynamic(self.dynamic)
 
     @classmethod
     def from_plan(cls, plan: Any, options: Mapping[str, Any], where: str) -> Pass:
-        """A plan's ``capture`` outside the choices is a PlanError at its line."""
-        value = options.get("capture", "auto")
-        if value not in CAPTURES:
-            raise PlanError(f"{plan.source.where(f'{where}.capture')}: expected one of "
-                            f"{', '.join(repr(c) for c in CAPTURES)}, got {value!r}")
+        """A plan's ``capture`` or ``dynamic`` outside the choices is a PlanError at its line."""
+        for key, choices in (("capture", CAPTURES), ("dynamic", DYNAMIC)):
+            value = options.get(key, "auto")
+            if value not in choices:
+                raise PlanError(f"{plan.source.where(f'{where}.{key}')}: expected one of "
+                                f"{', '.join(repr(c) for c in choices)}, got {value!r}")
         return super().from_plan(plan, options, where)
 
     def run(self, state: CompileState) -> CompileState:
         traced, record = capture(state.model, state.example_inputs, self.capture, self.leaf_modules,
-                                 state.input_constants or None)
+                                 state.input_constants or None, self.dynamic)
         if traced is not state.model and state.input_constants and record["capture"] == "fx":
             inline_constant_inputs(traced, state.model, state.input_constants)
         gm = private_hierarchy(traced, owned_root=traced is not state.model)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 import torch.fx as fx
 
 from graphprune.channels.layout import Layout
@@ -43,6 +44,8 @@ class KeptView:
         if not isinstance(arg, fx.Node):
             return arg
         old = self.values.get(arg.name)
+        if arg.op == "call_function" and arg.target is torch.ops.aten.sym_size.int:
+            return self.new_shape(arg.args[0])[arg.args[1]]
         if arg.op == "call_method" and arg.target == "size":
             shape = self.new_shape(arg.args[0])
             dim = arg.args[1] if len(arg.args) > 1 else arg.kwargs.get("dim")

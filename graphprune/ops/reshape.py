@@ -8,7 +8,9 @@ the head_dim shrinks alike in every head. A reshape the analysis is told to spli
 (``ElementTable.head_splits``, for ``structure = "heads"``) ties the other way: every element of one
 index of the dim just outside the innermost (one head: its head_dim, and its q/k/v slot of a fused
 projection) is one channel, so whole heads go and head_dim stays.
-Literal sizes baked into the call are re-derived after removal (``rewrite_shape_args``).
+Literal sizes baked into the call are re-derived after removal (``rewrite_shape_args``); a size the graph
+computes from run-time sizes (``8 * h * w``) is rescaled as an expression (``graphprune.symbolic``), so
+it stays dynamic.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from graphprune.channels.elements import Ids
 from graphprune.channels.layout import EMPTY, Layout
 from graphprune.ops.registry import Liveness, Trait, declare, formula, methods, register, twin_of
 from graphprune.shapes.registry import Call, Meta, TensorInfo, dim_index, ints, module_input, numel, spec
+from graphprune.symbolic import emit, rescaled, size_expr
 
 
 def match_blocks(a: Sequence[int], b: Sequence[int]) -> list[tuple[list[int], list[int]]]:
@@ -122,8 +125,26 @@ def rewrite_shape_args(node, kept) -> None:
         if isinstance(size, int) and size != -1 and size != new_shape[d]:
             sizes[d] = new_shape[d]
         elif isinstance(size, fx.Node) and kept.new_value(size) != new_shape[d]:
-            sizes[d] = new_shape[d]  # traced from a tensor that was pruned differently
+            sizes[d] = resized(node, size, kept.new_value(size), new_shape[d])
     node.args = (args[0], type(args[1])(sizes)) if packed else (args[0], *sizes)
+
+
+STATIC_SIZE = "graphprune_static_size"  # node meta: why a computed size argument became a literal
+
+
+def resized(node: fx.Node, size: fx.Node, current: int, new: int) -> object:
+    """The argument replacing ``size``, a computed size that would be ``current`` in the pruned graph but
+    must be ``new``: the same arithmetic scaled by ``new / current`` (``graphprune.symbolic``), or the
+    literal ``new`` when it cannot be read as size arithmetic; a literal replacing a run-time size is
+    recorded on ``node`` (the report lists it under ``static_sizes``)."""
+    expr = size_expr(size)
+    scaled = rescaled(expr, current, new) if expr is not None and isinstance(current, int) else None
+    if scaled is not None:
+        with node.graph.inserting_before(node):
+            return emit(node.graph, scaled)
+    if expr is None or expr.expr.free_symbols:
+        node.meta.setdefault(STATIC_SIZE, []).append(f"{size.name} = {expr.expr if expr else size.format_node()}")
+    return new
 
 
 def _unflattened(sizes: Sequence, dim: int, new_shape: list[int]) -> list:

@@ -45,6 +45,19 @@ def test_transformers_model_compiles_smaller_and_exact(name: str) -> None:
                                    pruned_inputs=traced)
     assert report.inexact == []  # LayerNorm/RMSNorm statistics kept over the original width (statistics = "exact")
     assert err < 1e-4, f"masked equivalence error {err:.3e}"
+    other = _another_batch_and_length(inputs)  # the batch and sequence dims are dynamic (dynamic = "auto")
+    err = masked_equivalence_error(model, result.module, report.kept, other, kwargs=_dense_kwargs(model),
+                                   pruned_inputs=tuple(x for x in other if isinstance(x, torch.Tensor)))
+    assert err < 1e-4, f"masked equivalence error at {[tuple(x.shape) for x in other if x is not None]}: {err:.3e}"
+
+
+def _another_batch_and_length(inputs: tuple) -> tuple:
+    """One more example, and token ids five shorter (the same ids for an encoder and a decoder input)."""
+    generator = torch.Generator().manual_seed(1)
+    shapes = {x.shape for x in inputs if isinstance(x, torch.Tensor) and not x.is_floating_point()}
+    ids = {s: torch.randint(2, hf.VOCAB, (s[0] + 1, s[1] - 5), generator=generator) for s in shapes}
+    return tuple(x if x is None else ids[x.shape] if not x.is_floating_point() else
+                 torch.randn(x.shape[0] + 1, *x.shape[1:], generator=generator) for x in inputs)
 
 
 @pytest.mark.parametrize("name", ["bert-cls", "llama"])
