@@ -10,7 +10,10 @@ current mode (``graphprune.compile`` returns it in eval mode) and never modified
 
 Batch: ``.pt2`` and ``.onnx`` get a dynamic dim 0 named ``batch`` (``graphprune.export_batch``) unless
 ``dynamic_batch=False``; a module whose batch cannot be dynamic (a reshape that bakes it) is exported
-static, and a note says why. ``.py`` is the module's own code: its check runs it at a second batch too.
+static, and a note says why. Token inputs (integer, two dims or more) get a dynamic length too (dim 1,
+named ``sequence`` in ONNX), checked one token longer; where it cannot be, the file keeps the dynamic
+batch at the example's length, with a note. ``.py`` is the module's own code: its check runs it at a
+second batch too.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from graphprune.errors import ExportError, GraphpruneError
-from graphprune.export_batch import BatchPlan, axis_names, leading_size, plan_batch, quiet_failures, symbolic_batch
+from graphprune.export_batch import (BatchPlan, axis_names, leading_size, plan_batch, quiet_failures, symbolic_batch,
+                                     without_sequence)
 from graphprune.export_py import python_source, weights_path
 from graphprune.io import atomic_write, atomic_write_text, binary_file, torch_save
 
@@ -48,6 +52,7 @@ class EmitRecord:
     notes: list[str] = field(default_factory=list)
     dynamic_batch: bool | None = None  # dim 0 accepts any batch (checked at checked_batches); None: unchecked .py
     checked_batches: list[int | None] = field(default_factory=list)  # the batch sizes parity_max_abs covers
+    dynamic_sequence: bool | None = None  # token inputs take any length; None: no token input (or not .pt2/.onnx)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +88,8 @@ def dynamic_program(module: nn.Module, batch: BatchPlan) -> torch.export.Exporte
     with quiet_failures():
         program = torch.export.export(module, batch.trace_inputs, dynamic_shapes=batch.shapes)
     if not symbolic_batch(program, batch):
-        raise RuntimeError("torch.export specialised the batch dimension")
+        raise RuntimeError("torch.export specialised the batch dimension" + (" or the sequence length"
+                                                                             if batch.sequence else ""))
     return program
 
 
@@ -218,18 +224,29 @@ def _save(module: nn.Module, inputs: tuple[Any, ...], path: Path, fmt: str, opse
 
 
 def _export(module: nn.Module, inputs: tuple[Any, ...], path: Path, fmt: str, opset: int | None,
-            batch: BatchPlan, check: bool) -> tuple[bool, Checked, list[str]]:
-    """(dynamic?, parities, notes) of writing .pt2/.onnx: dynamic batch first, else static with a note."""
+            batch: BatchPlan, check: bool) -> tuple[bool, Checked, list[str], bool | None]:
+    """(dynamic batch?, parities, notes, dynamic sequence?) of writing .pt2/.onnx: a dynamic batch and
+    sequence first, then a dynamic batch alone, else static, each fallback with a note."""
+    notes: list[str] = []
+    if batch.dynamic and batch.sequence:
+        try:
+            checked = _guarded(fmt, path, lambda: _write_dynamic(module, inputs, path, fmt, opset, batch, check))
+            return True, checked, [], True
+        except _NotDynamic as exc:
+            notes.append(f"static sequence length: {exc}")
+            batch = without_sequence(batch, inputs)
+    sequence = False if notes else None
     if batch.dynamic:
         try:
-            return True, _guarded(fmt, path, lambda: _write_dynamic(module, inputs, path, fmt, opset, batch, check)), []
+            checked = _guarded(fmt, path, lambda: _write_dynamic(module, inputs, path, fmt, opset, batch, check))
+            return True, checked, notes, sequence
         except _NotDynamic as exc:
             reason = str(exc)
     else:
         reason = batch.static_reason
     _guarded(fmt, path, lambda: _save(module, inputs, path, fmt, opset, None))
     checked = [_check(module, load_back(path, fmt), inputs)] if check else []
-    return False, checked, [_static_note(batch, reason)]
+    return False, checked, [*notes, _static_note(batch, reason)], sequence
 
 
 def _static_note(batch: BatchPlan, reason: str) -> str:
@@ -245,7 +262,7 @@ def _python(module: nn.Module, inputs: tuple[Any, ...], path: Path, check: bool
         return None, [], notes
     runner = load_python(path)
     checked = [_check(module, runner, inputs)]
-    batch = plan_batch(inputs, True)
+    batch = plan_batch(inputs, True, sequence=False)
     try:
         if not batch.dynamic:
             raise _NotDynamic(batch.static_reason)
@@ -267,12 +284,14 @@ def emit(module: nn.Module, example_inputs: tuple[Any, ...], path: str | Path, *
         raise ExportError(f"{path}: unsupported suffix '{path.suffix}' (expected one of {sorted(FORMATS)})")
     inputs = tuple(example_inputs)
     start = time.perf_counter()
+    sequence = None
     if fmt == "py":
         dynamic, checked, notes = _python(module, inputs, path, check)
     else:
-        dynamic, checked, notes = _export(module, inputs, path, fmt, opset, plan_batch(inputs, dynamic_batch), check)
+        dynamic, checked, notes, sequence = _export(module, inputs, path, fmt, opset, plan_batch(inputs, dynamic_batch),
+                                                    check)
     extra = [str(weights_path(path))] if fmt == "py" else []
     size = path.stat().st_size + sum(Path(f).stat().st_size for f in extra)
     error = max((e for _, e in checked), default=None)
     return EmitRecord(str(path), fmt, size, error, round(time.perf_counter() - start, 3), extra, notes, dynamic,
-                      [b for b, _ in checked])
+                      [b for b, _ in checked], sequence)
