@@ -31,8 +31,15 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from graphprune.errors import ExportError, GraphpruneError
-from graphprune.export_batch import (BatchPlan, axis_names, leading_size, plan_batch, quiet_failures, symbolic_batch,
-                                     without_sequence)
+from graphprune.export_batch import (
+    BatchPlan,
+    axis_names,
+    leading_size,
+    plan_batch,
+    quiet_failures,
+    symbolic_batch,
+    without_sequence,
+)
 from graphprune.export_py import python_source, weights_path
 from graphprune.io import atomic_write, atomic_write_text, binary_file, torch_save
 

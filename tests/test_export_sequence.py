@@ -46,7 +46,8 @@ def test_a_token_models_file_takes_another_batch_and_length(tmp_path: Path, capt
     else:
         import onnxruntime
 
-        dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in onnx.load(record.file).graph.input]
+        inputs = onnx.load(record.file).graph.input
+        dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in inputs]
         assert dims == [["batch", "sequence"]]
         session = onnxruntime.InferenceSession(record.file, providers=["CPUExecutionProvider"])
         got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: other.numpy()})[0])
