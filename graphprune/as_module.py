@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from graphprune.errors import InputError
+from graphprune.folded_statistics import Folds, fold, planned_folds
 from graphprune.ops.registry import inherited
 
 Kept = Mapping[str, Mapping[int, list[int]]]
@@ -45,22 +46,16 @@ def is_result(value: Any) -> bool:
 
 
 def check_representable(model: nn.Module, artifacts: Mapping[str, Any]) -> None:
-    """Refuse (one line) a pruning whose graph keeps statistics over the original width: the user's own
-    LayerNorm / RMSNorm layers compute them over the kept width, so the copy could not equal the graph."""
-    full = (artifacts or {}).get("statistics", {}).get("full_width") or []
-    if full:
-        raise InputError(f"apply: {len(full)} normalisation statistics ({', '.join(full[:2])}"
-                         f"{', ...' if len(full) > 2 else ''}) are kept over the original width (statistics = "
-                         f"'exact'), which {type(model).__name__}'s own layers cannot compute: compile with "
-                         f"statistics='renormalize' for the module form (reported inexact), or use form='graphmodule'")
+    """Refuse (one line) what a copy of the user's class cannot compute, before anything is copied.
+    Statistics kept over the original width are checked with the graph at hand (``planned_folds``)."""
 
 
 def from_result(result: Any) -> nn.Module:
     """The compiled model's own class with the compiled weights (trained, masked): ``Result.as_module()``."""
     state = result.state
     check_representable(state.model, result.report.artifacts)
-    module = resized_copy(state.model, normal_kept(result.report.kept, state.model))
-    load_weights(module, result.module)
+    folds = planned_folds(state.model, result.report.artifacts, result.module)
+    module = resized_copy(state.model, normal_kept(result.report.kept, state.model), folds, result.module)
     args, kwargs = model_call(state.model, tuple(state.example_inputs), state.input_constants or {})
     with torch.no_grad():
         want = result.module(*state.example_inputs)
@@ -69,10 +64,12 @@ def from_result(result: Any) -> nn.Module:
 
 
 def from_kept(model: nn.Module, kept: Kept, args: tuple[Any, ...], kwargs: Mapping[str, Any],
-              graph: nn.Module | None, graph_inputs: tuple[Any, ...] = ()) -> nn.Module:
+              graph: nn.Module | None, graph_inputs: tuple[Any, ...] = (),
+              artifacts: Mapping[str, Any] | None = None) -> nn.Module:
     """``model``'s own class pruned to ``kept``, checked against the pruned ``graph``; where there is none
-    (graphprune cannot capture the model), against the masked dense model."""
-    module = resized_copy(model, kept)
+    (graphprune cannot capture the model), against the masked dense model. ``artifacts``: the report's,
+    whose full-width statistics the copy's layers fold in."""
+    module = resized_copy(model, kept, planned_folds(model, artifacts or {}, graph))
     with torch.no_grad():
         if graph is not None:
             want, against = graph(*graph_inputs), "the pruned graph"
@@ -92,12 +89,18 @@ def normal_kept(kept: Kept, model: nn.Module) -> dict[str, dict[int, list[int]]]
             if not (k.endswith(MASK_SUFFIX) and k not in own)}
 
 
-def resized_copy(model: nn.Module, kept: Kept) -> nn.Module:
-    """A deep copy of ``model`` (its own class) with ``kept``'s slices and its width attributes updated."""
+def resized_copy(model: nn.Module, kept: Kept, folds: Folds | None = None, weights: nn.Module | None = None
+                 ) -> nn.Module:
+    """A deep copy of ``model`` (its own class) with ``kept``'s slices, the values of ``weights`` (a compiled
+    graph's trained or masked tensors) where names and shapes agree, full-width statistics folded into
+    their layers, and its width attributes updated last (a config reads the folded values too)."""
     owners = _owners(model, kept)
     _check_declared(model, owners)
     module = copy.deepcopy(model)
     _slice(module, kept)
+    if weights is not None:
+        load_weights(module, weights)
+    fold(module, model, folds or {})
     _resize(module, kept, owners)
     return module.eval()
 

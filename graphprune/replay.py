@@ -69,7 +69,7 @@ def apply(model: nn.Module, report: Any, example_inputs: Any = None, *, kwargs: 
         warnings.warn(f"apply: graphprune cannot capture {type(model).__name__} ({first}); the resized module is "
                       f"checked against the masked dense model instead of a pruned graph", stacklevel=2)
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-    return from_kept(model, kept, args, call, graph, graph_inputs)
+    return from_kept(model, kept, args, call, graph, graph_inputs, data.get("artifacts") or {})
 
 
 def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwargs: dict[str, Any] | None,

@@ -166,3 +166,56 @@ def test_head_widths(rows: list[int] | None, want: tuple[int, int]) -> None:
 def test_head_widths_refuses_what_no_block_can_describe(rows: list[int]) -> None:
     with pytest.raises(ValueError):
         head_widths(rows, 4, 16, parts=1 if max(rows) < 64 else 2)
+
+
+class _RMSBlocks(nn.Module):
+    """A residual stream normalised by ``nn.RMSNorm`` (eps unset: the dtype's), pruned through its width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.norm = nn.Linear(6, 16), nn.RMSNorm(16)
+        self.mlp, self.head = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16)), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        h = h + self.mlp(self.norm(h))
+        return self.head(self.norm(h))
+
+
+def test_an_rms_norm_folds_its_full_width_statistic_into_its_own_weight_and_eps() -> None:
+    """Before, statistics = "exact" (the default) refused the module form for any statistic kept over the
+    original width; an RMSNorm carries it exactly as weight / sqrt(r) and eps / r."""
+    torch.manual_seed(0)
+    model, x = _RMSBlocks().eval(), torch.randn(4, 5, 6)
+    with torch.no_grad():
+        model.norm.weight.uniform_(0.5, 1.5)
+    result = graphprune.compile(model, x, sparsity=0.5)
+    assert result.report.artifacts["statistics"]["full_width"] and result.report.inexact == []
+    module = result.as_module()
+    width = module.norm.weight.numel()
+    assert type(module) is _RMSBlocks and width < 16
+    assert module.norm.eps == pytest.approx(torch.finfo(torch.float32).eps * 16 / width)
+    with torch.no_grad():
+        assert torch.allclose(module(x), result.module(x), atol=1e-5)
+    again = graphprune.apply(_RMSBlocks(), result.report.to_dict(), x, form="module")
+    assert again.norm.weight.numel() == width
+
+
+def test_llama_pruned_through_its_hidden_width_comes_back_as_llama_exactly(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    model, inputs = models_zoo.load("hf:llama")
+    plan = {"prune": [{"select": ["*.q_proj", "*.k_proj", "*.v_proj"], "structure": "heads", "sparsity": 0.5},
+                      {"select": "*.mlp.gate_proj", "sparsity": 0.5}, {"select": "*", "sparsity": 0.5}]}
+    result = graphprune.compile(model, inputs, plan)  # heads, MLP and the hidden width; statistics exact
+    assert result.report.artifacts["statistics"]["full_width"] and result.report.inexact == []
+    llama = result.as_module()
+    assert type(llama) is type(model) and llama.model.norm.weight.numel() < model.model.norm.weight.numel()
+    with torch.no_grad():
+        got, want = llama(*inputs, use_cache=False).logits, result.module(*inputs).logits
+    assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
+    assert llama.config.hidden_size == llama.model.norm.weight.numel()
+    assert llama.config.rms_norm_eps == llama.model.norm.variance_epsilon > model.config.rms_norm_eps
+    llama.save_pretrained(tmp_path)  # the folded eps is in the config: a reload computes the same logits
+    again = type(model).from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(again(*inputs, use_cache=False).logits, llama(*inputs, use_cache=False).logits)

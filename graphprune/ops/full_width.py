@@ -81,6 +81,22 @@ def std(input, dim, correction=1, keepdim=False, *, ratio):  # noqa: A002, ANN00
 Rewrite = Callable[[fx.Node, Any], None]
 
 
+def fold_rms(m: Any, ratio: float) -> None:
+    """An RMS kept over the original width, carried by the layer itself over the kept ``ratio`` of it:
+    ``rsqrt(ratio * mean(x^2) + eps) = rsqrt(mean(x^2) + eps / ratio) / sqrt(ratio)``, so the weight over
+    ``sqrt(ratio)`` and eps over ``ratio`` compute it (``eps`` or Hugging Face's ``variance_epsilon``; an
+    unset eps is the dtype's, as ``F.rms_norm`` takes it). LayerNorm has no such fold: its mean and
+    variance mix two powers of ``ratio``."""
+    weight = getattr(m, "weight", None)
+    if weight is None:
+        raise ValueError("it has no weight to carry the 1/sqrt(kept fraction) scale")
+    attr = "variance_epsilon" if hasattr(m, "variance_epsilon") else "eps"
+    eps = getattr(m, attr)
+    with torch.no_grad():
+        weight.mul_(ratio ** -0.5)
+    setattr(m, attr, (torch.finfo(weight.dtype).eps if eps is None else eps) / ratio)
+
+
 def element_count(shape: Sequence[int]) -> int:
     count = 1
     for size in shape:

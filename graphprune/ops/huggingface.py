@@ -13,7 +13,10 @@ next to each other, how the block's attributes follow its children and which ``c
 - MLP (gate/up/down): ``intermediate_size``, ``hidden_size``; config ``intermediate_size``;
 - Bert-style self-attention: ``num_attention_heads`` / ``attention_head_size`` / ``all_head_size``;
   ``BertIntermediate``: config ``intermediate_size``;
-- RMSNorm and decoder layers: no width attribute beyond ``hidden_size``.
+- RMSNorm and decoder layers: no width attribute beyond ``hidden_size``; an RMSNorm whose statistic the
+  graph keeps over the original width (``statistics = "exact"``) folds it into its weight and
+  ``variance_epsilon`` (``full_width.fold_rms``), and config ``rms_norm_eps`` follows, so a reloaded
+  model folds it too.
 
 ``config`` (any ``PreTrainedModel``, children first so the root runs last) is updated where every layer
 implies the same value *and* a model built from the new config has exactly the module's tensor shapes, so
@@ -33,7 +36,8 @@ import torch
 from torch import nn
 
 from graphprune.ops.attention import head_widths
-from graphprune.ops.registry import block_resizer, register_when_imported
+from graphprune.ops.full_width import fold_rms
+from graphprune.ops.registry import block_resizer, declare, register_when_imported
 
 Kept = Mapping[str, Mapping[int, list[int]]]
 ConfigFields = Callable[[nn.Module], dict[str, int]]
@@ -128,7 +132,8 @@ def _keep_dense(model: nn.Module, why: str) -> None:
                   f"torch.save", stacklevel=2)
 
 
-def _family(module: str, blocks: Mapping[str, tuple[Callable[..., None], ConfigFields | None]]) -> Callable[[], None]:
+def _family(module: str, blocks: Mapping[str, tuple[Callable[..., None], ConfigFields | None]],
+            rms_norms: tuple[str, ...] = ()) -> Callable[[], None]:
     def register() -> None:
         try:
             modeling = importlib.import_module(module)
@@ -140,6 +145,10 @@ def _family(module: str, blocks: Mapping[str, tuple[Callable[..., None], ConfigF
                 block_resizer([cls])(resize)
                 if fields is not None:
                     CONFIG_FIELDS[cls] = fields
+        for name in rms_norms:  # weight * x * rsqrt(mean(x^2) + variance_epsilon)
+            cls = getattr(modeling, name, None)
+            if isinstance(cls, type):
+                declare([cls], fold_full_width=fold_rms)
 
     return register
 
@@ -162,7 +171,9 @@ for _name in DECODERS:
         f"transformers.models.{_name}.modeling_{_name}",
         {f"{_prefix}Attention": (_decoder_attention, _decoder_attention_config),
          f"{_prefix}MLP": (_gated_mlp, lambda m: {"intermediate_size": m.intermediate_size}),
-         f"{_prefix}RMSNorm": (_no_widths, None), f"{_prefix}DecoderLayer": (_decoder_layer, None)}))
+         f"{_prefix}RMSNorm": (_no_widths, lambda m: {"rms_norm_eps": m.variance_epsilon}),
+         f"{_prefix}DecoderLayer": (_decoder_layer, None)},
+        rms_norms=(f"{_prefix}RMSNorm",)))
 for _name in ENCODERS:
     _prefix = {"roberta": "Roberta"}.get(_name, _name.capitalize())
     register_when_imported(f"transformers.models.{_name}.modeling_{_name}", _family(

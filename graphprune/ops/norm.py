@@ -200,7 +200,8 @@ def layer_norm_functional(ctx: RuleContext) -> Layout:
 
 # ---- statistics over the original width (``statistics = "exact"``; ``graphprune.statistics`` runs these)
 declare([nn.LayerNorm], statistics=full_width.module_call(full_width.layer_norm, ("weight", "bias")))
-declare([nn.RMSNorm], statistics=full_width.module_call(full_width.rms_norm, ("weight",)))
+declare([nn.RMSNorm], statistics=full_width.module_call(full_width.rms_norm, ("weight",)),
+        fold_full_width=full_width.fold_rms)
 declare([F.layer_norm], statistics=full_width.functional_call(full_width.layer_norm, 5))
 declare([F.rms_norm], statistics=full_width.functional_call(full_width.rms_norm, 4))
 declare(FULL_WIDTH_NORMS, statistics=full_width.already_full_width)

@@ -124,6 +124,10 @@ class OpSpec:
     # remove-channels runs it after ``rewrite`` when the plan says ``statistics = "exact"``
     # (``graphprune.statistics``); without it, a cut through the statistic is reported inexact.
     statistics: Callable[..., None] | None = None
+    # The module form of such a statistic (``graphprune.apply(..., form="module")``): ``(module, ratio)``
+    # rescales the layer's own parameters so that over the kept channels (``ratio`` of the original width)
+    # it computes what the full-width kernel computes; a statistic without it refuses the module form.
+    fold_full_width: Callable[[Any, float], None] | None = None
 
 
 SPECS: dict[Key, OpSpec] = {}
