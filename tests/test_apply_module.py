@@ -219,3 +219,22 @@ def test_llama_pruned_through_its_hidden_width_comes_back_as_llama_exactly(tmp_p
     again = type(model).from_pretrained(tmp_path).eval()
     with torch.no_grad():
         assert torch.equal(again(*inputs, use_cache=False).logits, llama(*inputs, use_cache=False).logits)
+
+
+def test_llama_with_a_shrunk_head_dim_comes_back_and_its_config_stays_dense() -> None:
+    """Before, the module form refused LlamaRotaryEmbedding (a sliced ``inv_freq`` and no declaration). Its
+    kept frequencies are not what a config with the new head_dim would compute, and ``from_pretrained``
+    recomputes that non-persistent table: so the copy runs exactly, and the config keeps its dense values
+    with a warning (``from_pretrained`` then refuses the shapes instead of loading other frequencies)."""
+    pytest.importorskip("transformers")
+    model, inputs = models_zoo.load("hf:llama")
+    result = graphprune.compile(model, inputs)  # every group: head_dim shrinks with the rotary table
+    assert len(result.report.kept["model.rotary_emb.inv_freq"][0]) < model.model.rotary_emb.inv_freq.numel()
+    with pytest.warns(UserWarning, match="inv_freq is sliced, and from_pretrained recomputes it"):
+        llama = result.as_module()
+    assert llama.model.layers[0].self_attn.head_dim < model.model.layers[0].self_attn.head_dim
+    assert llama.config.head_dim == model.config.head_dim
+    with torch.no_grad():
+        got, want = llama(*inputs, use_cache=False).logits, result.module(*inputs).logits
+    assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
+    assert llama.generate(inputs[0][:1, :4], max_new_tokens=3, do_sample=False).shape == (1, 7)

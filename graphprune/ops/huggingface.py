@@ -13,6 +13,8 @@ next to each other, how the block's attributes follow its children and which ``c
 - MLP (gate/up/down): ``intermediate_size``, ``hidden_size``; config ``intermediate_size``;
 - Bert-style self-attention: ``num_attention_heads`` / ``attention_head_size`` / ``all_head_size``;
   ``BertIntermediate``: config ``intermediate_size``;
+- rotary embeddings: none (the graph slices ``inv_freq``; the config then keeps its dense values, since
+  ``from_pretrained`` would recompute the table from it);
 - RMSNorm and decoder layers: no width attribute beyond ``hidden_size``; an RMSNorm whose statistic the
   graph keeps over the original width (``statistics = "exact"``) folds it into its weight and
   ``variance_epsilon`` (``full_width.fold_rms``), and config ``rms_norm_eps`` follows, so a reloaded
@@ -90,6 +92,9 @@ def update_config(model: nn.Module, kept: Kept) -> None:
     config = getattr(model, "config", None)
     if config is None:
         return
+    recomputed = _sliced_non_persistent(model, kept)
+    if recomputed:  # a rotary table's kept frequencies: a model built from any config recomputes others
+        return _keep_dense(model, f"{recomputed} is sliced, and from_pretrained recomputes it from the config")
     implied: dict[str, set[int]] = {}
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if isinstance(embeddings, nn.Embedding):
@@ -113,6 +118,15 @@ def update_config(model: nn.Module, kept: Kept) -> None:
         return _keep_dense(model, f"{type(config).__name__} with {new} would build {mismatch}")
     for field, value in new.items():
         setattr(config, field, value)
+
+
+def _sliced_non_persistent(model: nn.Module, kept: Kept) -> str:
+    """The first sliced buffer a checkpoint does not hold (``persistent=False``), or ''."""
+    for fqn in kept:
+        path, _, name = fqn.rpartition(".")
+        if name in model.get_submodule(path)._non_persistent_buffers_set:
+            return fqn
+    return ""
 
 
 def _rebuild_mismatch(model: nn.Module, config: object) -> str:
@@ -172,7 +186,7 @@ for _name in DECODERS:
         {f"{_prefix}Attention": (_decoder_attention, _decoder_attention_config),
          f"{_prefix}MLP": (_gated_mlp, lambda m: {"intermediate_size": m.intermediate_size}),
          f"{_prefix}RMSNorm": (_no_widths, lambda m: {"rms_norm_eps": m.variance_epsilon}),
-         f"{_prefix}DecoderLayer": (_decoder_layer, None)},
+         f"{_prefix}DecoderLayer": (_decoder_layer, None), f"{_prefix}RotaryEmbedding": (_no_widths, None)},
         rms_norms=(f"{_prefix}RMSNorm",)))
 for _name in ENCODERS:
     _prefix = {"roberta": "Roberta"}.get(_name, _name.capitalize())
