@@ -76,7 +76,7 @@ def reduction(ctx: RuleContext) -> object:
             ctx.freeze(ids, f"{name} over a channel dim")
         elif not _zero_invariant(ctx, name):  # a statistic over channels, like LayerNorm: removal changes it
             ctx.table.mark_inexact(ids, f"{name} over a channel dim", ctx.name)
-    keepdim = bool(ctx.value(ctx.node.kwargs.get("keepdim", ctx.arg(2, "keepdim", False))))
+    keepdim = bool(ctx.value(ctx.node.kwargs.get("keepdim", ctx.arg(_keepdim_position(ctx, name), "keepdim", False))))
     kept = {}
     for d, ids in lay.dims.items():
         if d in reduced:
@@ -89,6 +89,13 @@ def reduction(ctx: RuleContext) -> object:
         return tuple(layout for _ in out)
     return layout if isinstance(out, TensorInfo) else None
 
+
+
+def _keepdim_position(ctx: RuleContext, name: str) -> int:
+    """Where ``keepdim`` sits positionally: third, except in the legacy variance signature
+    ``var(input, dim, unbiased, keepdim)`` (and std's), whose third is ``unbiased``."""
+    legacy = name in ("var", "std", "var_mean", "std_mean") and isinstance(ctx.value(ctx.arg(2)), bool)
+    return 3 if legacy and len(ctx.node.args) > 3 else 2
 
 
 # Sums, means and extrema of an all-zero channel are zero (unused-path removal: ``OpSpec.zero``).

@@ -71,3 +71,26 @@ def test_function_formula_matches_torch(key, args):
 ])
 def test_liveness_reads_the_zero_kind_the_family_declares(fn, zero):
     assert zero_kind(fn) == zero
+
+
+class _LegacyVariance(nn.Module):
+    """``torch.var(input, dim, unbiased, keepdim)``: the third positional is ``unbiased``, not ``keepdim``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 1), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.conv(x).flatten(2).transpose(1, 2)
+        return self.head(torch.var(tokens, 1, True, False)) + self.head(tokens.std(1, True, False))
+
+
+def test_the_legacy_variance_signature_reads_keepdim_from_its_fourth_argument():
+    """Before, the rule read ``unbiased=True`` as keepdim, left the channels on dim 2 of a 2-d result, and
+    removal failed ("the pruned graph does not run")."""
+    from graphprune.testing import masked_equivalence_error
+
+    model, x = _LegacyVariance().eval(), torch.randn(2, 3, 5, 5)
+    result = graphprune.compile(model, x, sparsity=0.5, capture="fx")
+    assert len(result.report.kept["conv.weight"][0]) == 4
+    assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5
