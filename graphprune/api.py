@@ -13,6 +13,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from graphprune import tensor_ops
 from graphprune.allocation import BUDGET_TOLERANCE
 from graphprune.capture import check_capture
 from graphprune.codegen import materialize
@@ -62,30 +63,17 @@ def _check_inputs(model: Any, example_inputs: Any, kwargs: Any) -> BoundInputs:
 
 def _check_finite(model: nn.Module) -> None:
     """Scores, budgets and masked equivalence mean nothing on NaN/Inf weights: refuse, naming them. A
-    buffer may hold an infinity on purpose (timm's Gemma 4 ViT keeps clipping bounds of +-inf), never a NaN."""
-    bad = [name for name, t in model.named_parameters() if _floating(t) and not _all_finite(t)]
-    bad += [name for name, t in model.named_buffers() if _floating(t) and _has_nan(t)]
+    buffer may hold an infinity on purpose (timm's Gemma 4 ViT keeps clipping bounds of +-inf), never a NaN.
+    One sum per tensor, in numpy (``graphprune.tensor_ops``), large tensors on worker threads."""
+    params = [(n, t) for n, t in model.named_parameters() if t.is_floating_point() and t.numel()]
+    buffers = [(n, t) for n, t in model.named_buffers() if t.is_floating_point() and t.numel()]
+    finite = tensor_ops.map_large(lambda item: tensor_ops.all_finite(item[1]), params, lambda item: item[1].numel())
+    nan = tensor_ops.map_large(lambda item: tensor_ops.has_nan(item[1]), buffers, lambda item: item[1].numel())
+    bad = [n for (n, _), ok in zip(params, finite) if not ok] + [n for (n, _), no in zip(buffers, nan) if no]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise InputError(f"the model has non-finite (NaN/Inf) values in {', '.join(bad[:3])}{more}: "
                          f"fix or re-initialise them before pruning")
-
-
-def _floating(t: torch.Tensor) -> bool:
-    return t.is_floating_point() and t.numel() > 0
-
-
-@torch.no_grad()
-def _all_finite(t: torch.Tensor) -> bool:
-    """A finite sum has only finite terms (inf and NaN absorb every addition), so one reduction decides
-    almost always; only a sum that overflows needs the element-wise test (isfinite allocates a mask)."""
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
-
-
-@torch.no_grad()
-def _has_nan(t: torch.Tensor) -> bool:
-    """A NaN term makes the sum NaN; a NaN sum without one (inf - inf) is settled element-wise."""
-    return bool(torch.isnan(t.sum())) and bool(t.isnan().any())
 
 
 def _warnings(state: CompileState, macs_before: int) -> list[str]:
