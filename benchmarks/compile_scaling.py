@@ -38,7 +38,8 @@ def build(name: str):
     class Block(nn.Module):
         def __init__(self, width: int) -> None:
             super().__init__()
-            self.conv, self.bn, self.act = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+            self.conv = nn.Conv2d(width, width, 3, padding=1, bias=False)
+            self.bn, self.act = nn.BatchNorm2d(width), nn.ReLU()
 
         def forward(self, x):
             return x + self.act(self.bn(self.conv(x)))

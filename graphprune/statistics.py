@@ -9,11 +9,11 @@ the rewrite that computes it (``OpSpec.statistics``, kernels in ``graphprune.ops
 
 Zero is proved, never assumed: the liveness zero walk (``graphprune.liveness``) reads the graph's tensors
 with exactly the removed slices zeroed (``graphprune.liveness.zeroed``: the masked dense model, without
-copying it), following only the removed channels that some statistic reads, and a statistic is rewritten only where it shows every
-removed channel zero at the statistic's input. Any other cut statistic (a hand-written LayerNorm's
-``(x - mean) ** 2``: a removed channel reads ``-mean`` there) stays renormalised over the kept channels
-and is reported inexact with the reason. With ``statistics = "renormalize"`` every cut statistic is
-renormalised and reported, as before the rewrite existed.
+copying it), following only the removed channels that some statistic reads, and a statistic is
+rewritten only where it shows every removed channel zero at the statistic's input. Any other cut
+statistic (a hand-written LayerNorm's ``(x - mean) ** 2``: a removed channel reads ``-mean`` there) stays
+renormalised over the kept channels and is reported inexact with the reason. With ``statistics =
+"renormalize"`` every cut statistic is renormalised and reported, as before the rewrite existed.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A conv / linear is summarised by its connectivity: whether output channel j reads input channel i at
 all (some kernel tap non-zero and not masked), plus which output channels have a non-zero bias. A
-grouped conv keeps its weight's (out, in / groups) form: each group reads its own block of inputs. A per-channel norm is summarised by the
-channels it zeroes whatever its input (weight and bias both 0) and those it maps a zero input to zero
+grouped conv keeps its weight's (out, in / groups) form: each group reads its own block of inputs.
+A per-channel norm is summarised by the channels it zeroes whatever its input (weight and bias both
+0) and those it maps a zero input to zero
 (``bias - running_mean * weight / sqrt(running_var + eps)`` is 0 up to float rounding).
 
 Every tensor is read through a ``Zeroed`` (``graphprune.liveness.zeroed``): the statistics proof reads the
