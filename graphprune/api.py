@@ -13,6 +13,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from graphprune import tensor_ops
 from graphprune.allocation import BUDGET_TOLERANCE
 from graphprune.capture import check_capture, check_dynamic
 from graphprune.codegen import materialize
@@ -62,10 +63,13 @@ def _check_inputs(model: Any, example_inputs: Any, kwargs: Any) -> BoundInputs:
 
 def _check_finite(model: nn.Module) -> None:
     """Scores, budgets and masked equivalence mean nothing on NaN/Inf weights: refuse, naming them. A
-    buffer may hold an infinity on purpose (timm's Gemma 4 ViT keeps clipping bounds of +-inf), never a NaN."""
-    bad = [name for name, t in model.named_parameters()
-           if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
-    bad += [name for name, t in model.named_buffers() if t.is_floating_point() and t.numel() and bool(t.isnan().any())]
+    buffer may hold an infinity on purpose (timm's Gemma 4 ViT keeps clipping bounds of +-inf), never a NaN.
+    One sum per tensor, in numpy (``graphprune.tensor_ops``), large tensors on worker threads."""
+    params = [(n, t) for n, t in model.named_parameters() if t.is_floating_point() and t.numel()]
+    buffers = [(n, t) for n, t in model.named_buffers() if t.is_floating_point() and t.numel()]
+    finite = tensor_ops.map_large(lambda item: tensor_ops.all_finite(item[1]), params, lambda item: item[1].numel())
+    nan = tensor_ops.map_large(lambda item: tensor_ops.has_nan(item[1]), buffers, lambda item: item[1].numel())
+    bad = [n for (n, _), ok in zip(params, finite) if not ok] + [n for (n, _), no in zip(buffers, nan) if no]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise InputError(f"the model has non-finite (NaN/Inf) values in {', '.join(bad[:3])}{more}: "

@@ -7,12 +7,13 @@ input; when that value is zero, the statistic of the kept channels over the *ori
 sum of the kept / C0, variance and RMS likewise) is exactly the dense one, and each op family declares
 the rewrite that computes it (``OpSpec.statistics``, kernels in ``graphprune.ops.full_width``).
 
-Zero is proved, never assumed: the liveness zero walk (``graphprune.liveness``) runs on a copy of the
-graph with exactly the removed slices zeroed, and a statistic is rewritten only where it shows every
-removed channel zero at the statistic's input. Any other cut statistic (a hand-written LayerNorm's
-``(x - mean) ** 2``: a removed channel reads ``-mean`` there) stays renormalised over the kept channels
-and is reported inexact with the reason. With ``statistics = "renormalize"`` every cut statistic is
-renormalised and reported, as before the rewrite existed.
+Zero is proved, never assumed: the liveness zero walk (``graphprune.liveness``) reads the graph's tensors
+with exactly the removed slices zeroed (``graphprune.liveness.zeroed``: the masked dense model, without
+copying it), following only the removed channels that some statistic reads, and a statistic is
+rewritten only where it shows every removed channel zero at the statistic's input. Any other cut
+statistic (a hand-written LayerNorm's ``(x - mean) ** 2``: a removed channel reads ``-mean`` there) stays
+renormalised over the kept channels and is reported inexact with the reason. With ``statistics =
+"renormalize"`` every cut statistic is renormalised and reported, as before the rewrite existed.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.fx as fx
 
 from graphprune.channels.kept import KeptView
-from graphprune.copy_on_write import writable
 from graphprune.liveness.analysis import zero_labels
+from graphprune.liveness.zeroed import Zeroed
 from graphprune.ops.registry import lookup, node_key
 from graphprune.state import CompileState
 
@@ -61,7 +61,7 @@ def plan_statistics(state: CompileState, keep_element: np.ndarray, cuts: dict) -
         removed.setdefault(note.node, set()).update(int(c) for c in np.unique(labels[note.ids[gone]]))
     if not removed:
         return StatisticCuts()
-    zero = zero_labels(state.with_(gm=masked(state.gm, cuts)), set().union(*removed.values()))
+    zero = zero_labels(state, set().union(*removed.values()), Zeroed(state.gm, cuts))
     proved = {n for n, labs in removed.items() if labs <= zero.get(_input(nodes[n]).name, set())}
     return StatisticCuts(frozenset(proved), frozenset(removed) - proved)
 
@@ -82,27 +82,3 @@ def _rewrite(node: fx.Node, gm: fx.GraphModule) -> object:
 
 def _input(node: fx.Node) -> fx.Node:
     return node.args[0] if node.args else node.kwargs["input"]
-
-
-@torch.no_grad()
-def masked(gm: fx.GraphModule, cuts: dict) -> fx.GraphModule:
-    """A copy of ``gm`` whose tensors in ``cuts`` have every index not kept zeroed (the masked dense
-    model), under every name a tied tensor has; other tensors stay shared."""
-    out = writable(gm)
-    tensors = {**dict(out.named_parameters(remove_duplicate=False)), **dict(out.named_buffers(remove_duplicate=False))}
-    zeroed: dict[int, torch.Tensor] = {}
-    for fqn, dims in cuts.items():
-        t = tensors.get(fqn)
-        if t is None:
-            continue
-        z = zeroed.setdefault(id(t), t.detach().clone())
-        for dim, index in dims.items():
-            drop = torch.ones(z.shape[dim], dtype=torch.bool)
-            drop[torch.as_tensor(np.asarray(index), dtype=torch.long)] = False
-            z.index_fill_(dim, torch.nonzero(drop).flatten(), 0)
-    for module in out.modules():
-        for store in (module._parameters, module._buffers):
-            for name, t in store.items():
-                if t is not None and id(t) in zeroed:
-                    store[name] = zeroed[id(t)]
-    return out

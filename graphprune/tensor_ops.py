@@ -51,6 +51,28 @@ def copy(tensor: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.array(array, copy=True, order="K"))
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or infinity in ``tensor``. A finite sum has only finite terms (an infinity or NaN absorbs
+    every addition), so one reduction decides; only a sum that overflows is settled element-wise."""
+    array = as_numpy(tensor)
+    if array is None:
+        t = tensor.detach()
+        return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(array.sum())) or bool(np.isfinite(array).all())
+
+
+def has_nan(tensor: torch.Tensor) -> bool:
+    """A NaN in ``tensor``: a NaN term makes the sum NaN; a NaN sum without one (inf - inf) is settled
+    element-wise."""
+    array = as_numpy(tensor)
+    if array is None:
+        t = tensor.detach()
+        return bool(torch.isnan(t.sum())) and bool(t.isnan().any())
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isnan(array.sum())) and bool(np.isnan(array).any())
+
+
 def slice_norms(tensor: torch.Tensor, dims: list[int], p: int) -> dict[int, np.ndarray]:
     """Per ``dim`` in ``dims``: the p-norm (p = 1 or 2) of every slice along it, i.e. reduced over all
     other dims, as float64. A 1-d tensor's slices are its entries (their absolute values)."""

@@ -226,6 +226,20 @@ def test_infinite_buffers_are_allowed_and_nan_buffers_refused() -> None:
         graphprune.compile(model, (torch.randn(1, 3, 8, 8),))
 
 
+def test_the_finite_check_is_element_wise_where_a_sum_overflows_or_cancels() -> None:
+    """The check reads one sum per tensor first: an overflowing sum of finite weights is no refusal,
+    +inf and -inf in one buffer (a NaN sum) no NaN, and one infinite weight among finite ones is refused."""
+    model = ClampedByBuffers()
+    with torch.no_grad():
+        model.a.weight.fill_(3e38)  # finite, but the float32 sum overflows
+    model.register_buffer("bounds", torch.tensor([float("-inf"), float("inf")]))
+    assert graphprune.compile(model, (torch.randn(1, 3, 8, 8),), sparsity=0.5).module.a.weight.shape[0] == 4
+    with torch.no_grad():
+        model.b.weight[0, 0] = float("inf")
+    with pytest.raises(InputError, match=r"non-finite .* b\.weight"):
+        graphprune.compile(model, (torch.randn(1, 3, 8, 8),))
+
+
 class Normalised(nn.Module):
     """A token MLP whose hidden width passes a LayerNorm, and a channel sum (exact under removal)."""
 

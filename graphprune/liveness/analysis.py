@@ -17,6 +17,7 @@ import torch.fx as fx
 from graphprune.channels.layout import Layout, iter_layouts
 from graphprune.liveness.layers import LinearView, NormView, linear_view, norm_view
 from graphprune.liveness.ops import GENERIC, MOVEMENT, Kind, kind_of
+from graphprune.liveness.zeroed import NOTHING, Zeroed
 from graphprune.state import CompileState
 from graphprune.values import TensorInfo
 
@@ -29,8 +30,14 @@ class Liveness:
     modelled: set[str] = field(default_factory=set)  # parameter fqns whose effect the walk models
 
 
-def _labels(lay: object, labels: np.ndarray) -> set[int]:
-    return {int(x) for one in iter_layouts(lay) for ids in one.all_ids() for x in np.unique(labels[ids])}
+def _labels(lay: object, labels: np.ndarray, among: np.ndarray | None = None) -> set[int]:
+    """The labels of a layout's elements; with ``among`` (bool per label) only those it flags."""
+    found: set[int] = set()
+    for one in iter_layouts(lay):
+        for ids in one.all_ids():
+            labs = labels[ids]
+            found.update(np.unique(labs if among is None else labs[among[labs]]).tolist())
+    return found
 
 
 def _dim_labels(lay: object, dim: int, labels: np.ndarray, size: int) -> np.ndarray | None:
@@ -44,11 +51,14 @@ def _all_true(labs: np.ndarray, flags: np.ndarray) -> set[int]:
 
 
 class _Walk:
-    def __init__(self, state: CompileState, transitive: bool, only: set[int] | None = None) -> None:
+    def __init__(self, state: CompileState, transitive: bool, only: set[int] | None = None,
+                 zeroed: Zeroed = NOTHING) -> None:
         self.gm, self.values, self.layouts = state.gm, state.values, state.analysis.layouts
         self.labels, self.masks, self.transitive = state.channels.labels, state.masks, transitive
         self.movement = state.analysis.movement
         self.only = only  # follow these labels alone (a sound, cheaper walk: other labels are never zero)
+        self.among = None if only is None else _flags(only, self.labels)
+        self.zeroed = zeroed  # how the walk reads the graph's tensors (the masked model of a removal round)
         self.kinds: dict[str, Kind] = {}
         self.views: dict[str, LinearView | NormView] = {}
         self.live = Liveness({}, {})
@@ -56,8 +66,7 @@ class _Walk:
     def run(self, read: bool = True) -> Liveness:
         nodes = list(self.gm.graph.nodes)
         for node in nodes:
-            carried = _labels(self.layouts.get(node.name), self.labels)
-            self.live.carried[node.name] = carried if self.only is None else carried & self.only
+            self.live.carried[node.name] = _labels(self.layouts.get(node.name), self.labels, self.among)
             self.live.zero[node.name] = self._zero(node)
         if not read:
             return self.live
@@ -78,8 +87,8 @@ class _Walk:
         kind = MOVEMENT if node.name in self.movement else kind_of(node, self.gm)
         view = None
         if kind.zero in ("linear", "norm"):
-            view = linear_view(node, self.gm, self.values, self.masks) if kind.zero == "linear" else \
-                norm_view(node, self.gm, self.values)
+            view = linear_view(node, self.gm, self.values, self.masks, self.zeroed) if kind.zero == "linear" \
+                else norm_view(node, self.gm, self.values, self.zeroed)
             kind = kind if view is not None else GENERIC if kind.zero == "linear" or kind.read == "all" \
                 else Kind("none", "per-channel")
         if kind.read == "per-channel" and not isinstance(self.values.get(node.name), TensorInfo):
@@ -99,9 +108,10 @@ class _Walk:
         operands = self._operands(node)
         zero = self.live.zero
         if kind.zero == "copy":
-            carriers = [a for a in operands if isinstance(a, fx.Node)]
-            return {c for c in out if any(c in self.live.carried[a.name] for a in carriers)
-                    and all(c in zero[a.name] for a in carriers if c in self.live.carried[a.name])}
+            # c is zero where some operand carries it and every operand carrying it is zero there
+            carriers, carried = [a.name for a in operands if isinstance(a, fx.Node)], self.live.carried
+            live = set().union(*(carried[a] - zero[a] for a in carriers))
+            return (out & set().union(*(carried[a] for a in carriers))) - live
         if kind.zero == "add":
             if any(not isinstance(a, fx.Node) and a != 0 for a in operands):
                 return set()
@@ -146,20 +156,25 @@ class _Walk:
         t = self.gm
         for part in str(node.target).split("."):
             t = getattr(t, part)
+        dims = {d: ids for d, ids in lay.dims.items() if self.among is None or self.among[self.labels[ids]].any()}
+        if not dims:  # none of the followed labels: the walk reports none of them zero
+            return set()
         mask = self.masks.get(str(node.target))
-        t = t.detach() * mask if isinstance(mask, torch.Tensor) and mask.shape == t.shape else t.detach()
+        masked = isinstance(mask, torch.Tensor) and mask.shape == t.shape
+        nz = (self.zeroed.value(t) * mask != 0).numpy() if masked else self.zeroed.nonzero(t)
         nonzero: set[int] = set()
-        for d, ids in lay.dims.items():
-            live = (t != 0).transpose(0, d).reshape(t.shape[d], -1).any(1).numpy()
+        for d, ids in dims.items():
+            live = np.moveaxis(nz, d, 0).reshape(t.shape[d], -1).any(1)
             nonzero |= {int(x) for x in np.unique(self.labels[ids][live])}
         return self.live.carried[node.name] - nonzero
 
     def _zero_linear(self, node: fx.Node, v: LinearView) -> set[int]:
-        out_labels = _dim_labels(self.layouts.get(node.name), v.out_dim, self.labels, v.nz.shape[0])
+        n_out, n_in = v.shape
+        out_labels = _dim_labels(self.layouts.get(node.name), v.out_dim, self.labels, n_out)
         if out_labels is None:
             return set()
-        in_zero = self._in_zero(v.x, v.in_dim, v.nz.shape[1]) if self.transitive else np.zeros(v.nz.shape[1], bool)
-        reads_live = (v.nz & torch.from_numpy(~in_zero)[None, :]).any(1).numpy()
+        in_zero = self._in_zero(v.x, v.in_dim, n_in) if self.transitive else np.zeros(n_in, bool)
+        reads_live = v.rows_reading(~in_zero)
         return _all_true(out_labels, ~v.bias & ~reads_live)
 
     def _zero_norm(self, node: fx.Node, v: NormView) -> set[int]:
@@ -230,16 +245,17 @@ class _Walk:
 
     def _read_linear(self, node: fx.Node, v: LinearView) -> None:
         read = self.live.read
-        out_labels = _dim_labels(self.layouts.get(node.name), v.out_dim, self.labels, v.nz.shape[0])
-        in_labels = _dim_labels(self.layouts.get(v.x.name), v.in_dim, self.labels, v.nz.shape[1])
+        n_out, n_in = v.shape
+        out_labels = _dim_labels(self.layouts.get(node.name), v.out_dim, self.labels, n_out)
+        in_labels = _dim_labels(self.layouts.get(v.x.name), v.in_dim, self.labels, n_in)
         other = self.live.carried[v.x.name] - (set(in_labels.tolist()) if in_labels is not None else set())
         read[v.x.name] |= other
         if in_labels is None:
             return
-        out_read = np.ones(v.nz.shape[0], dtype=bool)
+        out_read = np.ones(n_out, dtype=bool)
         if self.transitive and out_labels is not None:
             out_read = np.isin(out_labels, list(read[node.name]))
-        in_read = (v.nz & torch.from_numpy(out_read)[:, None]).any(0).numpy()
+        in_read = v.columns_read(out_read)
         read[v.x.name] |= {int(c) for c in np.unique(in_labels[in_read])}
 
     def _read_norm(self, node: fx.Node, v: NormView) -> None:
@@ -260,10 +276,17 @@ def liveness(state: CompileState, transitive: bool = True) -> Liveness:
     return _Walk(state, transitive).run()
 
 
-def zero_labels(state: CompileState, only: set[int] | None = None) -> dict[str, set[int]]:
+def zero_labels(state: CompileState, only: set[int] | None = None, zeroed: Zeroed = NOTHING) -> dict[str, set[int]]:
     """Node -> channel labels zero in its value for every model input (the forward half of the walk),
-    among ``only`` where given (a label outside it is never reported zero)."""
-    return _Walk(state, True, only).run(read=False).zero
+    among ``only`` where given (a label outside it is never reported zero), with the graph's tensors
+    read through ``zeroed`` (e.g. a removal round's cut slices zero)."""
+    return _Walk(state, True, only, zeroed).run(read=False).zero
+
+
+def _flags(chosen: set[int], labels: np.ndarray) -> np.ndarray:
+    flags = np.zeros(max(int(labels.max()) + 1 if len(labels) else 0, max(chosen, default=-1) + 1), dtype=bool)
+    flags[list(chosen)] = True
+    return flags
 
 
 def dead_labels(state: CompileState, transitive: bool = True) -> np.ndarray:
