@@ -26,6 +26,7 @@ SCOPES = ("local", "global")
 EMIT_FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "graphmodule": ".py"}  # format -> file suffix
 BUDGET_METRICS = ("macs", "params")
 STATISTICS = ("exact", "renormalize")  # statistics over removed channels: original width, or the kept ones
+OUTPUT_MODES = ("keep", "zero-fill")  # an output leaf's channels: frozen, or prunable and zero-filled (zero_fill.py)
 
 Check = Callable[[Any], str | None]  # None when the value is fine, else what was expected
 
@@ -72,6 +73,14 @@ def _shape(v: Any) -> str | None:
     return None if ok else "a list of positive integers such as [1, 3, 224, 224]"
 
 
+def _outputs(v: Any) -> str | None:
+    """``"keep"`` / ``"zero-fill"`` for every output leaf, or a table of leaf name -> mode."""
+    if v in OUTPUT_MODES or (isinstance(v, dict) and v and all(
+            isinstance(k, str) and k and m in OUTPUT_MODES for k, m in v.items())):
+        return None
+    return "'keep', 'zero-fill', or a table of output leaf name -> 'keep' | 'zero-fill'"
+
+
 def _names(v: Any) -> str | None:
     ok = isinstance(v, list) and v and all(isinstance(s, str) for s in v)
     return None if ok else "a non-empty list of pass names"
@@ -92,6 +101,7 @@ ALLOCATE_KEYS: dict[str, Check] = {
     "min_channels": _positive_int,
     "exact": _boolean,
     "statistics": _one_of(*STATISTICS),
+    "outputs": _outputs,
 }
 EMIT_KEYS: dict[str, Check] = {
     "format": _one_of(*EMIT_FORMATS),
@@ -109,7 +119,8 @@ DATA_KEYS: dict[str, Check] = {
     "val_split": _number(0, 1, hi_open=True),
 }
 SHORTHAND = {"sparsity": "prune", "score": "prune", "round_to": "allocate", "min_channels": "allocate",
-             "exact": "allocate", "scope": "allocate", "max_per_group": "allocate", "statistics": "allocate"}
+             "exact": "allocate", "scope": "allocate", "max_per_group": "allocate", "statistics": "allocate",
+             "outputs": "allocate"}
 PASS_SECTIONS = ("admm", "purify", "finetune")  # [admm] is sugar for [passes.admm]
 TOP_KEYS = ("model", "prune", "allocate", "emit", "data", "passes", "pipeline", *PASS_SECTIONS, *SHORTHAND)
 
@@ -143,6 +154,7 @@ class AllocateSpec:
     min_channels: int = 1
     exact: bool = False
     statistics: str = "exact"  # graphprune.statistics: LayerNorm/RMSNorm/means over the original width
+    outputs: Any = "keep"  # graphprune.zero_fill: "keep", "zero-fill", or a dict of leaf name -> mode
 
 
 @dataclass(frozen=True)
@@ -276,7 +288,7 @@ class _Reader:
                             "top-level sparsity/score is shorthand for a single [[prune]] rule; "
                             "move it into the [[prune]] tables")
         allocate = self.table(data.get("allocate", {}), "allocate", ALLOCATE_KEYS)
-        for key in ("round_to", "min_channels", "exact", "scope", "max_per_group", "statistics"):
+        for key in ("round_to", "min_channels", "exact", "scope", "max_per_group", "statistics", "outputs"):
             if key in shorthand:
                 allocate.setdefault(key, shorthand[key])
         emit = self.table(data.get("emit", {}), "emit", EMIT_KEYS)
