@@ -46,7 +46,17 @@ def is_result(value: Any) -> bool:
 
 def check_representable(model: nn.Module, artifacts: Mapping[str, Any]) -> None:
     """Refuse (one line) a pruning whose graph keeps statistics over the original width: the user's own
-    LayerNorm / RMSNorm layers compute them over the kept width, so the copy could not equal the graph."""
+    LayerNorm / RMSNorm layers compute them over the kept width, so the copy could not equal the graph;
+    and one that zero-fills an output (``outputs = 'zero-fill'``): the copy's own ``forward`` returns the
+    kept width, and only a wrapper around it could scatter it back."""
+    filled = (artifacts or {}).get("outputs", {}).get("zero_filled") or []
+    if filled:
+        what = f"output {filled[0]} is" if len(filled) == 1 else f"outputs {', '.join(filled[:2])}" \
+            f"{', ...' if len(filled) > 2 else ''} are"
+        raise InputError(f"apply: {what} zero-filled "
+                         f"(outputs = 'zero-fill'): {type(model).__name__}'s own forward returns the kept width, "
+                         f"and only a wrapper around it could fill it back: use form='graphmodule', or compile with "
+                         f"outputs='keep' for the module form")
     full = (artifacts or {}).get("statistics", {}).get("full_width") or []
     if full:
         raise InputError(f"apply: {len(full)} normalisation statistics ({', '.join(full[:2])}"
