@@ -88,23 +88,26 @@ def test_bad_outputs_value_is_one_line(plan: dict, error: type) -> None:
             graphprune.compile(nn.Linear(2, 2), torch.randn(1, 2), plan)
 
 
-class Sigmoid(nn.Module):
-    """A removed channel reads sigmoid(0) = 0.5 in the masked dense model: zero-filling it is not exact."""
+class NotZero(nn.Module):
+    """A removed channel the masked dense model does not zero: sigmoid(0) = 0.5, or a final LayerNorm
+    without affine, where a zeroed channel reads -mean / std."""
 
-    def __init__(self) -> None:
+    def __init__(self, last: str) -> None:
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(6, 16), nn.Linear(16, 16)
+        self.last = torch.sigmoid if last == "sigmoid" else nn.LayerNorm(16, elementwise_affine=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.fc2(torch.relu(self.fc1(x))))
+        return self.last(self.fc2(torch.relu(self.fc1(x))))
 
 
-def test_an_output_the_masked_model_does_not_zero_is_reported_inexact() -> None:
+@pytest.mark.parametrize("last", ["sigmoid", "layer_norm"])
+def test_an_output_the_masked_model_does_not_zero_is_reported_inexact(last: str) -> None:
     torch.manual_seed(0)
-    model, x = calibrate(make_nontrivial(Sigmoid().eval()), (torch.randn(4, 6),)), torch.randn(4, 6)
+    model, x = calibrate(make_nontrivial(NotZero(last).eval()), (torch.randn(4, 6),)), torch.randn(4, 6)
     result = graphprune.compile(model, (x,), {"prune": [{"select": "fc2", "sparsity": 0.5}],
                                               "allocate": {"outputs": "zero-fill"}})
-    [entry] = result.report.inexact
+    [entry] = [e for e in result.report.inexact if "zero-filled" in e["reason"]]
     assert entry["reason"].startswith("output 'output' zero-filled at channels the masked dense model does not "
                                       "provably zero") and sum(entry["removed_channels"].values()) == 8
     assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) > 0.1  # the report is true
