@@ -110,8 +110,8 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     values (flags, ``None``) are traced as constants. The pruned module takes the tensor inputs in
     ``forward``'s order and returns the same output structure with the same leaf shapes.
     ``plan``: None (remove 50 % of every group by L2 magnitude), a recipe name, a TOML/YAML/JSON path,
-    a dict or a ``Plan``; keyword overrides (``sparsity``, ``score``, ``round_to``, ``min_channels``,
-    ``exact``, ``scope``, ``max_per_group``, ``statistics``, ``outputs``) apply on top. ``data``: (input, target) batches for
+    a dict or a ``Plan``; keyword overrides (``sparsity``, ``score``, ``round_to``, ``min_channels``, ``exact``,
+    ``scope``, ``max_per_group``, ``statistics``, ``outputs``) apply on top. ``data``: (input, target) batches for
     data-driven passes (else the plan's ``[data]``, read by the registered loader: ``graphprune.plan.data``);
     ``val_data``: validation batches for the accuracy
     a recovery pass measures. ``capture``: ``"fx"``, ``"export"`` or ``"auto"`` (``graphprune.capture``),

@@ -33,8 +33,8 @@ from graphprune.passes import Pass, Stage
 from graphprune.resize import fix_attributes
 from graphprune.state import CompileState
 from graphprune.statistics import StatisticCuts, keep_full_width, plan_statistics
-from graphprune.zero_fill import fill_outputs, record, unproved
 from graphprune.values import TensorInfo, propagate_counting
+from graphprune.zero_fill import fill_outputs, record, unproved
 
 
 def _cut_plan(state: CompileState, keep_element: np.ndarray) -> dict[str, dict[int, np.ndarray]]:

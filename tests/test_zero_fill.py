@@ -76,7 +76,8 @@ def test_per_leaf_outputs_zero_fill_only_the_leaves_named() -> None:
     assert len(result.report.kept["ln.weight"][0]) == 8 and 0 not in result.report.kept["head.weight"]
     assert result.report.artifacts["outputs"]["zero_filled"] == ["0"]
     assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5
-    with pytest.raises(PlanError, match=r"allocate\.outputs: the model's output has no leaf 'logits' \(its leaves: 0, 1\)"):
+    with pytest.raises(PlanError, match=r"allocate\.outputs: the model's output has no leaf 'logits' \(its "
+                                        r"leaves: 0, 1\)"):
         graphprune.compile(model, (x,), {**plan, "allocate": {"outputs": {"logits": "zero-fill"}}})
 
 
@@ -116,7 +117,7 @@ def test_an_output_the_masked_model_does_not_zero_is_reported_inexact(last: str)
 def test_the_module_form_refuses_a_zero_filled_output_in_one_line() -> None:
     model, x = _model(), torch.randn(4, 6)
     result = graphprune.compile(model, (x,), ZERO_FILL)
-    match = r"^apply: outputs h, y are zero-filled \(outputs = 'zero-fill'\): Stream's own forward returns the kept width"
+    match = r"^apply: outputs h, y are zero-filled \(outputs = 'zero-fill'\): Stream's own forward returns the kept"
     with pytest.raises(InputError, match=match):
         result.as_module()
     with pytest.raises(InputError, match=match):

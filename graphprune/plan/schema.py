@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from graphprune.channels.outputs import outputs_expected
 from graphprune.errors import InputError, PlanError
 from graphprune.plan.source import PlanSource
 
@@ -26,7 +27,6 @@ SCOPES = ("local", "global")
 EMIT_FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "graphmodule": ".py"}  # format -> file suffix
 BUDGET_METRICS = ("macs", "params")
 STATISTICS = ("exact", "renormalize")  # statistics over removed channels: original width, or the kept ones
-OUTPUT_MODES = ("keep", "zero-fill")  # an output leaf's channels: frozen, or prunable and zero-filled (zero_fill.py)
 
 Check = Callable[[Any], str | None]  # None when the value is fine, else what was expected
 
@@ -73,14 +73,6 @@ def _shape(v: Any) -> str | None:
     return None if ok else "a list of positive integers such as [1, 3, 224, 224]"
 
 
-def _outputs(v: Any) -> str | None:
-    """``"keep"`` / ``"zero-fill"`` for every output leaf, or a table of leaf name -> mode."""
-    if v in OUTPUT_MODES or (isinstance(v, dict) and v and all(
-            isinstance(k, str) and k and m in OUTPUT_MODES for k, m in v.items())):
-        return None
-    return "'keep', 'zero-fill', or a table of output leaf name -> 'keep' | 'zero-fill'"
-
-
 def _names(v: Any) -> str | None:
     ok = isinstance(v, list) and v and all(isinstance(s, str) for s in v)
     return None if ok else "a non-empty list of pass names"
@@ -101,7 +93,7 @@ ALLOCATE_KEYS: dict[str, Check] = {
     "min_channels": _positive_int,
     "exact": _boolean,
     "statistics": _one_of(*STATISTICS),
-    "outputs": _outputs,
+    "outputs": outputs_expected,
 }
 EMIT_KEYS: dict[str, Check] = {
     "format": _one_of(*EMIT_FORMATS),
