@@ -173,3 +173,19 @@ def test_bert_model_hidden_width_with_zero_fill_beats_torch_pruning_and_is_exact
     assert report.artifacts["outputs"]["zero_filled"] == ["last_hidden_state", "pooler_output"]
     with torch.no_grad():
         assert result.module(*inputs)["last_hidden_state"].shape == model(*inputs)["last_hidden_state"].shape
+
+
+def test_cli_outputs_flag_sets_the_mode(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from graphprune.cli import main
+
+    reports = {}
+    for flag in ([], ["--outputs", "zero-fill"]):
+        path = tmp_path / f"r{len(flag)}.json"
+        assert main(["compile", "zoo:resnet8", *flag, "--report", str(path), "-q"]) == 0
+        reports[bool(flag)] = json.loads(path.read_text())
+    assert reports[False]["options"]["outputs"] == "keep" and "0" not in reports[False]["kept"].get("fc.weight", {})
+    filled = reports[True]
+    assert filled["options"]["outputs"] == "zero-fill" and filled["artifacts"]["outputs"]["zero_filled"] == ["output"]
+    assert len(filled["kept"]["fc.weight"]["0"]) < 10 and filled["params_after"] < reports[False]["params_after"]
