@@ -26,8 +26,9 @@ import torch.fx as fx
 
 from graphprune.channels.kept import KeptView
 from graphprune.channels.layout import Layout
-from graphprune.channels.outputs import OutputLeaf, mode_of, output_leaves
+from graphprune.channels.outputs import OutputLeaf, output_leaves
 from graphprune.liveness.analysis import zero_labels
+from graphprune.plan.output_modes import mode_of
 from graphprune.state import CompileState
 from graphprune.statistics import masked
 

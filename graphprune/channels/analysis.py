@@ -16,10 +16,11 @@ import graphprune.ops  # noqa: F401  (fills the rule table)
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.elements import ElementTable
 from graphprune.channels.layout import Layout, iter_layouts
-from graphprune.channels.outputs import is_container_class, mode_of, output_leaves
+from graphprune.channels.outputs import is_container_class, output_leaves
 from graphprune.channels.probe import probe_movement
 from graphprune.interface import tensor_aliases
 from graphprune.ops.registry import describe, lookup, node_key
+from graphprune.plan.output_modes import mode_of
 from graphprune.shapes.registry import TensorInfo
 
 

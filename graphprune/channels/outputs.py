@@ -21,7 +21,6 @@ import torch.fx as fx
 from graphprune.errors import PlanError
 
 SINGLE = "output"  # the name of the leaf of a model that returns one tensor
-MODES = ("keep", "zero-fill")
 
 
 @dataclass(frozen=True)
@@ -66,24 +65,6 @@ def _fields(node: fx.Node) -> Any:
     if len(node.args) == 1 and isinstance(node.args[0], (list, tuple)) and issubclass(node.target, dict):
         return node.args[0]
     return enumerate(node.args)
-
-
-def outputs_expected(v: Any) -> str | None:
-    """The plan check of ``[allocate] outputs``: None when fine, else what was expected."""
-    if v in MODES or (isinstance(v, dict) and v and all(isinstance(k, str) and k and m in MODES for k, m in v.items())):
-        return None
-    return "'keep', 'zero-fill', or a table of output leaf name -> 'keep' | 'zero-fill'"
-
-
-def mode_of(name: str, outputs: Any) -> str:
-    """``"keep"`` or ``"zero-fill"`` for the leaf ``name`` under the option ``outputs``."""
-    if isinstance(outputs, Mapping):
-        return outputs.get(name, "keep")
-    return outputs or "keep"
-
-
-def zero_filled_names(graph: fx.Graph, outputs: Any) -> set[str]:
-    return {leaf.name for leaf in output_leaves(graph) if mode_of(leaf.name, outputs) == "zero-fill"}
 
 
 def check_outputs(graph: fx.Graph, outputs: Any, plan: Any = None) -> None:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from graphprune.channels.outputs import outputs_expected
 from graphprune.errors import InputError, PlanError
+from graphprune.plan.output_modes import outputs_expected
 from graphprune.plan.source import PlanSource
 
 REMOVABLE_STRUCTURES = ("channel", "filter", "heads")  # heads: whole attention heads
