@@ -38,11 +38,13 @@ class TPTimeout(Exception):
 
 @contextmanager
 def alarm(seconds: float):
-    """Raise TPTimeout in this (main) thread after ``seconds``: Torch-Pruning's loops are pure Python."""
+    """Raise TPTimeout in this (main) thread after ``seconds``: Torch-Pruning's loops are pure Python.
+    The alarm repeats every 2 s until the block ends: a signal handled inside a weakref callback has its
+    exception swallowed ("Exception ignored in ..."), and one alarm alone then never stops the loop."""
     def fire(signum: int, frame: Any) -> None:
         raise TPTimeout(f"did not finish in {seconds:g} s")
     previous = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 2.0)
     try:
         yield
     finally:

@@ -58,6 +58,10 @@ def notes(meta: dict[str, Any]) -> list[str]:
         "so graphprune keeps it (the hidden-width row is refused and says so) while Torch-Pruning halves it: "
         "its BertModel row is a model with a different output. BertForSequenceClassification, whose output "
         "is the logits, compares the two on the same contract.",
+        *(["- the `outputs zero-fill` rows (BertModel) prune the hidden width through the output: "
+           "`last_hidden_state` keeps its shape and its removed channels read zero, as in the masked dense "
+           "model (`[allocate] outputs`, docs/plans.md); \"last_hidden_state, pooler kept\" zero-fills that "
+           "leaf alone, \"every output\" also prunes the pooler's width."] if meta.get("zero_fill_option") else []),
         f"- {stats}.",
         "- Torch-Pruning's Llama setting from `prune_llm.py` does not return on transformers 5 (building the "
         "group of a `v_proj` loops through the rotary embedding's slice/concatenation with ever larger "

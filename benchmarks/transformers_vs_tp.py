@@ -11,7 +11,10 @@ and, with ``--large``, from a larger one (hidden 256, 4 layers, 8 heads, 4 KV he
   ``graphprune.testing.masked_equivalence_error`` is at rounding level), and a second row that also
   prunes the hidden width 50 % (``[allocate] statistics = "exact"`` where the plan schema has it, else
   the report's ``inexact`` list says what changed). graphprune never changes an output's shape: on
-  BertModel the hidden width *is* ``last_hidden_state``, so that row is refused and says why.
+  BertModel the hidden width *is* ``last_hidden_state``, so that row is refused and says why; the rows
+  after it add ``[allocate] outputs = "zero-fill"`` (``graphprune.zero_fill``: the output keeps its
+  shape, the removed channels read zero as in the masked model), for ``last_hidden_state`` alone (the
+  pooler kept, as Torch-Pruning's example keeps it) and for every output.
 
 Run it::
 
@@ -64,14 +67,27 @@ def statistics_option() -> bool:
     return "statistics" in getattr(schema, "ALLOCATE_KEYS", {})
 
 
-def graphprune_plans(family: str) -> dict[str, dict[str, Any]]:
+def zero_fill_option() -> bool:
+    """Whether this graphprune's plan has ``[allocate] outputs`` (zero-filled output channels)."""
+    from graphprune.plan import schema
+
+    return "outputs" in getattr(schema, "ALLOCATE_KEYS", {})
+
+
+def graphprune_plans(family: str, name: str = "") -> dict[str, dict[str, Any]]:
     base = [{"select": HEADS[family], "structure": "heads", "sparsity": 0.5},
             {"select": MLP[family], "sparsity": 0.5}]
     hidden: dict[str, Any] = {"prune": [*base, {"select": "*", "sparsity": 0.5}]}
     if statistics_option():
         hidden["allocate"] = {"statistics": "exact"}
-    return {"heads 50 % + MLP 50 %": {"prune": base},
-            "heads + MLP + hidden width 50 %" + (" (statistics exact)" if statistics_option() else ""): hidden}
+    label = "heads + MLP + hidden width 50 %" + (" (statistics exact)" if statistics_option() else "")
+    plans = {"heads 50 % + MLP 50 %": {"prune": base}, label: hidden}
+    if name == "bert" and zero_fill_option():  # the hidden width is BertModel's last_hidden_state
+        for what, outputs in ((" last_hidden_state, pooler kept", {"last_hidden_state": "zero-fill"}),
+                              (" every output", "zero-fill")):
+            plans[f"{label}, outputs zero-fill:{what}"] = {
+                **hidden, "allocate": {**hidden.get("allocate", {}), "outputs": outputs}}
+    return plans
 
 
 def build(name: str, large: bool) -> tuple[torch.nn.Module, tuple[Any, ...], str]:
@@ -158,7 +174,7 @@ def compare(name: str, large: bool = False, tp_timeout: float = 30.0,
     before = params(model)
     family = FAMILY[name]
     rows = [tp_row(s, model, inputs, dense, tp_timeout) for s in (tp_settings or _tp_hf.settings_for(family))]
-    rows += [gp_row(s, plan, model, inputs, dense) for s, plan in graphprune_plans(family).items()]
+    rows += [gp_row(s, plan, model, inputs, dense) for s, plan in graphprune_plans(family, name).items()]
     for row in rows:
         after = row["params_after"]
         row.update(model=type(model).__name__, spec=f"hf:{name}", config=config, params_before=before,
@@ -174,6 +190,7 @@ def run_all(models: tuple[str, ...], large: bool, quick: bool, tp_timeout: float
     rows = [row for lg in ((False, True) if large else (False,)) for name in models
             for row in compare(name, lg, tp_timeout)]
     meta = {"quick": quick, "large": large, "tp_timeout_s": tp_timeout, "statistics_option": statistics_option(),
+            "zero_fill_option": zero_fill_option(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "torch_pruning": importlib.metadata.version("torch-pruning"), "python": platform.python_version(),
             "threads": torch.get_num_threads()}

@@ -93,7 +93,7 @@ def _options(plan: Plan) -> Options:
     spec = plan.allocate
     return Options(sparsity=rule.sparsity if rule.sparsity is not None else 0.0, score=rule.score,
                    round_to=spec.round_to, min_channels=spec.min_channels, exact=spec.exact,
-                   statistics=spec.statistics)
+                   statistics=spec.statistics, outputs=spec.outputs)
 
 
 def _check_plan_against(plan: Plan, model: nn.Module, inputs: tuple[Any, ...]) -> None:
@@ -115,8 +115,8 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     values (flags, ``None``) are traced as constants. The pruned module takes the tensor inputs in
     ``forward``'s order and returns the same output structure with the same leaf shapes.
     ``plan``: None (remove 50 % of every group by L2 magnitude), a recipe name, a TOML/YAML/JSON path,
-    a dict or a ``Plan``; keyword overrides (``sparsity``, ``score``, ``round_to``, ``min_channels``,
-    ``exact``, ``scope``, ``max_per_group``, ``statistics``) apply on top. ``data``: (input, target) batches for
+    a dict or a ``Plan``; keyword overrides (``sparsity``, ``score``, ``round_to``, ``min_channels``, ``exact``,
+    ``scope``, ``max_per_group``, ``statistics``, ``outputs``) apply on top. ``data``: (input, target) batches for
     data-driven passes (else the plan's ``[data]``, read by the registered loader: ``graphprune.plan.data``);
     ``val_data``: validation batches for the accuracy
     a recovery pass measures. ``capture``: ``"fx"``, ``"export"`` or ``"auto"`` (``graphprune.capture``),

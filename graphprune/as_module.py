@@ -46,8 +46,18 @@ def is_result(value: Any) -> bool:
 
 
 def check_representable(model: nn.Module, artifacts: Mapping[str, Any]) -> None:
-    """Refuse (one line) what a copy of the user's class cannot compute, before anything is copied.
-    Statistics kept over the original width are checked with the graph at hand (``planned_folds``)."""
+    """Refuse (one line) what a copy of the user's class cannot compute, before anything is copied: an
+    output it zero-fills (``outputs = 'zero-fill'``): the copy's own ``forward`` returns the kept width, and
+    only a wrapper around it could scatter it back. Statistics kept over the original width are checked
+    with the graph at hand (``graphprune.folded_statistics.planned_folds``)."""
+    filled = (artifacts or {}).get("outputs", {}).get("zero_filled") or []
+    if filled:
+        what = f"output {filled[0]} is" if len(filled) == 1 else f"outputs {', '.join(filled[:2])}" \
+            f"{', ...' if len(filled) > 2 else ''} are"
+        raise InputError(f"apply: {what} zero-filled "
+                         f"(outputs = 'zero-fill'): {type(model).__name__}'s own forward returns the kept width, "
+                         f"and only a wrapper around it could fill it back: use form='graphmodule', or compile with "
+                         f"outputs='keep' for the module form")
 
 
 def from_result(result: Any) -> nn.Module:

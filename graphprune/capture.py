@@ -21,6 +21,7 @@ captured at the example sizes, and the record says why. (fx graphs compute sizes
 
 from __future__ import annotations
 
+import collections
 import inspect
 from collections.abc import Iterable
 from typing import Any
@@ -224,6 +225,8 @@ def _unflatten(graph: fx.Graph, flat: list[Any], spec: pytree.TreeSpec) -> Any:
     children = [_unflatten(graph, flat, child) for child in spec.children()]
     if spec.type in (tuple, list):
         return spec.type(children)
+    if spec.type is collections.namedtuple:  # pytree's namedtuple node: the class is its context
+        return graph.call_function(spec.context, tuple(children))
     if spec.type is dict:
         return dict(zip(spec.context, children))
     if spec.type is type(None):

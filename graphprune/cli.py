@@ -127,6 +127,9 @@ def _add_compile(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--statistics", choices=("exact", "renormalize"), default=None,
                    help="LayerNorm/RMSNorm/means over removed channels: over the original width, exact where the "
                         "removed channels are zero (default), or renormalised over the kept ones")
+    p.add_argument("--outputs", choices=("keep", "zero-fill"), default=None,
+                   help="channels reaching a model output: frozen (keep, default), or removable with the output "
+                        "scattered back into zeros of its width (zero-fill)")
     p.add_argument("--capture", choices=("fx", "export", "auto"), default=None,
                    help="how the model is captured: torch.fx, torch.export, or auto (default: fx, then export "
                         "where fx fails)")

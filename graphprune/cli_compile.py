@@ -56,7 +56,7 @@ def _prepared_plan(args: argparse.Namespace) -> Any:
     from graphprune.plan.schema import EMIT_FORMATS
 
     overrides = {"sparsity": args.sparsity, "score": args.score, "round_to": args.round_to, "exact": args.exact,
-                 "statistics": args.statistics}
+                 "statistics": args.statistics, "outputs": args.outputs}
     plan = with_overrides(load_plan(args.plan), overrides)
     if args.out is not None:
         _check_out(args.out)

@@ -92,7 +92,8 @@ def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwa
     inputs = example_inputs if example_inputs is not None else report_inputs(data, where)
     bound = _check_inputs(model, inputs, kwargs)
     state = CompileState(data.get("model") or type(model).__name__, model, bound.traced,
-                         options=Options(statistics=_statistics(data)), input_constants=bound.constants)
+                         options=Options(statistics=_statistics(data), outputs=_outputs(data)),
+                         input_constants=bound.constants)
     splits = data.get("artifacts", {}).get("analyze-channels", {}).get("head_splits")  # structure = "heads"
     analyze = AnalyzeChannels(head_splits=tuple(splits) if splits else None)
     state = run_pipeline(state, [Trace(leaf_modules=tuple(leaf_modules)), Canonicalize(), analyze])
@@ -142,6 +143,12 @@ def _statistics(data: Mapping[str, Any]) -> str:
     before the option existed renormalised them."""
     options = data.get("options")
     return options.get("statistics", "renormalize") if isinstance(options, Mapping) else "exact"
+
+
+def _outputs(data: Mapping[str, Any]) -> Any:
+    """The report's ``outputs`` mode (which output leaves the compile zero-filled); older reports kept them."""
+    options = data.get("options")
+    return options.get("outputs", "keep") if isinstance(options, Mapping) else "keep"
 
 
 def _report_dict(report: Any) -> dict[str, Any]:

@@ -27,6 +27,9 @@ class Options:
     # "exact": statistics over removed channels keep the original width where the removed channels are
     # proved zero (graphprune.statistics); "renormalize": over the kept channels, reported inexact
     statistics: str = "exact"
+    # "keep": every output leaf's channels are frozen; "zero-fill" (or a dict of leaf name -> mode): an
+    # output leaf's channels may be removed and are scattered back into zeros at the output (zero_fill.py)
+    outputs: Any = "keep"
 
 
 @dataclass(frozen=True)

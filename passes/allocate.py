@@ -119,5 +119,7 @@ def _nothing_prunable(rule: PruneRule, groups: list) -> str:
         return (f"selects no channel group (select={list(rule.select)}): every selected module is governed "
                 f"by a more specific rule or carries no prunable channel")
     reasons = sorted({r for g in groups for r in g.frozen_reasons} or {"not anchored in an activation"})
+    hint = ("; [allocate] outputs = 'zero-fill' prunes them (filled back with zeros)"
+            if "reaches the model output" in reasons else "")
     return (f"structure '{rule.structure}' cannot be carried by the selection: all {len(groups)} selected "
-            f"groups are frozen ({'; '.join(reasons[:3])})")
+            f"groups are frozen ({'; '.join(reasons[:3])}){hint}")

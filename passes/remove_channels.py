@@ -5,7 +5,8 @@ modules, ``graphprune.copy_on_write``; the input state keeps its own): every par
 index-selected, module attributes are updated
 (``graphprune.resize``), nodes with baked sizes are rewritten by their rule's ``rewrite``, statistics
 over channels are kept over the original width where the plan says ``statistics = "exact"`` and the
-removed channels are proved zero at them (``graphprune.statistics``), and the result is re-propagated
+removed channels are proved zero at them (``graphprune.statistics``), an output leaf the plan zero-fills
+is scattered back to its width (``graphprune.zero_fill``), and the result is re-propagated
 on fake tensors: any node whose new shape differs from what the keep decision implies is an internal
 error named by node, never a silently wrong model.
 
@@ -34,6 +35,7 @@ from graphprune.resize import fix_attributes
 from graphprune.state import CompileState
 from graphprune.statistics import StatisticCuts, keep_full_width, plan_statistics
 from graphprune.values import TensorInfo, propagate_counting
+from graphprune.zero_fill import fill_outputs, record, unproved
 
 
 def _cut_plan(state: CompileState, keep_element: np.ndarray) -> dict[str, dict[int, np.ndarray]]:
@@ -174,8 +176,9 @@ def _rewrite_nodes(gm: fx.GraphModule, view: KeptView) -> None:
             rule.rewrite(node, view)
 
 
-def _verify(gm: fx.GraphModule, state: CompileState, view: KeptView) -> int:
-    """Re-propagate the pruned graph, compare every node's shape with the analysis; return its MACs."""
+def _verify(gm: fx.GraphModule, state: CompileState, view: KeptView, dense: frozenset[str] = frozenset()) -> int:
+    """Re-propagate the pruned graph, compare every node's shape with the analysis; return its MACs.
+    ``dense``: nodes that keep their dense shapes (the output containers holding zero-filled leaves)."""
     try:
         values, macs = propagate_counting(gm, state.example_inputs)
     except GraphpruneError as exc:
@@ -185,7 +188,7 @@ def _verify(gm: fx.GraphModule, state: CompileState, view: KeptView) -> int:
         info = view.values.get(node.name)
         if node.op == "get_attr" and isinstance(info, TensorInfo) and not info.dtype.is_floating_point:
             continue  # constant index tables are re-derived by their consumer's rewrite
-        expected = view.expected(node.name)
+        expected = _shapes(info) if node.name in dense else view.expected(node.name)
         got = _shapes(values.get(node.name))
         if expected is not None and got != expected:
             raise RemovalError(f"after channel removal node '{node.name}' ({node.format_node()}) has shape "
@@ -221,10 +224,12 @@ class RemoveChannels(Pass):
         view = KeptView(state.analysis.layouts, state.values, keep_element)
         cuts = _cut_plan(state, keep_element)
         statistics = plan_statistics(state, keep_element, cuts)
+        unproved_fills = unproved(state, keep_element, cuts)
         jobs, pending = _start_cuts(gm, cuts)  # large copies run on worker threads during the rewrite
         owners = _owners(gm)
         _rewrite_nodes(gm, view)
         keep_full_width(gm, view, statistics)
+        filled = fill_outputs(gm, view, state.options.outputs)
         recompile_if_changed(gm)
         _store_cuts(jobs, pending, owners)
         kept = {fqn: {dim: index.tolist() for dim, index in dims.items()} for fqn, dims in cuts.items()}
@@ -233,12 +238,13 @@ class RemoveChannels(Pass):
         _fix_modules(gm, view, touched)
         macs = {**state.macs}
         if self.verify:
-            macs["pruned"] = _verify(gm, state, view)
+            macs["pruned"] = _verify(gm, state, view, frozenset(leaf.holder.name for leaf in filled))
         weight_scores = {c: slice_per_weight(t, kept) for c, t in state.weight_scores.items()}
         return state.with_(gm=gm, kept=compose_kept(state.kept, kept), values=None, macs=macs,
-                           inexact_cuts=state.inexact_cuts + inexact_cuts(state, keep_element, statistics),
+                           inexact_cuts=state.inexact_cuts + inexact_cuts(state, keep_element, statistics)
+                           + unproved_fills,
                            masks=slice_per_weight(state.masks, kept), weight_scores=weight_scores,
-                           artifacts=_record_static_sizes(_record(state.artifacts, statistics), gm))
+                           artifacts=_record_static_sizes(record(_record(state.artifacts, statistics), filled), gm))
 
 
 def _record_static_sizes(artifacts: dict, gm: fx.GraphModule) -> dict:

@@ -33,7 +33,9 @@ def rows(vs_tp) -> dict[str, list[dict]]:
 
 
 def _row(rows: list[dict], tool: str, setting_start: str) -> dict:
-    [row] = [r for r in rows if r["tool"] == tool and r["setting"].startswith(setting_start)]
+    """The one row whose setting starts so (a zero-fill row only when the prefix names it)."""
+    [row] = [r for r in rows if r["tool"] == tool and r["setting"].startswith(setting_start)
+             and ("zero-fill" in setting_start or "zero-fill" not in r["setting"])]
     return row
 
 
@@ -65,6 +67,19 @@ def test_bert_hidden_width_is_refused_where_it_is_the_output(rows) -> None:  # n
     refused = _row(rows["bert"], "graphprune", "heads + MLP + hidden")
     assert refused["status"] == "refused" and "reaches the model output" in refused["error"]
     assert refused["params_after"] is None and refused["reduction"] is None
+
+
+def test_bert_zero_fill_rows_remove_at_least_as_many_as_torch_pruning_and_are_exact(rows) -> None:  # noqa: ANN001
+    """issue 13's floor on BertModel: with the output zero-filled, graphprune's hidden-width rows remove at
+    least Torch-Pruning's parameters (which halves ``last_hidden_state``) and keep every output shape, exact."""
+    tp = _row(rows["bert"], "Torch-Pruning", "prune_hf_bert")
+    filled = [r for r in rows["bert"] if "outputs zero-fill" in r["setting"]]
+    assert len(filled) == 2
+    for row in filled:
+        assert row["status"] == "ok" and row["shapes_kept"] and row["exact"] and row["inexact"] == []
+        assert row["params_after"] <= tp["params_after"] and row["masked_err"] < 1e-4
+    [every] = [r for r in filled if r["setting"].endswith("every output")]
+    assert every["params_after"] < tp["params_after"]
 
 
 def test_a_torch_pruning_setting_that_never_returns_is_a_timeout_row(monkeypatch) -> None:  # noqa: ANN001

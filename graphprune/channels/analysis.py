@@ -6,7 +6,6 @@ Effects: none on the graph (an analysis never mutates); returns a ``ChannelAnaly
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +16,11 @@ import graphprune.ops  # noqa: F401  (fills the rule table)
 from graphprune.channels.context import RuleContext, empty_like
 from graphprune.channels.elements import ElementTable
 from graphprune.channels.layout import Layout, iter_layouts
+from graphprune.channels.outputs import is_container_class, output_leaves
 from graphprune.channels.probe import probe_movement
 from graphprune.interface import tensor_aliases
 from graphprune.ops.registry import describe, lookup, node_key
+from graphprune.plan.output_modes import mode_of
 from graphprune.shapes.registry import TensorInfo
 
 
@@ -50,8 +51,9 @@ def _get_attr_layout(table: ElementTable, node: fx.Node, value: Any) -> Any:
 
 
 def analyze(gm: fx.GraphModule, values: dict[str, Any], whole_group_convs: frozenset[str] = frozenset(),
-            head_splits: frozenset[str] = frozenset()) -> ChannelAnalysis:
-    """``head_splits``: reshape nodes to split by whole heads (``graphprune.channels.heads``)."""
+            head_splits: frozenset[str] = frozenset(), outputs: Any = "keep") -> ChannelAnalysis:
+    """``head_splits``: reshape nodes to split by whole heads (``graphprune.channels.heads``); ``outputs``:
+    the ``[allocate] outputs`` option (``graphprune.channels.outputs``)."""
     table = ElementTable(whole_group_convs=whole_group_convs, aliases=tensor_aliases(gm), head_splits=head_splits)
     layouts: dict[str, Any] = {}
     unknown: list[UnknownOp] = []
@@ -62,16 +64,27 @@ def analyze(gm: fx.GraphModule, values: dict[str, Any], whole_group_convs: froze
         elif node.op == "get_attr":
             layouts[node.name] = _get_attr_layout(table, node, values.get(node.name))
         elif node.op == "output":
-            ctx = RuleContext(node, table, gm, layouts, values, modules)
-            for lay in iter_layouts(ctx.layout(node.args[0])):
-                for ids in lay.all_ids():
-                    table.freeze(ids, "reaches the model output", node.name)
+            _freeze_outputs(gm, node, table, layouts, values, outputs)
         else:
             layouts[node.name] = _apply_rule(gm, node, table, layouts, values, unknown, modules)
     movement = frozenset(n.name for n in gm.graph.nodes if n.op == "call_function" and isinstance(
         layouts.get(n.name), Layout) and layouts[n.name].dims and lookup(node_key(n, gm, modules)) is None
         and not is_container_class(n.target))
     return ChannelAnalysis(table, layouts, unknown, movement)
+
+
+def _freeze_outputs(gm: fx.GraphModule, output: fx.Node, table: ElementTable, layouts: dict[str, Any],
+                    values: dict[str, Any], outputs: Any) -> None:
+    """Freeze every channel of an output leaf, except a zero-filled leaf's (a tensor, so removal can
+    scatter its kept channels back into zeros of its width: ``graphprune.zero_fill``)."""
+    for leaf in output_leaves(gm.graph):
+        lay = layouts.get(leaf.node.name)
+        tensor = isinstance(lay, Layout) and isinstance(values.get(leaf.node.name), TensorInfo)
+        if tensor and mode_of(leaf.name, outputs) == "zero-fill":
+            continue
+        for one in iter_layouts(lay):
+            for ids in one.all_ids():
+                table.freeze(ids, "reaches the model output", output.name)
 
 
 def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts: dict[str, Any],
@@ -96,12 +109,6 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, table: ElementTable, layouts:
         for ids in lay.all_ids():
             table.anchor(ids)
     return result
-
-
-def is_container_class(target: Any) -> bool:
-    """A call that only packs tensors into a structure: a dict or tuple subclass (OrderedDict,
-    ``ModelOutput``, a namedtuple) or a dataclass, built where a model returns it."""
-    return isinstance(target, type) and (issubclass(target, (dict, tuple)) or dataclasses.is_dataclass(target))
 
 
 def structure_layout(ctx: RuleContext) -> Any:
@@ -131,12 +138,12 @@ def collapsed_within_group_convs(analysis: ChannelAnalysis, labels: np.ndarray) 
 
 
 def analyze_until_stable(gm: fx.GraphModule, values: dict[str, Any],
-                         head_splits: frozenset[str] = frozenset()) -> ChannelAnalysis:
+                         head_splits: frozenset[str] = frozenset(), outputs: Any = "keep") -> ChannelAnalysis:
     """``analyze``, re-run with whole-group pruning for every grouped conv that within-group pruning
     left too coarse (the set only grows, so this ends after at most one round per grouped conv)."""
     whole: frozenset[str] = frozenset()
     while True:
-        analysis = analyze(gm, values, whole, head_splits)
+        analysis = analyze(gm, values, whole, head_splits, outputs)
         if not analysis.table.within_group_convs:
             return analysis
         collapsed = collapsed_within_group_convs(analysis, analysis.table.resolve())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from graphprune.errors import InputError, PlanError
+from graphprune.plan.output_modes import outputs_expected
 from graphprune.plan.source import PlanSource
 
 REMOVABLE_STRUCTURES = ("channel", "filter", "heads")  # heads: whole attention heads
@@ -92,6 +93,7 @@ ALLOCATE_KEYS: dict[str, Check] = {
     "min_channels": _positive_int,
     "exact": _boolean,
     "statistics": _one_of(*STATISTICS),
+    "outputs": outputs_expected,
 }
 EMIT_KEYS: dict[str, Check] = {
     "format": _one_of(*EMIT_FORMATS),
@@ -109,7 +111,8 @@ DATA_KEYS: dict[str, Check] = {
     "val_split": _number(0, 1, hi_open=True),
 }
 SHORTHAND = {"sparsity": "prune", "score": "prune", "round_to": "allocate", "min_channels": "allocate",
-             "exact": "allocate", "scope": "allocate", "max_per_group": "allocate", "statistics": "allocate"}
+             "exact": "allocate", "scope": "allocate", "max_per_group": "allocate", "statistics": "allocate",
+             "outputs": "allocate"}
 PASS_SECTIONS = ("admm", "purify", "finetune")  # [admm] is sugar for [passes.admm]
 TOP_KEYS = ("model", "prune", "allocate", "emit", "data", "passes", "pipeline", *PASS_SECTIONS, *SHORTHAND)
 
@@ -143,6 +146,7 @@ class AllocateSpec:
     min_channels: int = 1
     exact: bool = False
     statistics: str = "exact"  # graphprune.statistics: LayerNorm/RMSNorm/means over the original width
+    outputs: Any = "keep"  # graphprune.zero_fill: "keep", "zero-fill", or a dict of leaf name -> mode
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,7 @@ class _Reader:
                             "top-level sparsity/score is shorthand for a single [[prune]] rule; "
                             "move it into the [[prune]] tables")
         allocate = self.table(data.get("allocate", {}), "allocate", ALLOCATE_KEYS)
-        for key in ("round_to", "min_channels", "exact", "scope", "max_per_group", "statistics"):
+        for key in ("round_to", "min_channels", "exact", "scope", "max_per_group", "statistics", "outputs"):
             if key in shorthand:
                 allocate.setdefault(key, shorthand[key])
         emit = self.table(data.get("emit", {}), "emit", EMIT_KEYS)
