@@ -55,6 +55,18 @@ def test_tables_are_written_between_their_markers(tmp_path: Path) -> None:
     assert module.table(_records(module)) in text and module.trials_table(_records(module)) in text
 
 
+def test_committed_results_regenerate_the_docs_tables() -> None:
+    module = bench("recovery")
+    records = module.load_results(module.RESULTS)
+    doc = module.DOC.read_text()
+    assert records and module.table(records) in doc and module.trials_table(records) in doc
+    rows = module._rows(records)
+    assert len(rows) == 4 and {r[1] for r in rows} == {"resnet20", "vgg11_bn"} and {r[2] for r in rows} == {2.0, 4.0}
+    for methods in rows.values():  # equal trials, every trial on 3 seeds
+        assert len(methods["finetune"]) == len(methods["distill"]) == module.PROTOCOL_TRIALS
+        assert all(len(by_seed) == 3 for m in methods.values() for by_seed in m.values())
+
+
 def test_quick_run_records_every_method(tmp_path: Path) -> None:
     module = bench("recovery")
     results = tmp_path / "quick.jsonl"
