@@ -1,4 +1,5 @@
-"""finetune: recovery training of the pruned model, optionally distilling the dense model's logits.
+"""finetune: recovery training of the pruned model, optionally distilling the dense model's logits (and
+its per-channel-norm features at the kept channels).
 
 Preconditions: ``removed`` (it trains what removal left; the scheduler places it after removal,
 purification and the unused-path fixed point, before fusing and emitting) and training data in
@@ -48,7 +49,8 @@ class Finetune(Pass, options_of(RecoveryConfig)):
         config = self.config()
         gm = trainable(state.gm)  # training writes in place: never into the user's or the input state's tensors
         result = run_recovery(gm, state.model, state.data, state.val_data, config, masks=state.masks,
-                              loss_fn=self.loss_fn, batch_size=self.batch_size, example_inputs=state.example_inputs)
+                              loss_fn=self.loss_fn, batch_size=self.batch_size, example_inputs=state.example_inputs,
+                              kept=state.kept)
         epochs = [{"epoch": r["epoch"], "loss": r.get("loss"), "lr": r["lr"], "val_acc": r["eval"]["acc"]}
                   for r in result.metrics if r["event"] in ("epoch", "done") and r.get("eval")]
         record = {"accuracy": {k: None if v is None else round(v["acc"], 6) for k, v in result.accuracy.items()},

@@ -5,7 +5,7 @@ loss = (1 - w) * task_loss(student, target) + w * T^2 * KL(softmax(teacher / T) 
 ``T`` (temperature) softens both distributions so the student learns how the teacher ranks the wrong
 classes too; the T^2 factor keeps the soft term's gradient scale independent of T. Logits are the last
 dimension of a tensor output (classification ``[N, C]``; also ``[N, C, ...]`` maps after moving C
-last, as dense prediction heads give them). Intermediate-feature distillation is not implemented.
+last, as dense prediction heads give them). Feature distillation: ``graphprune.training.features``.
 """
 
 from __future__ import annotations

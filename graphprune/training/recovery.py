@@ -3,7 +3,9 @@
 A run is ``round(epochs * steps_per_epoch)`` optimizer steps over a ``BatchStream`` (the batch at step
 g depends only on the seed and g), with a fresh optimizer and schedule (``graphprune.training.optim``).
 With ``distill`` the loss is ``graphprune.training.distill``'s blend of the task loss and the dense
-model's softened logits; the dense model runs in eval mode under ``no_grad`` and is never changed.
+model's softened logits; ``distill = "features"`` adds ``feature_weight`` x the squared error between
+the two models' per-channel-norm outputs at the kept channels (``graphprune.training.features``). The
+dense model runs in eval mode under ``no_grad`` and is never changed (its hooks last one forward).
 Per-weight masks (mask-level pruning) stay applied: gradients are masked and the masks re-applied
 after every step. Accuracy is measured before pruning (the dense model), after pruning (before the
 first step) and after recovery, on the validation batches (or, without any, the training batches).
@@ -37,12 +39,14 @@ from graphprune.training import optim
 from graphprune.training.data import BatchStream
 from graphprune.training.distill import distillation_loss
 from graphprune.training.evaluate import evaluate
+from graphprune.training.features import capture, feature_loss, feature_points
 from graphprune.training.progress import MetricsLog, Progress
 from graphprune.training.runs import open_run, save_run
 from graphprune.training.spec import batch_accuracy, forward, recalibrate_batchnorm, to_device
 
 TRAJECTORY = ("epochs", "optimizer", "lr", "momentum", "weight_decay", "schedule", "distill", "temperature",
-              "distill_weight", "recalibrate_bn", "seed")
+              "distill_weight", "feature_weight", "recalibrate_bn", "seed")
+DISTILL = {False: None, True: "logits", "logits": "logits", "features": "features"}
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,10 @@ class RecoveryConfig:
     momentum: float = 0.9  # SGD only
     weight_decay: float | None = None
     schedule: str = "cosine"
-    distill: bool = False
+    distill: bool | str = False  # true | "logits": logits KD; "features": logits and per-channel-norm features
     temperature: float = 4.0
-    distill_weight: float = 0.9  # share of the distillation term; the task loss gets the rest
+    distill_weight: float = 0.9  # share of the logits distillation term; the task loss gets the rest
+    feature_weight: float = 1.0  # factor of the feature term (distill = "features" only)
     recalibrate_bn: int = 0  # batches to recompute BatchNorm statistics on before training (0: off)
     seed: int = 0
     checkpoint_dir: str | None = None
@@ -70,6 +75,10 @@ class RecoveryConfig:
         if not isinstance(self.epochs, (int, float)) or isinstance(self.epochs, bool) or self.epochs < 0:
             raise InputError(f"finetune.epochs: expected a number >= 0, got {self.epochs!r}")
         optim.check("finetune", self.optimizer, self.schedule, self.lr, self.weight_decay)
+        if isinstance(self.distill, (list, dict)) or self.distill not in DISTILL:
+            raise InputError(f"finetune.distill: expected true, false, 'logits' or 'features', got {self.distill!r}")
+        if not isinstance(self.feature_weight, (int, float)) or self.feature_weight < 0:
+            raise InputError(f"finetune.feature_weight: expected a number >= 0, got {self.feature_weight!r}")
         if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
             raise InputError(f"finetune.temperature: expected a positive number, got {self.temperature!r}")
         if not isinstance(self.distill_weight, (int, float)) or not 0 <= self.distill_weight <= 1:
@@ -77,6 +86,11 @@ class RecoveryConfig:
         steps_of(self.checkpoint_every, 1, "finetune.checkpoint_every")
         if self.resume and self.overwrite:
             raise InputError("finetune: resume and overwrite exclude each other")
+
+    @property
+    def distill_mode(self) -> str | None:
+        """None (no distillation), "logits" or "features"."""
+        return DISTILL[self.distill]
 
     def trajectory(self) -> dict[str, Any]:
         """What a resumed run must share with its checkpoint (everything that changes the numbers)."""
@@ -97,14 +111,18 @@ class RecoveryResult:
 
 def run_recovery(student: nn.Module, teacher: nn.Module, data: Any, val: Any, config: RecoveryConfig, *,
                  masks: dict[str, torch.Tensor] | None = None, loss_fn: Any = F.cross_entropy,
-                 batch_size: int | None = None, example_inputs: Any = None) -> RecoveryResult:
-    """Train ``student`` in place (see the module docstring). ``teacher`` is read only."""
-    return _Recovery(student, teacher, data, val, config, masks or {}, loss_fn, batch_size, example_inputs).run()
+                 batch_size: int | None = None, example_inputs: Any = None,
+                 kept: dict[str, dict[int, list[int]]] | None = None) -> RecoveryResult:
+    """Train ``student`` in place (see the module docstring). ``teacher`` is read only. ``kept``: the
+    dense indices each of the student's tensors kept (``CompileState.kept``), for feature distillation."""
+    return _Recovery(student, teacher, data, val, config, masks or {}, loss_fn, batch_size, example_inputs,
+                     kept or {}).run()
 
 
 class _Recovery:
     def __init__(self, student: nn.Module, teacher: nn.Module, data: Any, val: Any, config: RecoveryConfig,
-                 masks: dict[str, torch.Tensor], loss_fn: Any, batch_size: int | None, example_inputs: Any) -> None:
+                 masks: dict[str, torch.Tensor], loss_fn: Any, batch_size: int | None, example_inputs: Any,
+                 kept: dict[str, dict[int, list[int]]]) -> None:
         self.config, self.loss_fn, self.example_inputs = config, loss_fn, example_inputs
         self.d = D.setup(config.device)
         self.home, self.was_training = next(student.parameters()).device, student.training
@@ -112,6 +130,7 @@ class _Recovery:
         self.teacher = teacher
         if config.distill and next(teacher.parameters()).device != self.d.device:
             self.teacher = copy.deepcopy(teacher).to(self.d.device)  # the user's model stays where it is
+        self.points = feature_points(student, teacher, kept) if config.distill_mode == "features" else []
         self.val, self.measured_on = (val, "validation") if val is not None else (data, "training")
         params = dict(student.named_parameters())
         self.masks = {n: m.to(self.d.device) for n, m in masks.items() if n in params}
@@ -174,20 +193,25 @@ class _Recovery:
         return evaluate(model, self.val, self.loss_fn, device)
 
     # -------------------------------------------------------------------------------------- step
-    def _loss(self, output: Any, inputs: Any, target: Any) -> torch.Tensor:
-        if not self.config.distill:
+    def _loss(self, output: Any, inputs: Any, target: Any, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        c = self.config
+        if not c.distill_mode:
             return self.loss_fn(output, target)
         device = next(self.teacher.parameters()).device
-        with eval_mode([self.teacher]), torch.no_grad():
+        paths = [p.path for p in self.points]
+        with eval_mode([self.teacher]), torch.no_grad(), capture(self.teacher, paths) as dense_features:
             teacher_out = forward(self.teacher, to_device(inputs, device))
-        return distillation_loss(self.loss_fn, output, teacher_out, target, self.config.temperature,
-                                 self.config.distill_weight)
+        loss = distillation_loss(self.loss_fn, output, teacher_out, target, c.temperature, c.distill_weight)
+        if self.points:
+            loss = loss + c.feature_weight * feature_loss(self.points, features, dense_features)
+        return loss
 
     def _train_step(self, wrapped: nn.Module, batch: Any) -> None:
         inputs, target = to_device(batch, self.d.device)
         self.optimizer.zero_grad(set_to_none=True)
-        output = forward(wrapped, inputs)
-        loss = self._loss(output, inputs, target)
+        with capture(self.student, [p.path for p in self.points]) as features:
+            output = forward(wrapped, inputs)
+        loss = self._loss(output, inputs, target, features)
         loss.backward()
         with torch.no_grad():
             for n, p in self.masked.items():

@@ -144,16 +144,17 @@ def _job(ckdir: Path, stop_at: int | None = None, **finetune):
     return graphprune.compile(model, (x[:1],), plan={"sparsity": 0.5, "finetune": options}, data=data)
 
 
-def test_interrupted_run_resumes_bit_for_bit(tmp_path: Path) -> None:
-    reference = _job(tmp_path / "ref")
+@pytest.mark.parametrize("distill", [True, "features"])
+def test_interrupted_run_resumes_bit_for_bit(tmp_path: Path, distill: bool | str) -> None:
+    reference = _job(tmp_path / "ref", distill=distill)
     with pytest.raises(_Interrupt):
-        _job(tmp_path / "cut", stop_at=8)  # checkpoints at steps 3 and 6
-    resumed = _job(tmp_path / "cut", resume=True)
+        _job(tmp_path / "cut", stop_at=8, distill=distill)  # checkpoints at steps 3 and 6
+    resumed = _job(tmp_path / "cut", resume=True, distill=distill)
     assert resumed.report.artifacts["finetune"]["resumed_from"]["step"] == 6
     for key, value in reference.module.state_dict().items():
         assert torch.equal(resumed.module.state_dict()[key], value), key
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (tmp_path / "ref" / "metrics.jsonl").read_text()
-    again = _job(tmp_path / "cut", resume=True)  # a finished run resumed trains nothing more
+    again = _job(tmp_path / "cut", resume=True, distill=distill)  # a finished run resumed trains nothing more
     assert again.report.artifacts["finetune"]["steps"] == reference.report.artifacts["finetune"]["steps"]
     assert torch.equal(again.module.state_dict()["4.weight"], reference.module.state_dict()["4.weight"])
 
