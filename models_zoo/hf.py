@@ -86,11 +86,11 @@ def _inputs(kind: str, batch: int = 2) -> tuple[Any, ...]:
     return (torch.randn(*shape, generator=generator),)
 
 
-def build(transformers: ModuleType, name: str) -> tuple[torch.nn.Module, tuple[Any, ...]]:
-    """The model ``hf:name`` names, in eval mode, and its example inputs."""
+def build(transformers: ModuleType, name: str, seed: int = DEFAULT_SEED) -> tuple[torch.nn.Module, tuple[Any, ...]]:
+    """The model ``hf:name`` names, in eval mode, with weights drawn from ``seed``, and its example inputs."""
     entry = ENTRIES[name]
     config = getattr(transformers, entry.config)(**entry.fields)
-    with seeded():
+    with seeded(seed):
         model = getattr(transformers, entry.model)(config)
     if entry.part == "encoder":
         model = model.get_encoder()

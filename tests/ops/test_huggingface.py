@@ -22,12 +22,15 @@ from tests.test_apply_module import _snapshot, _unchanged, _widths_agree
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def _llama(seed: int = 0):
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
-    return transformers.LlamaForCausalLM(config).eval()
+def _hf(name: str, seed: int = 0) -> nn.Module:
+    """``hf:name``'s small config (``models_zoo.hf``) with weights from ``seed``."""
+    from models_zoo import hf
+
+    return hf.build(pytest.importorskip("transformers"), name, seed)[0]
+
+
+def _llama(seed: int = 0) -> nn.Module:
+    return _hf("llama", seed)
 
 
 def _llama_plan(units_per_layer: list[int]) -> dict:
@@ -101,12 +104,8 @@ def test_llama_pruned_unevenly_keeps_the_dense_config_and_says_so(tmp_path: Path
         type(model).from_pretrained(tmp_path)  # refused, not loaded into the dense shapes
 
 
-def _bert(seed: int = 0):
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(seed)
-    config = transformers.BertConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                     num_attention_heads=4, vocab_size=100, max_position_embeddings=32)
-    return transformers.BertModel(config).eval()
+def _bert(seed: int = 0) -> nn.Module:
+    return _hf("bert", seed)
 
 
 def _bert_kept(heads: bool, ids: torch.Tensor) -> dict:
