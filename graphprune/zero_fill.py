@@ -92,7 +92,7 @@ def _scatter(gm: fx.GraphModule, value: fx.Node, dim: int, keep: np.ndarray, ndi
     index = np.full(len(keep), int(keep.sum()), dtype=np.int64)  # removed -> the appended zero
     index[keep] = np.arange(int(keep.sum()))
     name = _free_name(gm, f"_zero_fill_{value.name}_{dim}")
-    gm.register_buffer(name, torch.from_numpy(index))
+    gm.register_buffer(name, torch.from_numpy(index), persistent=False)  # ours: the state_dict keeps the user's keys
     graph = gm.graph
     padded = graph.call_function(torch.constant_pad_nd, (value, [0, 0] * (ndim - 1 - dim) + [0, 1], 0.0))
     return graph.call_function(torch.index_select, (padded, dim, graph.get_attr(name)))

@@ -75,6 +75,7 @@ def test_per_leaf_outputs_zero_fill_only_the_leaves_named() -> None:
     result = graphprune.compile(model, (x,), plan)
     assert len(result.report.kept["ln.weight"][0]) == 8 and 0 not in result.report.kept["head.weight"]
     assert result.report.artifacts["outputs"]["zero_filled"] == ["0"]
+    assert set(result.module.state_dict()) == set(model.state_dict())  # the fill's index is not a weight
     assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5
     with pytest.raises(PlanError, match=r"allocate\.outputs: the model's output has no leaf 'logits' \(its "
                                         r"leaves: 0, 1\)"):
