@@ -16,17 +16,16 @@ import torch.fx as fx
 from torch import nn
 
 from graphprune import tensor_ops
-from graphprune.trace import private_hierarchy
+from graphprune.trace import own_containers, private_hierarchy
 
 
 def writable(gm: fx.GraphModule) -> fx.GraphModule:
     """A copy of ``gm`` to rewrite: its own graph (same node names, so the same code and the same keys
-    in ``state.values``), its own module objects with their own parameter/buffer/submodule dicts, and
+    in ``state.values``), its own module objects with their own containers (parameters, buffers, submodules, hooks), and
     the same tensors. A lazily compiled GraphModule stays lazy (its code is generated on first run)."""
     clone = fx.GraphModule.__new__(type(gm))  # a class of its own: fx installs ``forward`` per class
     clone.__dict__.update(gm.__dict__)
-    clone.__dict__["_parameters"] = dict(gm._parameters)
-    clone.__dict__["_buffers"] = dict(gm._buffers)
+    own_containers(clone, gm)
     clone.__dict__["_modules"] = {name: None if m is None else private_hierarchy(m) for name, m in gm._modules.items()}
     clone.graph = copy.deepcopy(gm.graph)  # the setter makes the copy own it and recompiles (lazily)
     return clone

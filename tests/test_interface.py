@@ -318,3 +318,22 @@ def test_a_positional_norm_dim_is_read_as_the_dim() -> None:
     result = graphprune.compile(model, (x,), sparsity=0.5)
     assert len(result.report.kept["conv.weight"][0]) == 8 and result.report.inexact == []
     assert masked_equivalence_error(model, result.module, result.report.kept, (x,)) < 1e-5
+
+
+def test_hooks_and_buffers_added_to_the_result_stay_off_the_users_model() -> None:
+    """Before, copy-on-write copies shared nn.Module's hook tables and non-persistent buffer set with the
+    user's modules: a hook registered on the compiled model's layer was added to the user's and fired
+    there (the user's model was mutated through the result)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    result = graphprune.compile(model, x, sparsity=0.5)
+    layers = dict(result.module.named_modules())
+    fired = []
+    for path, layer in layers.items():
+        if path:
+            layer.register_forward_hook(lambda *args, path=path: fired.append(path))
+            layer.register_buffer("extra", torch.zeros(1), persistent=False)
+    with torch.no_grad():
+        model(x)
+    assert fired == []
+    assert all(not m._forward_hooks and not m._non_persistent_buffers_set for m in model.modules())

@@ -62,7 +62,7 @@ def capture(model: nn.Module, paths: Sequence[str]) -> Iterator[dict[str, torch.
     """Within the block, every forward of ``model`` records the output of the modules at ``paths``."""
     outputs: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
-    handles = [modules[p].register_forward_hook(_recorder(outputs, p, modules[p])) for p in paths]
+    handles = [modules[p].register_forward_hook(_recorder(outputs, p)) for p in paths]
     try:
         yield outputs
     finally:
@@ -70,12 +70,11 @@ def capture(model: nn.Module, paths: Sequence[str]) -> Iterator[dict[str, torch.
             h.remove()
 
 
-def _recorder(outputs: dict[str, torch.Tensor], path: str, owner: nn.Module):
-    """A hook that records ``owner``'s output only. Why the check: a copy-on-write copy of a module (the
-    pruned graph's) can share its hook dict with the original (the dense model's)."""
+def _recorder(outputs: dict[str, torch.Tensor], path: str):
+    """A hook recording its module's output under ``path`` (each copy-on-write copy of a module has its
+    own hook table: ``graphprune.trace.own_containers``, so the dense model's hooks stay its own)."""
     def hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
-        if module is owner:
-            outputs[path] = output
+        outputs[path] = output
     return hook
 
 
