@@ -48,7 +48,11 @@ def merge(path: Path, records: Iterable[Record], key: Callable[[Record], Any]) -
 
 
 def pai_key(r: Record) -> tuple:
-    return r["task"], r["model"], r["method"], r["kind"], r["level"], r["seed"], r["protocol"]
+    """A test cell is one record per protocol whatever learning rate tuning chose; a tuning trial is one
+    per learning rate."""
+    phase = r.get("phase", "test")
+    return (r["task"], r["model"], r["method"], r["kind"], r["level"], r["seed"], phase,
+            r.get("lr") if phase == "tune" else None, r["protocol"])
 
 
 def structadmm_key(r: Record) -> tuple:

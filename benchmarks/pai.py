@@ -1,42 +1,49 @@
-"""Pruning-at-initialisation benchmark: random, magnitude, SNIP, GraSP, SynFlow and PX.
+"""Pruning-at-initialisation benchmark: SNIP, GraSP, SynFlow and PX (and PX's controls), the papers' protocol.
 
 What is measured
 ----------------
 For each task (``--tasks``, default mnist5k and shapes at 16x16, from ``models_zoo.data``), each model
-(``models_zoo.small:small_cnn``, a plain 4-conv CNN, and ``models_zoo.small:resnet8``, the CIFAR ResNet
-family at one block per stage; ``--init paper``, the default, initialises them as the papers do), each
-seed (model initialisation, training order and pruning batch) and each criterion:
+(``plain_cnn``, four conv-ReLU layers without BatchNorm, and ``resnet8``, the CIFAR ResNet with
+BatchNorm at one block per stage; ``small_cnn``, the plain CNN with BatchNorm, on request; all
+initialised as the papers do with ``--init paper``, the default), each seed (model initialisation,
+training order and pruning batch) and each criterion: score at initialisation through the compiler's
+passes (``trace`` -> ``analyze-channels`` -> ``score-<criterion>`` -> ``apply-masks``, one global
+threshold) at weight densities 1, 0.5, 0.2, 3 and 10 % (in that order, so a cut-short run has the
+acceptance densities), then train the masked GraphModule (masks live in its forward). SynFlow and PX
+prune iteratively over ``--rounds`` rounds (100, as the papers). Data-driven criteria (SNIP, GraSP, PX)
+see the same class-balanced pruning batch (10 examples of each class).
 
-* **irregular**: score at initialisation through the compiler's passes (``trace`` ->
-  ``analyze-channels`` -> ``score-<criterion>`` -> ``apply-masks``, global threshold) at weight
-  densities 20/10/5/2/1 %, then train the masked GraphModule (masks live in its forward);
-* **structured**: the same per-weight scores summed over each pruning group's channels
-  (``allocate`` removes the same fraction of every group, ``remove-channels`` makes the network
-  physically smaller) at 50 % and 75 % channel sparsity, then train the smaller network;
-* **dense**: the unpruned model with the same training, for reference.
+Controls, trained from every PX mask: ``px-shuffled`` (PX's kept weights permuted within each layer,
+which is a random mask at PX's per-layer densities) and ``px-filter-shuffled`` (permuted within each
+filter: PX's fan-in per unit kept too). If a control trains as well as PX, PX's value lies in the
+densities it chose, not in its connections.
 
-Every run gets the same training budget (Adam, one-cycle learning rate, ``--steps`` batches of 64 per
-task) and reports validation and test accuracy. Data-driven criteria (SNIP, GraSP, PX) all see the
-same class-balanced pruning batch (``--per-class`` examples of each class). SynFlow and PX prune
-iteratively over ``--rounds`` rounds (default 100, as the paper; ``--quick`` uses 5); for the
-structured variant they score once, on the dense model. Layer collapse is counted two ways: layers
-that keep no weight (``collapsed_layers``; in a ResNet a whole branch may go while the skip path still
-connects), and a network with no input->output path left ("disconnected",
-``graphprune.scoring.path_count == 0``).
+Protocol: every run trains for the same budget (Adam, one-cycle schedule, ``--steps`` batches of 64:
+1200 on both tasks, about 20 epochs of mnist5k, chosen from validation curves in docs/pai.md). The learning
+rate is chosen on the validation split with the same trials for every method: one run per rate in
+``--lrs`` at 1 % density (dense: unpruned) on a tuning seed (1000) that is none of the test seeds;
+the rate with the best validation accuracy is then used for every density and seed of that (task,
+model, method). Layer collapse is recorded per run: layers that keep no weight (``collapsed_layers``;
+in a ResNet a whole branch may go while the skip path still connects), and log10 of the
+input->output paths left (``log10_paths``; none left: ``disconnected``). ``--structured`` adds the
+channel-removal runs (per-channel sums of the same scores, 50 and 75 % of every group's channels
+physically removed).
 
 Results are data: ``--results FILE`` merges one JSON object per run into FILE (the protocol's file is
 ``docs/results/pai.jsonl``; each record has task, model, method, density, seed, test_acc,
-collapsed_layers, and the protocol it ran under), and ``benchmarks/results_tables.py pai`` makes the
-docs tables from it. Smoke runs (``--quick``) are marked ``quick`` and belong in /tmp, not in docs/.
+collapsed_layers, the learning rate, the phase (tune or test) and the protocol it ran under), and
+``benchmarks/results_tables.py pai`` makes the docs tables from it, with paired comparisons (PX minus
+each criterion on the same seed). ``--resume`` skips what FILE already holds, so an interrupted sweep
+continues. Smoke runs (``--quick``) are marked ``quick`` and belong in /tmp, not in docs/.
 
-    python benchmarks/pai.py --results docs/results/pai.jsonl    # the full grid (hours on 2 CPU cores)
-    python benchmarks/pai.py --quick --results /tmp/pai_quick.jsonl   # 1 seed, 2 densities, short: a smoke run
+    python benchmarks/pai.py --results docs/results/pai.jsonl --resume   # the whole protocol (hours on 2 cores)
+    python benchmarks/pai.py --quick --results /tmp/pai_quick.jsonl      # 1 seed, 2 densities, short: a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -44,200 +51,132 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import PAI_FIELDS, check, merge, pai_key  # noqa: E402
+from _pai_run import CONTROLS, MODELS, Config, Run, execute  # noqa: E402
+from _results import PAI_FIELDS, check, load, merge, pai_key  # noqa: E402
 from results_tables import pai_tables  # noqa: E402
 
-from graphprune.copy_on_write import unshare  # noqa: E402
-from graphprune.passes import Pass, run_pipeline  # noqa: E402
-from graphprune.scoring import path_count  # noqa: E402
-from graphprune.state import CompileState, Options  # noqa: E402
-from models_zoo.data import TASKS, Task, class_balanced  # noqa: E402
-from models_zoo.small import resnet8, small_cnn  # noqa: E402
-from passes import (  # noqa: E402
-    Allocate,
-    AnalyzeChannels,
-    ApplyMasks,
-    Canonicalize,
-    RemoveChannels,
-    ScoreGrasp,
-    ScorePx,
-    ScoreRandom,
-    ScoreSnip,
-    ScoreSynflow,
-    ScoreWeightMagnitude,
-    Trace,
-)
+from models_zoo.data import TASKS  # noqa: E402
 
-METHODS = ("random", "magnitude", "snip", "grasp", "synflow", "px")
-DENSITIES = (0.2, 0.1, 0.05, 0.02, 0.01)
+CRITERIA = ("random", "magnitude", "snip", "grasp", "synflow", "px")
+DEFAULT_METHODS = ("snip", "grasp", "synflow", "px")  # px brings its CONTROLS
+DENSITIES = (0.01, 0.005, 0.002, 0.03, 0.1)  # the acceptance densities first: a cut-short run has them
 CHANNEL_SPARSITIES = (0.5, 0.75)
-MODELS = {"small_cnn": small_cnn, "resnet8": resnet8}
-SIZE = 16
+TUNE_SEED = 1000  # validation trials use their own seed, never one of the test seeds
+TUNE_DENSITY = 0.01
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    steps: dict[str, int]
-    rounds: int
-    per_class: int = 10
-    lr: float = 0.01
-    batch: int = 64
-    init: str = "paper"  # the models' initialisation: "paper" (models_zoo paper_init) or "zoo"
-    masked_data_copy: bool = True  # PX's data copy keeps pruned weights at 0 (the reference's behaviour)
-    quick: bool = False
-
-    def protocol(self) -> dict:
-        """What a result depends on besides its cell: records of different protocols never mix."""
-        return dataclasses.asdict(self)
+def key_of(run: Run, method: str, cfg: Config) -> tuple:
+    """The key of the record ``run`` writes for ``method`` (a PX run writes its controls' too)."""
+    return pai_key({**run.__dict__, "method": method, "protocol": cfg.protocol()})
 
 
-@dataclasses.dataclass(frozen=True)
-class Run:
-    task: str
-    model: str
-    method: str
-    kind: str  # dense | irregular | structured
-    level: float  # weight density (irregular) or channel sparsity (structured)
-    seed: int
+def _text(key: tuple) -> str:
+    return json.dumps(key, sort_keys=True, default=str)
 
 
-_TASKS: dict[str, Task] = {}
+def methods_of(run: Run) -> list[str]:
+    return [run.method, *CONTROLS] if run.method == "px" and run.kind == "irregular" else [run.method]
 
 
-def task(name: str) -> Task:
-    """Built once per worker process (shapes rendering takes a few seconds)."""
-    if name not in _TASKS:
-        _TASKS[name] = TASKS[name](size=SIZE)
-    return _TASKS[name]
-
-
-def score_pass(method: str, rounds: int, density: float, cfg: Config) -> Pass:
-    return {"random": lambda: ScoreRandom(seed=0), "magnitude": lambda: ScoreWeightMagnitude(p=1),
-            "snip": lambda: ScoreSnip(), "grasp": lambda: ScoreGrasp(),
-            "synflow": lambda: ScoreSynflow(rounds=rounds, density=density),
-            "px": lambda: ScorePx(rounds=rounds, density=density, masked_data_copy=cfg.masked_data_copy)}[method]()
-
-
-def prune(run: Run, cfg: Config) -> tuple[torch.nn.Module, dict]:
-    """The pruned (or masked) GraphModule and what the passes recorded."""
-    model, inputs = MODELS[run.model](SIZE, seed=run.seed, init=cfg.init)
-    if run.kind == "dense":
-        return model, {"score_s": 0.0, "density": 1.0, "collapsed_layers": 0, "disconnected": False}
-    t = task(run.task)
-    x, y = class_balanced(t.train.x, t.train.y, cfg.per_class, seed=run.seed)
-    sparsity = 1 - run.level if run.kind == "irregular" else run.level
-    state = CompileState(run.model, model, inputs, Options(sparsity=sparsity, score=run.method))
-    state = run_pipeline(state, [Trace(), Canonicalize(), AnalyzeChannels()])
-    state = state.with_(data=[(x, y)])
-    if run.kind == "irregular":
-        scorer = score_pass(run.method, cfg.rounds, run.level, cfg)
-        state = run_pipeline(state, [scorer, ApplyMasks(criterion=run.method, density=run.level)])
-        layers = state.artifacts["apply-masks"]["layers"]
-        info = {"density": state.artifacts["apply-masks"]["density"],
-                "collapsed_layers": sum(v == 0 for v in layers.values()),
-                "disconnected": path_count(model, state.masks, tuple(inputs[0].shape)) == 0}
-    else:
-        scorer = score_pass(run.method, 1, 1.0, cfg)
-        state = run_pipeline(state, [scorer, Allocate(), RemoveChannels()])
-        # channel removal keeps every group non-empty: no layer is emptied
-        info = {"density": None, "collapsed_layers": 0, "macs": state.macs["pruned"] / state.macs["dense"]}
-    info["score_s"] = state.artifacts[scorer.name]["seconds"]
-    gm = state.gm
-    unshare(gm, model)
-    return gm, info
-
-
-def accuracy(model: torch.nn.Module, batches) -> float:
-    """Accuracy in %."""
-    model.eval()
-    with torch.no_grad():
-        correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in batches)
-    return 100.0 * correct / len(batches.y)
-
-
-def train_eval(model: torch.nn.Module, t: Task, steps: int, cfg: Config, seed: int) -> dict[str, float]:
-    torch.manual_seed(seed)
-    loader = dataclasses.replace(t.train, seed=seed, batch_size=cfg.batch)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
-    model.train()
-    step, epoch = 0, 0
-    while step < steps:
-        for x, y in loader.epoch(epoch):
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            schedule.step()
-            step += 1
-            if step == steps:
-                break
-        epoch += 1
-    return {"val_acc": accuracy(model, t.val), "test_acc": accuracy(model, t.test)}
-
-
-def execute(run: Run, cfg: Config) -> dict:
-    """One run's record: its cell, what the passes recorded, accuracies in %, the protocol."""
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    model, info = prune(run, cfg)
-    accuracies = train_eval(model, task(run.task), cfg.steps[run.task], cfg, run.seed)
-    record = {**dataclasses.asdict(run), **info, **accuracies, "seconds": round(time.perf_counter() - start, 2),
-              "protocol": cfg.protocol()}
-    return check(record, PAI_FIELDS)
-
-
-def plan(seeds: int, densities: tuple[float, ...], sparsities: tuple[float, ...], tasks: list[str],
-         models: list[str]) -> list[Run]:
+def tuning_plan(tasks, models, methods, cfg: Config) -> list[Run]:
+    """Every method of every cell gets the same trials: one per learning rate, at TUNE_DENSITY."""
     runs = []
     for t in tasks:
         for m in models:
-            for s in range(seeds):
-                runs.append(Run(t, m, "dense", "dense", 1.0, s))
-                runs += [Run(t, m, meth, "irregular", d, s) for meth in METHODS for d in densities]
-                runs += [Run(t, m, meth, "structured", c, s) for meth in METHODS for c in sparsities]
-    cost = {"resnet8": 2.0, "small_cnn": 1.0}  # longest first, for load balance
-    return sorted(runs, key=lambda r: -cost[r.model] * (1.5 if r.task == "shapes" else 1))
+            runs += [Run(t, m, "dense", "dense", 1.0, TUNE_SEED, lr, "tune") for lr in cfg.lrs]
+            runs += [Run(t, m, x, "irregular", TUNE_DENSITY, TUNE_SEED, lr, "tune") for x in methods for lr in cfg.lrs]
+    return runs
+
+
+def chosen_lr(records: list[dict], t: str, m: str, method: str, cfg: Config) -> float:
+    """The learning rate with the best validation accuracy among the method's tuning trials (ties: the
+    first in ``cfg.lrs``); the first candidate when the method was not tuned."""
+    trials = {r["lr"]: r["val_acc"] for r in records if r.get("phase") == "tune" and r["protocol"] == cfg.protocol()
+              and (r["task"], r["model"], r["method"]) == (t, m, method)}
+    return max(cfg.lrs, key=lambda lr: (trials.get(lr, -1.0), -cfg.lrs.index(lr)))
+
+
+def test_plan(seeds, densities, sparsities, tasks, models, methods, cfg: Config, tuned: list[dict]) -> list[Run]:
+    """The test runs, each method at its tuned learning rate (a PX run's controls share PX's run but
+    are trained at their own tuned rate: see ``execute``)."""
+    lr = {(t, m, x): chosen_lr(tuned, t, m, x, cfg) for t in tasks for m in models
+          for x in ("dense", *methods, *CONTROLS)}
+    runs = []
+    for d in densities:
+        for s in seeds:
+            for t in tasks:
+                for m in models:
+                    if d == densities[0]:
+                        runs.append(Run(t, m, "dense", "dense", 1.0, s, lr[(t, m, "dense")]))
+                    runs += [Run(t, m, x, "irregular", d, s, lr[(t, m, x)]) for x in methods]
+    runs += [Run(t, m, x, "structured", c, s, lr[(t, m, x)])
+             for c in sparsities for s in seeds for t in tasks for m in models for x in methods]
+    return runs
+
+
+def run_all(runs: list[Run], cfg: Config, results: Path | None, jobs: int, resume: bool, lrs: dict) -> list[dict]:
+    """Execute ``runs`` on ``jobs`` worker processes, merging each record into ``results`` as it
+    finishes; with ``resume``, runs whose records are all in ``results`` already are skipped."""
+    done = {_text(pai_key(r)) for r in load(results)} if results and resume else set()
+    todo = [r for r in runs if not all(_text(key_of(r, x, cfg)) in done for x in methods_of(r))]
+    print(f"{len(todo)} runs to do ({len(runs) - len(todo)} already recorded), {jobs} workers", file=sys.stderr)
+    start, out = time.perf_counter(), []
+    with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
+        for i, records in enumerate(pool.map(execute, todo, [cfg] * len(todo), [lrs] * len(todo), chunksize=1)):
+            out += [check(r, PAI_FIELDS) for r in records]
+            if results:
+                merge(results, records, pai_key)
+            if (i + 1) % 10 == 0 or i + 1 == len(todo):
+                print(f"  {i + 1}/{len(todo)} runs, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, densities 10/1 %%, 50 %% channels, short")
+    parser.add_argument("--quick", action="store_true", help="1 seed, densities 1/0.2 %%, 5 rounds, 30 steps")
     parser.add_argument("--tasks", nargs="+", default=["mnist5k", "shapes"], choices=sorted(TASKS))
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=["plain_cnn", "resnet8"], choices=list(MODELS))
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=CRITERIA)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
+    parser.add_argument("--structured", action="store_true", help="also the channel-removal runs")
     parser.add_argument("--rounds", type=int, default=100, help="SynFlow/PX iterative rounds (paper: 100)")
-    parser.add_argument("--steps", type=int, default=100, help="training steps per run (every task)")
+    parser.add_argument("--steps", type=int, nargs=2, default=(1200, 1200), metavar=("MNIST5K", "SHAPES"),
+                        help="training steps per run for mnist5k/digits and for shapes (where training plateaus)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.03],
+                        help="learning rates every method is tuned over on validation (one trial each)")
     parser.add_argument("--init", default="paper", choices=("paper", "zoo"), help="the models' initialisation")
     parser.add_argument("--all-ones-data-copy", action="store_true",
                         help="PX's earlier data copy (every weight 1) instead of the reference's masked one")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one thread each)")
+    parser.add_argument("--resume", action="store_true", help="skip runs already in --results")
     parser.add_argument("--out", type=Path, help="write the markdown tables here")
     parser.add_argument("--results", type=Path, help="merge every run's record into this JSON-lines file")
     args = parser.parse_args(argv)
-    densities, sparsities = (DENSITIES, CHANNEL_SPARSITIES) if not args.quick else ((0.1, 0.01), (0.5,))
-    seeds = 1 if args.quick else args.seeds
-    steps = {t: 30 if args.quick else args.steps for t in args.tasks}
-    cfg = Config(steps=steps, rounds=5 if args.quick else args.rounds, init=args.init,
-                 masked_data_copy=not args.all_ones_data_copy, quick=args.quick)
-    runs = plan(seeds, densities, sparsities, args.tasks, args.models)
-    print(f"{len(runs)} runs, {args.jobs} workers, protocol {cfg.protocol()}", file=sys.stderr)
+    quick = args.quick
+    steps = {t: 30 if quick else args.steps[t == "shapes"] for t in args.tasks}
+    cfg = Config(steps=steps, rounds=5 if quick else args.rounds, init=args.init, lrs=tuple(args.lrs),
+                 masked_data_copy=not args.all_ones_data_copy, quick=quick)
+    densities = (0.01, 0.002) if quick else tuple(args.densities)
+    seeds = range(1 if quick else args.seeds)
+    sparsities = CHANNEL_SPARSITIES if args.structured else ()
+    print(f"protocol {cfg.protocol()}", file=sys.stderr)
     start = time.perf_counter()
-    results = []
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("fork")) as pool:
-        for i, result in enumerate(pool.map(execute, runs, [cfg] * len(runs), chunksize=1)):
-            results.append(result)
-            if args.results:
-                merge(args.results, [result], pai_key)
-            if (i + 1) % 20 == 0:
-                print(f"  {i + 1}/{len(runs)} runs, {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    text = pai_tables(results)
-    footer = (f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s wall ({args.jobs} workers); "
-              f"protocol {cfg.protocol()}, seeds={seeds}.")
+    tuned = run_all(tuning_plan(args.tasks, args.models, args.methods, cfg), cfg, args.results, args.jobs,
+                    args.resume, {})
+    tuned = load(args.results) if args.results else tuned
+    lrs = {(t, m, x): chosen_lr(tuned, t, m, x, cfg) for t in args.tasks for m in args.models for x in CONTROLS}
+    runs = test_plan(seeds, densities, sparsities, args.tasks, args.models, args.methods, cfg, tuned)
+    results = run_all(runs, cfg, args.results, args.jobs, args.resume, lrs)
+    records = [r for r in (load(args.results) if args.results else tuned + results)
+               if r.get("protocol") == cfg.protocol()]
+    text = pai_tables(records)
+    footer = (f"\n{len(records)} records; this invocation {time.perf_counter() - start:.0f} s wall "
+              f"({args.jobs} workers).")
     print(text + footer)
     if args.out:
         args.out.write_text(text + footer + "\n")

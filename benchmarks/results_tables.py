@@ -21,10 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _pai_tables import pai_floor_section, pai_paired_section, pai_tuning_section  # noqa: E402
 from _results import PAI_FIELDS, STRUCTADMM_FIELDS, Record, check, load  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
-PAI_METHODS = ("random", "magnitude", "snip", "grasp", "synflow", "px")
+PAI_METHODS = ("random", "magnitude", "snip", "grasp", "synflow", "px", "px-shuffled", "px-filter-shuffled")
+PAI_BASELINES = ("snip", "grasp", "synflow")  # what PX must match or beat (issue 14's floor)
 ADMM_ORDER = ("dense", "admm", "magnitude", "tp")
 
 
@@ -59,7 +61,7 @@ def _accuracy_section(records: list[Record], kind: str, title: str, label: str) 
         dense = mean_std([r["test_acc"] for r in _cell(records, t, m, "dense", "dense", 1.0)])
         accs = {(x, lv): [r["test_acc"] for r in _cell(records, t, m, x, kind, lv)]
                 for x in PAI_METHODS for lv in levels}
-        for method in PAI_METHODS:
+        for method in _present(records, PAI_METHODS):
             cells = []
             for lv in levels:
                 means = {x: statistics.fmean(accs[(x, lv)]) for x in PAI_METHODS if accs[(x, lv)]}
@@ -68,6 +70,12 @@ def _accuracy_section(records: list[Record], kind: str, title: str, label: str) 
                 cells.append(f"**{cell}**" if best else cell)
             out.append(f"| {t} | {m} | {method} | {dense} | " + " | ".join(cells) + " |")
     return [*out, ""]
+
+
+def _present(records: list[Record], order: tuple[str, ...]) -> list[str]:
+    """The methods of ``order`` that have records, in that order."""
+    have = {r["method"] for r in records}
+    return [x for x in order if x in have]
 
 
 def _collapse_section(records: list[Record]) -> list[str]:
@@ -79,7 +87,7 @@ def _collapse_section(records: list[Record]) -> list[str]:
            "", "| task | model | method | " + " | ".join(f"{100 * lv:g} %" for lv in levels) + " |",
            "|---|---|---|" + "---|" * len(levels)]
     for t, m in sorted({(r["task"], r["model"]) for r in records}):
-        for method in PAI_METHODS:
+        for method in _present(records, PAI_METHODS):
             cells = []
             for lv in levels:
                 runs = _cell(records, t, m, method, "irregular", lv)
@@ -94,11 +102,12 @@ def _timing_section(records: list[Record]) -> list[str]:
     models = sorted({r["model"] for r in records if r["kind"] == "irregular"})
     if not models:
         return []
+    methods = [x for x in _present(records, PAI_METHODS) if x not in ("px-shuffled", "px-filter-shuffled")]
     out = ["### Scoring wall time, mean seconds (irregular runs)", "",
-           "| model | " + " | ".join(PAI_METHODS) + " |", "|---|" + "---|" * len(PAI_METHODS)]
+           "| model | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for m in models:
         cells = []
-        for method in PAI_METHODS:
+        for method in methods:
             times = [r["score_s"] for r in records if r["model"] == m and r["method"] == method
                      and r["kind"] == "irregular" and "score_s" in r]
             cells.append(f"{statistics.fmean(times):.2f}" if times else "-")
@@ -107,10 +116,14 @@ def _timing_section(records: list[Record]) -> list[str]:
 
 
 def pai_tables(records: list[Record]) -> str:
-    """Irregular accuracy by density, structured accuracy by channel sparsity, collapse, scoring time."""
+    """Irregular accuracy by density, structured accuracy by channel sparsity, collapse, scoring time;
+    with tuning trials, the chosen learning rates; with PX runs, the paired comparisons."""
     for r in records:
         check(r, PAI_FIELDS)
-    out = [*_accuracy_section(records, "irregular", "Irregular (global threshold), test accuracy %", "{:g} %"),
+    trials = [r for r in records if r.get("phase") == "tune"]
+    records = [r for r in records if r.get("phase", "test") == "test"]
+    out = [*pai_tuning_section(trials), *pai_paired_section(records), *pai_floor_section(records),
+           *_accuracy_section(records, "irregular", "Irregular (global threshold), test accuracy %", "{:g} %"),
            *_accuracy_section(records, "structured", "Structured (channels removed), test accuracy %",
                               "{:g} % removed"),
            *_collapse_section(records), *_timing_section(records)]

@@ -73,6 +73,7 @@ _FACTORIES: dict[str, tuple[str, str]] = {
     "small_cnn": (
         "small:small_cnn", "Plain 4-conv CNN, widths 16/32/32/64: the pruning-at-initialisation benchmark model",
     ),
+    "plain_cnn": ("small:plain_cnn", "small_cnn without BatchNorm (conv-bias-ReLU): the BN-free PaI benchmark model"),
     "resnet8": ("small:resnet8", "CIFAR ResNet-8, one BasicBlock per stage: the small ResNet of the PaI benchmark"),
 }
 

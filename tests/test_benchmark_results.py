@@ -71,13 +71,51 @@ def test_structadmm_table_comes_from_the_records():
     assert "| mnist5k | resnet20 | 10x | magnitude | 96.0 ± 0.0 (1) |" in text
 
 
-def test_a_pai_run_writes_a_complete_record():
-    """One real cell of the PAI benchmark (PX at 10 %, two training steps): the record has every field
-    the docs need, accuracies in %, and the protocol it ran under."""
+def test_a_px_run_writes_complete_records_for_itself_and_its_controls():
+    """One real cell of the PAI benchmark (PX at 10 %, two training steps) on the BN-free plain CNN: a
+    record for PX and for each control, with every field the docs need, accuracies in %, the protocol;
+    the controls keep PX's density exactly and are trained at their own learning rate."""
+    run = bench("_pai_run")
+    cfg = run.Config(steps={"mnist5k": 2}, rounds=2)
+    records = run.execute(run.Run("mnist5k", "plain_cnn", "px", "irregular", 0.1, 0, lr=0.01), cfg,
+                          {("mnist5k", "plain_cnn", "px-shuffled"): 0.003})
+    assert [r["method"] for r in records] == ["px", "px-shuffled", "px-filter-shuffled"]
+    assert [r["lr"] for r in records] == [0.01, 0.003, 0.01]
+    for record in records:
+        assert set(bench("_results").PAI_FIELDS) <= set(record)
+        assert 0 <= record["test_acc"] <= 100 and 0 <= record["val_acc"] <= 100
+        assert record["density"] == records[0]["density"] == pytest.approx(0.1, abs=1e-3)
+        assert record["collapsed_layers"] == 0 and record["log10_paths"] > 0
+        assert record["protocol"]["init"] == "paper" and record["protocol"]["masked_data_copy"] is True
+
+
+def test_tuning_chooses_each_methods_rate_on_validation_with_equal_trials():
     pai = bench("pai")
-    cfg = pai.Config(steps={"mnist5k": 2}, rounds=2)
-    record = pai.execute(pai.Run("mnist5k", "small_cnn", "px", "irregular", 0.1, 0), cfg)
-    assert set(bench("_results").PAI_FIELDS) <= set(record)
-    assert 0 <= record["test_acc"] <= 100 and 0 <= record["val_acc"] <= 100
-    assert record["density"] == pytest.approx(0.1, abs=1e-3) and record["collapsed_layers"] == 0
-    assert record["protocol"]["init"] == "paper" and record["protocol"]["masked_data_copy"] is True
+    cfg = pai.Config(steps={"mnist5k": 2}, rounds=2, lrs=(0.003, 0.01))
+    trials = pai.tuning_plan(["mnist5k"], ["plain_cnn"], ["snip", "px"], cfg)
+    per_method = {m: sorted(r.lr for r in trials if r.method == m) for m in ("dense", "snip", "px")}
+    assert per_method == {m: [0.003, 0.01] for m in per_method}  # the same trials for every method
+    assert all(r.phase == "tune" and r.seed == pai.TUNE_SEED for r in trials)
+    proto = cfg.protocol()
+    tuned = [{"task": "mnist5k", "model": "plain_cnn", "method": m, "phase": "tune", "lr": lr, "val_acc": v,
+              "test_acc": 100 - v, "protocol": proto}
+             for m, lr, v in [("snip", 0.003, 60.0), ("snip", 0.01, 50.0), ("px", 0.003, 70.0), ("px", 0.01, 70.0)]]
+    assert pai.chosen_lr(tuned, "mnist5k", "plain_cnn", "snip", cfg) == 0.003  # by validation, not test
+    assert pai.chosen_lr(tuned, "mnist5k", "plain_cnn", "px", cfg) == 0.003  # a tie goes to the first rate
+    assert pai.chosen_lr(tuned, "mnist5k", "plain_cnn", "grasp", cfg) == 0.003  # untuned: the first
+    runs = pai.test_plan(range(2), (0.01,), (), ["mnist5k"], ["plain_cnn"], ["snip"], cfg, tuned)
+    assert sorted((r.method, r.seed, r.lr) for r in runs) == [("dense", 0, 0.003), ("dense", 1, 0.003),
+                                                              ("snip", 0, 0.003), ("snip", 1, 0.003)]
+
+
+def test_paired_comparison_and_floor_read_the_same_seeds():
+    tables = bench("results_tables")
+    records = [pai_record(m, 0.01, acc, seed=s) for m, s, acc in
+               [("px", 0, 50.0), ("px", 1, 40.0), ("snip", 0, 45.0), ("snip", 1, 42.0),
+                ("grasp", 0, 10.0), ("grasp", 1, 10.0), ("synflow", 0, 44.0), ("synflow", 1, 44.0)]]
+    text = tables.pai_tables(records)
+    assert "| mnist5k | small_cnn | snip | +1.5 (1/2) |" in text
+    assert "| mnist5k | small_cnn | synflow | +1.0 (1/2) |" in text
+    assert "- 1 %: 1 of 1 cells with every method recorded" in text
+    text = tables.pai_tables([*records, pai_record("synflow", 0.01, 90.0, seed=2)])
+    assert "- 1 %: 0 of 1 cells" in text  # synflow's mean is now above PX's
