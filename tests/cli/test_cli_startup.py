@@ -85,7 +85,7 @@ def test_zoo_catalog_and_spec_check_import_no_torch() -> None:
             "print(len(names), 'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
                           check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.stdout.split() == ["11", "False"]
+    assert proc.stdout.split() == ["12", "False"]
 
 
 def test_zoo_builds_no_model(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

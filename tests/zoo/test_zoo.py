@@ -28,6 +28,7 @@ EXPECTED_ZOO = {
     "zoo:layerscale_net",
     "zoo:gn_net",
     "zoo:small_cnn",
+    "zoo:plain_cnn",
     "zoo:resnet8",
 }
 
@@ -331,3 +332,17 @@ def test_paper_init_is_kaiming_normal_with_unit_norms(build: str) -> None:
     assert not model.training and inputs[0].shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="init must be one of zoo, paper"):
         factory(16, init="xavier")
+
+
+def test_plain_cnn_is_small_cnn_without_batchnorm() -> None:
+    """The BN-free network of the PX benchmark: the same convs (with biases, zero under the paper's
+    initialisation) and no norm layer anywhere."""
+    from models_zoo import small
+
+    plain, inputs = small.plain_cnn(16, seed=0, init="paper")
+    with_bn, _ = small.small_cnn(16, seed=0, init="paper")
+    convs = [m for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.weight.shape for c in convs] == [c.weight.shape for c in with_bn.modules() if isinstance(c, nn.Conv2d)]
+    assert all(c.bias is not None and bool((c.bias == 0).all()) for c in convs)
+    assert not any(isinstance(m, nn.modules.batchnorm._NormBase) for m in plain.modules())
+    assert plain(*inputs).shape == (1, 10)
