@@ -119,3 +119,21 @@ def test_paired_comparison_and_floor_read_the_same_seeds():
     assert "- 1 %: 1 of 1 cells with every method recorded" in text
     text = tables.pai_tables([*records, pai_record("synflow", 0.01, 90.0, seed=2)])
     assert "- 1 %: 0 of 1 cells" in text  # synflow's mean is now above PX's
+
+
+def test_the_pai_plot_draws_a_panel_per_cell_and_a_line_per_method():
+    pytest.importorskip("matplotlib")
+    plots = bench("results_plots")
+    records = [pai_record(m, lv, acc, seed=s) for m in ("px", "snip") for lv in (0.01, 0.002) for s in (0, 1)
+               for acc in [50.0 + s]]
+    records += [{**pai_record("px", 0.01, 10.0), "task": "shapes"}, pai_record("dense", 1.0, 97.0, kind="dense"),
+                {**pai_record("grasp", 0.01, 5.0), "protocol": {"rounds": 5}},
+                pai_record("snip", 0.01, 1.0, quick=True)]
+    records = plots.main_protocol(records)
+    assert {r["method"] for r in records} == {"px", "snip", "dense"}  # the older protocol and the smoke run left out
+    fig = plots.pai_figure(records)
+    assert [ax.get_title() for ax in fig.axes] == ["mnist5k / small_cnn", "shapes / small_cnn"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["dense", "snip", "px"]
+    px = next(c for c in fig.axes[0].containers if c.get_label() == "px")
+    assert list(px.lines[0].get_ydata()) == [50.5, 50.5]  # mean over the two seeds at each density
+    assert list(px.lines[0].get_xdata()) == [0.2, 1.0]  # density in %
