@@ -21,6 +21,8 @@ import dataclasses
 import enum
 import hashlib
 import json
+import os
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -227,13 +229,33 @@ def _canonical(obj: Any) -> Any:
     return repr(obj)
 
 
+_SCANNED: set[tuple] = set()  # (entry_points function, sys.path signature) already scanned
+
+
+def _path_signature() -> tuple:
+    """sys.path with each entry's modification time: installing a distribution into any of them
+    changes it, so a plugin installed while the process runs is still found."""
+    signature = []
+    for entry in sys.path:
+        try:
+            signature.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            signature.append((entry, None))
+    return tuple(signature)
+
+
 def load_entry_points() -> list[str]:
     """Import third-party passes declared under the ``graphprune.passes`` entry-point group; returns
-    the names they registered. A plugin that fails to import is an error naming it."""
-    from importlib.metadata import entry_points
+    the names they registered. A plugin that fails to import is an error naming it. Scanning every
+    installed distribution's metadata costs ~80 ms (a tenth of compiling resnet50), so it runs again
+    only when the installed set may have changed (``_path_signature``)."""
+    from importlib import metadata
 
+    key = (metadata.entry_points, _path_signature())
+    if key in _SCANNED:
+        return []
     before = set(PASSES)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
         except Exception as exc:
@@ -241,6 +263,7 @@ def load_entry_points() -> list[str]:
                                   f"{type(exc).__name__}: {exc}") from exc
         if isinstance(obj, type) and issubclass(obj, Pass) and obj.name:
             PASSES.setdefault(obj.name, obj)
+    _SCANNED.add(key)
     return sorted(set(PASSES) - before)
 
 

@@ -5,6 +5,7 @@ PassManager integration."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -207,6 +208,27 @@ def test_entry_point_plugins_register_passes(monkeypatch: pytest.MonkeyPatch) ->
         assert dataclasses.asdict(plugin) == {"factor": 3}
     finally:
         PASSES.pop("demo-plugin", None)
+
+
+def test_plugins_are_scanned_again_only_when_the_installed_set_may_have_changed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The metadata scan costs a tenth of a small compile: a second schedule in the same process does
+    not repeat it, but a new sys.path entry, or a distribution added to one, makes it scan again."""
+    from importlib import metadata
+
+    calls = []
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: calls.append(group) or [])
+    load_entry_points()
+    load_entry_points()
+    schedule(load_plan({"prune": [{"sparsity": 0.5}]}))
+    assert len(calls) == 1
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_entry_points()
+    assert len(calls) == 2
+    (tmp_path / "demo-1.0.dist-info").mkdir()  # a distribution installed into a path entry
+    os.utime(tmp_path, ns=(1, 10**18))
+    load_entry_points()
+    assert len(calls) == 3
 
 
 def test_broken_plugin_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
