@@ -118,11 +118,16 @@ def test_plan(seeds, densities, sparsities, tasks, models, methods, cfg: Config,
     return runs
 
 
+def pending(runs: list[Run], cfg: Config, recorded: list[dict]) -> list[Run]:
+    """The runs not every record of which is in ``recorded`` (a PX run whose controls are missing runs again)."""
+    done = {_text(pai_key(r)) for r in recorded}
+    return [r for r in runs if not all(_text(key_of(r, x, cfg)) in done for x in methods_of(r))]
+
+
 def run_all(runs: list[Run], cfg: Config, results: Path | None, jobs: int, resume: bool, lrs: dict) -> list[dict]:
     """Execute ``runs`` on ``jobs`` worker processes, merging each record into ``results`` as it
     finishes; with ``resume``, runs whose records are all in ``results`` already are skipped."""
-    done = {_text(pai_key(r)) for r in load(results)} if results and resume else set()
-    todo = [r for r in runs if not all(_text(key_of(r, x, cfg)) in done for x in methods_of(r))]
+    todo = pending(runs, cfg, load(results) if results and resume else [])
     print(f"{len(todo)} runs to do ({len(runs) - len(todo)} already recorded), {jobs} workers", file=sys.stderr)
     start, out = time.perf_counter(), []
     with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:

@@ -108,6 +108,19 @@ def test_tuning_chooses_each_methods_rate_on_validation_with_equal_trials():
                                                               ("snip", 0, 0.003), ("snip", 1, 0.003)]
 
 
+def test_resume_skips_only_runs_whose_every_record_is_stored():
+    pai = bench("pai")
+    cfg = pai.Config(steps={"mnist5k": 2}, rounds=2)
+    px, snip = (pai.Run("mnist5k", "plain_cnn", m, "irregular", 0.01, 0, 0.01) for m in ("px", "snip"))
+    stored = [{**px.__dict__, "method": m, "protocol": cfg.protocol()} for m in ("px", "px-shuffled")]
+    stored.append({**snip.__dict__, "method": "snip", "protocol": cfg.protocol()})
+    assert pai.pending([px, snip], cfg, stored) == [px]  # px-filter-shuffled is missing
+    stored.append({**px.__dict__, "method": "px-filter-shuffled", "protocol": cfg.protocol()})
+    assert pai.pending([px, snip], cfg, stored) == []
+    other = pai.Config(steps={"mnist5k": 3}, rounds=2)  # another protocol's records do not count
+    assert pai.pending([px, snip], other, stored) == [px, snip]
+
+
 def test_paired_comparison_and_floor_read_the_same_seeds():
     tables = bench("results_tables")
     records = [pai_record(m, 0.01, acc, seed=s) for m, s, acc in
