@@ -22,7 +22,7 @@ _PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(epochs?|steps?)\s*$")
 @dataclass(frozen=True)
 class AdmmConfig:
     sparsity: float = 0.5  # final target (fraction of each constrained group's / tensor's blocks removed)
-    structure: str = "channel"  # channel | filter | shape | irregular | "N:M" | combinations with "+"
+    structure: str = "group"  # group | filter | channel | shape | irregular | "N:M" | combinations with "+"
     progressive: tuple[float, ...] = ()  # rising intermediate targets, each an ADMM + retrain step
     rho: float = 1e-3  # initial penalty, reset at every progressive step
     rho_growth: float = 1.3  # multiplied in after every Z/U update ...
@@ -46,6 +46,9 @@ class AdmmConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "progressive", tuple(float(t) for t in self.progressive))
         self.targets()
+        from graphprune.admm.constraints import check_structure
+
+        check_structure(self.structure)
         for key in ("rho", "rho_max", "lr"):
             if not isinstance(getattr(self, key), (int, float)) or getattr(self, key) <= 0:
                 raise InputError(f"admm.{key}: expected a positive number, got {getattr(self, key)!r}")

@@ -49,7 +49,7 @@ def analysed(model: nn.Module, inputs: tuple, **options) -> CompileState:
 def channel_constraint(state: CompileState):
     gm = copy.deepcopy(state.gm)
     cg = state.channels
-    return gm, build_constraint("channel", gm, cg.groups, int(cg.labels.max()) + 1)
+    return gm, build_constraint("group", gm, cg.groups, int(cg.labels.max()) + 1)
 
 
 @pytest.mark.parametrize("seed", [0, 3])
