@@ -29,6 +29,7 @@ class AdmmConfig:
     rho_max: float = 1.0  # ... up to this cap
     update_every: Period = "1 epoch"  # W-step length between Z/U updates
     iterations: int = 10  # Z/U updates per progressive step
+    update_z: bool = True  # False (an ablation): Z stays the first projection of each step, only U and rho move
     retrain_epochs: float = 5  # masked retraining after each hard prune
     recalibrate_bn: int = 20  # batches to recompute BatchNorm statistics on after each hard prune (0: off)
     lr: float = 0.01  # default optimizer: SGD(lr, momentum, weight_decay)
@@ -81,7 +82,7 @@ class AdmmConfig:
     def trajectory(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint (everything that changes the numbers)."""
         keep = ("sparsity", "structure", "progressive", "rho", "rho_growth", "rho_max", "update_every",
-                "iterations", "retrain_epochs", "recalibrate_bn", "lr", "momentum", "weight_decay", "seed")
+                "iterations", "update_z", "retrain_epochs", "recalibrate_bn", "lr", "momentum", "weight_decay", "seed")
         d = asdict(self)
         return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in keep}
 

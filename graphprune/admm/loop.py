@@ -7,7 +7,8 @@ tied to a phase and a step inside it, so a checkpoint is (phase, step) plus tens
 - ``admm`` start: fresh optimizer; Z <- Proj(W), U <- 0, rho <- rho0 (reset per progressive step).
   Each step minimises f(W) + sum rho/2 ||W - Z + U||^2: the penalty's gradient rho (W - Z + U) is added
   to the data gradient after backward (after DDP's all-reduce; it is identical on every rank).
-  Every ``update_every`` steps: Z <- Proj(W + U), U <- U + W - Z, rho <- min(rho * growth, rho_max).
+  Every ``update_every`` steps: Z <- Proj(W + U), U <- U + W - Z, rho <- min(rho * growth, rho_max)
+  (``update_z = false``, an ablation: Z keeps its first projection).
 - ``retrain`` start (hard prune): the primal residual ||W - Z|| (and relative to ||W||) is logged with the
   ``prune`` record; masks <- Proj(W) (and the previous step's masks), W <- W * masks,
   BatchNorm running statistics recomputed on ``recalibrate_bn`` fixed batches, fresh optimizer. Each
@@ -227,10 +228,11 @@ class _Run:
 
     def _update_zu(self, phase: Phase) -> None:
         D.broadcast_tensors(list(self.params.values()), self.d)  # W is in sync under DDP; make it bitwise so
-        x = {n: p.detach() + self.u[n] for n, p in self.params.items()}
-        masks = self._masks(self.constraint.project(x, phase.target).masks)
+        if self.config.update_z:
+            x = {n: p.detach() + self.u[n] for n, p in self.params.items()}
+            masks = self._masks(self.constraint.project(x, phase.target).masks)
+            self.z = {n: x[n] * masks[n] for n in self.params}
         for n, p in self.params.items():
-            self.z[n] = x[n] * masks[n]
             self.u[n] = self.u[n] + p.detach() - self.z[n]
         rho = min(self.rho * self.config.rho_growth, self.config.rho_max)
         for n in self.u:  # U is the dual scaled by 1/rho: keep the unscaled dual rho * U when rho grows

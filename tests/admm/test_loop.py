@@ -121,3 +121,19 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path):
                          rho=0.5)
     with pytest.raises(CheckpointError, match=r"admm\.rho is 0\.001 in the checkpoint but 0\.5 in this run"):
         run_admm(pretrained_mlp(batches, 0), constraint, TrainSpec(batches), changed)
+
+
+def test_z_fixed_ablation_keeps_the_first_projection():
+    batches = noisy_task(4)
+    state = analysed(pretrained_mlp(batches, 4, hidden=20), (batches[0][0][:1],))
+    gm, constraint = channel_constraint(state)
+    first = constraint.project({n: gm.get_parameter(n).detach() for n in constraint.names}, 0.5).keep
+    config = AdmmConfig(sparsity=0.5, iterations=4, retrain_epochs=0, rho=0.5, rho_growth=1.5, lr=0.02,
+                        update_z=False, progress=False)
+    result = run_admm(gm, constraint, TrainSpec(batches), config)
+    primal = [r["primal"] for r in result.metrics if r["event"] in ("start", "update")]
+    assert np.array_equal(result.keep, first)  # W was pulled onto the fixed Z = Proj(W0)
+    assert primal[-1] < 0.5 * primal[0]
+    (prune,) = [r for r in result.metrics if r["event"] == "prune"]
+    assert prune["primal"] == pytest.approx(primal[-1]) and 0 < prune["primal_rel"] < 0.5
+    assert "update_z" in config.trajectory()
