@@ -24,7 +24,7 @@ class AdmmConfig:
     sparsity: float = 0.5  # final target (fraction of each constrained group's / tensor's blocks removed)
     structure: str = "group"  # group | filter | channel | shape | irregular | "N:M" | combinations with "+"
     progressive: tuple[float, ...] = ()  # rising intermediate targets, each an ADMM + retrain step
-    rho: float = 1e-3  # initial penalty, reset at every progressive step
+    rho: float = 0.03  # initial penalty, reset at every progressive step (docs/admm.md: "ρ defaults")
     rho_growth: float = 1.3  # multiplied in after every Z/U update ...
     rho_max: float = 1.0  # ... up to this cap
     update_every: Period = "1 epoch"  # W-step length between Z/U updates
