@@ -1,8 +1,8 @@
 """retrain-purified: say what purification + unused-path removal (P-RM) added, and retrain when it changed
 the model.
 
-Preconditions: ``removed`` and ``purified`` (the scheduler places it after removal, purification and the
-unused-path fixed point, before ``finetune``, fusing and emitting) and, when it retrains, training data in
+Preconditions: ``removed`` (its stage places it after removal, purification and the unused-path fixed
+point, before ``finetune``, fusing and emitting) and, when it retrains, training data in
 ``state.data``. Effects: ``artifacts["prm"]`` holds the conv census before P-RM (what ``purify`` saw, or
 without purification what the ``admm`` pass's removal left), after it (this pass's input) and the conv
 compression of both (dense conv weight entries over entries present, and over non-zero entries), so the
@@ -31,7 +31,7 @@ def census_before(state: CompileState) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class RetrainPurified(Finetune):
     name = "retrain-purified"
-    requires = frozenset({"removed", "purified"})
+    requires = frozenset({"removed"})  # its stage puts it after purify and the fixed point when both run
     provides = frozenset({"retrained-purified"})
     stage = Stage.RECOVER - 5
     epochs: float = 2.0
