@@ -1,17 +1,14 @@
-"""StructADMM over pruning groups versus one-shot magnitude pruning and Torch-Pruning's group-norm sparse
-training, at equal total epoch budget after the same dense model.
+"""StructADMM (progressive ADMM, purification + unused-path removal) versus one-shot magnitude pruning,
+gradual magnitude pruning (AGP) and Torch-Pruning's group-norm sparse training, with the ablations, at equal
+total epoch budget after the same dense model.
 
 For each task, model, seed: the dense model is trained once (``dense_epochs``, cached under ``--work``).
 For each conv compression ratio r (dense conv parameters / pruned conv parameters) one uniform channel
 sparsity s is found (bisection on the exact count the group projection keeps) and every method gets
-``budget`` epochs:
-
-(a) admm: the ``admm`` pass (group projection, ``admm_epochs`` of W-steps with a Z/U update per epoch,
-    hard prune, masked retraining for the rest), then remove-channels, then unused-path removal to a
-    fixed point when ``passes/unused_paths.py`` is available ("+P" in the table), else plain removal.
-(b) magnitude: ``graphprune.compile(dense, sparsity=s)`` (one-shot L2 over groups), then fine-tuning.
-(c) tp: Torch-Pruning 1.6 ``GroupNormPruner`` (group L2 importance, pruning_ratio s, classifier ignored):
-    sparse training with its group regulariser for half the budget, prune, fine-tune the other half.
+``budget`` epochs (the methods and ablations: ``benchmarks/_admm_methods.py``): admm, admm-zfixed,
+admm-rhofixed, admm-noprog, admm-nopurify, magnitude, agp, tp. ``--tune`` gives every method the same
+trials (``TUNE_LRS``) and reports the one best on the validation split. Records carry
+``pre_prm_compression`` (the conv compression before P-RM; the final one for methods without P-RM).
 
 Reported: test accuracy mean +- std over seeds, the conv compression actually reached, parameters and
 MACs of the pruned model (graphprune.metrics) and measured CPU latency (graphprune.latency, 1 thread,
@@ -20,8 +17,9 @@ counts channels differently, so its pruning_ratio is found by its own bisection 
 compression. Results are appended to ``--work/results.jsonl`` as they finish, and a rerun skips what
 is already there, so an interrupted run continues.
 
-Run:  python benchmarks/admm.py --quick --results /tmp/structadmm_quick.jsonl   # ~1 min smoke run
-      python benchmarks/admm.py --tasks mnist5k --results docs/results/structadmm.jsonl   # records for the docs
+Run:  python benchmarks/admm.py --quick --results /tmp/structadmm_quick.jsonl   # smoke run (not for the docs)
+      python benchmarks/admm.py --tasks mnist5k --models resnet20 vgg11_bn --tune \
+          --results docs/results/structadmm.jsonl   # the issue-14 protocol: records for the docs
       python benchmarks/admm.py              # ~20 min on 2 shared cores: resnet20, digits, 2/5/10/20x, 3 seeds
       python benchmarks/admm.py --models resnet56 vgg11_bn --ratios 10 20 --seeds 0   # as in docs/admm.md
       python benchmarks/admm.py --tasks shapes --ratios 10 20
@@ -32,12 +30,11 @@ Run:  python benchmarks/admm.py --quick --results /tmp/structadmm_quick.jsonl   
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +44,15 @@ for _path in (REPO, REPO / "benchmarks"):
         sys.path.insert(0, str(_path))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from _admm_methods import METHODS, tp_ratio_for  # noqa: E402
+from _admm_train import Budget, accuracy, analysed, sparsity_for, train  # noqa: E402
 from torch import nn  # noqa: E402
 
-import graphprune  # noqa: E402
 import models_zoo  # noqa: E402
-from graphprune.admm import projections  # noqa: E402
-from graphprune.admm.constraints import weight_names  # noqa: E402
+from graphprune.admm.removal import conv_params  # noqa: E402
 from graphprune.latency import time_variants  # noqa: E402
 from graphprune.metrics import count_macs, count_params  # noqa: E402
-from graphprune.passes import run_pipeline  # noqa: E402
-from graphprune.state import CompileState, Options  # noqa: E402
 from models_zoo.data import TASKS  # noqa: E402
-from passes import Admm, AnalyzeChannels, Canonicalize, RemoveChannels, Trace  # noqa: E402
 
 INPUT_SIZE = {"resnet20": 8, "resnet56": 8, "vgg11_bn": 16}  # digits are 8x8; VGG needs a multiple of 16
 MIN_TASK_SIZE = {"shapes": 16, "mnist5k": 16}  # shapes aliases below 16 px; MNIST is 28x28
@@ -67,140 +60,9 @@ MIN_TASK_SIZE = {"shapes": 16, "mnist5k": 16}  # shapes aliases below 16 px; MNI
 
 def input_size(task_name: str, model: str) -> int:
     return max(INPUT_SIZE[model], MIN_TASK_SIZE.get(task_name.split("-")[0], 0))
-METHODS = ("admm", "magnitude", "tp")
 
 
-@dataclass(frozen=True)
-class Budget:
-    dense_epochs: int = 30
-    budget: int = 20  # epochs every method gets after the dense model
-    admm_epochs: int = 8  # (a): W-step epochs (one Z/U update each); the rest is masked retraining
-    rho: float = 0.03  # chosen on a validation split of the training set (docs/admm.md)
-    rho_growth: float = 1.3
-    progressive: tuple[float, ...] = ()  # (a): intermediate conv compressions, e.g. (10,) on the way to 20x
-    lr_dense: float = 0.05
-    lr: float = 0.01  # ADMM W-steps, retraining and fine-tuning
-    tp_reg: float = 5e-4
-    batch_size: int = 64
-
-
-# ------------------------------------------------------------------------------------------ training
-
-
-def cosine(steps: int):
-    return lambda opt, n=None: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(n or steps, 1))
-
-
-def train(model: nn.Module, batches, epochs: int, lr: float, seed: int, after_backward=None) -> None:
-    """SGD(momentum 0.9, wd 5e-4), cosine schedule, ``batches.epoch(e)`` order."""
-    torch.manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * len(batches)))
-    model.train()
-    for epoch in range(epochs):
-        for x, y in batches.epoch(1000 * seed + epoch):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            if after_backward is not None:
-                after_backward(model)
-            opt.step()
-            sched.step()
-    model.eval()
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, batches) -> float:
-    model.eval()
-    correct = total = 0
-    for x, y in batches:
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    return 100.0 * correct / total
-
-
-def conv_params(model: nn.Module) -> int:
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd))
-
-
-# ----------------------------------------------------------------------------- matching compression
-
-
-def analysed(model: nn.Module, inputs: tuple, sparsity: float = 0.5) -> CompileState:
-    state = CompileState(type(model).__name__, model, inputs, Options(sparsity=sparsity))
-    return run_pipeline(state, [Trace(), Canonicalize(), AnalyzeChannels()])
-
-
-def sparsity_for(state: CompileState, ratio: float) -> float:
-    """Uniform channel sparsity whose group projection keeps ~1/ratio of the conv weights."""
-    params = dict(state.gm.named_parameters())
-    convs = {n: params[n].detach() for n in weight_names(state.gm) if params[n].ndim > 2}
-    dense = sum(t.numel() for t in convs.values())
-    labels = int(state.channels.labels.max()) + 1
-
-    def compression(s: float) -> float:
-        proj = projections.project_groups(convs, state.channels.groups, labels, s)
-        return dense / sum(int(m.sum()) for m in proj.masks.values())
-
-    lo, hi = 0.0, 0.99
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if compression(mid) < ratio else (lo, mid)
-    return hi
-
-
-# ------------------------------------------------------------------------------------------- methods
-
-
-def method_admm(dense: nn.Module, inputs: tuple, task, s: float, b: Budget, seed: int) -> tuple[nn.Module, str]:
-    state = analysed(dense, inputs, s).with_(data=task.train)
-    steps = [sparsity_for(state, r) for r in b.progressive if sparsity_for(state, r) < s]
-    stages = len(steps) + 1  # the budget is shared evenly by the progressive steps
-    admm = Admm(sparsity=s, progressive=tuple(steps), iterations=max(1, b.admm_epochs // stages),
-                update_every="1 epoch", retrain_epochs=(b.budget - b.admm_epochs) / stages, rho=b.rho,
-                rho_growth=b.rho_growth, lr=b.lr, seed=seed, progress=False, scheduler=cosine(0), device="cpu")
-    state = run_pipeline(state, [admm, RemoveChannels()])
-    try:
-        from passes.unused_paths import purify_to_fixed_point
-    except ImportError:
-        return state.gm.eval(), "removal"
-    return purify_to_fixed_point(state).gm.eval(), "removal+P"
-
-
-def method_magnitude(dense: nn.Module, inputs: tuple, task, s: float, b: Budget, seed: int) -> tuple[nn.Module, str]:
-    module = graphprune.compile(dense, inputs, sparsity=s).module
-    train(module, task.train, b.budget, b.lr, seed)
-    return module, "compile+ft"
-
-
-def tp_pruner(model: nn.Module, inputs: tuple, ratio: float, reg: float):
-    import torch_pruning as tp
-
-    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return tp.pruner.GroupNormPruner(model, inputs[0], importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                     reg=reg, pruning_ratio=ratio, ignored_layers=[head])
-
-
-def tp_ratio_for(dense: nn.Module, inputs: tuple, ratio: float) -> float:
-    """Torch-Pruning's pruning_ratio reaching the same conv compression (its counting differs from ours)."""
-    lo, hi = 0.0, 0.99
-    for _ in range(12):
-        mid = (lo + hi) / 2
-        model = copy.deepcopy(dense)
-        tp_pruner(model, inputs, mid, 0.0).step()
-        lo, hi = (mid, hi) if conv_params(dense) / conv_params(model) < ratio else (lo, mid)
-    return hi
-
-
-def method_tp(dense: nn.Module, inputs: tuple, task, s: float, b: Budget, seed: int) -> tuple[nn.Module, str]:
-    model = copy.deepcopy(dense)
-    pruner = tp_pruner(model, inputs, s, b.tp_reg)
-    half = b.budget // 2
-    train(model, task.train, half, b.lr, seed, after_backward=lambda m: pruner.regularize(m))
-    pruner.step()
-    train(model, task.train, b.budget - half, b.lr, seed + 1)
-    return model, "sparse+prune+ft"
-
-
+TUNE_LRS = (0.01, 0.03)  # --tune: every method gets these trials, chosen on the validation split
 # ---------------------------------------------------------------------------------------------- runs
 
 
@@ -242,27 +104,43 @@ def validation_split(task):
                 Batches(x[val], y[val], 256, False), task.num_classes, task.input_shape)
 
 
-def run_one(method: str, dense: nn.Module, inputs: tuple, task, s: float, b: Budget, seed: int) -> dict[str, Any]:
-    fn = {"admm": method_admm, "magnitude": method_magnitude, "tp": method_tp}[method]
+def run_one(method: str, dense: nn.Module, inputs: tuple, task, s: float, b: Budget, seed: int,
+            ratio: float, val=None) -> dict[str, Any]:
     start = time.perf_counter()
-    module, how = fn(dense, inputs, task, s, b, seed)
+    module, how, extra = METHODS[method](dense, inputs, task, s, b, seed, ratio)
     seconds = time.perf_counter() - start
-    return {"acc": accuracy(module, task.test), "how": how, "seconds": round(seconds, 1),
-            "conv_ratio": conv_params(dense) / max(1, conv_params(module)), "params": count_params(module),
-            "macs": count_macs(module, inputs), **latency(module, dense, inputs)}
+    record = {"acc": accuracy(module, task.test), "how": how, "seconds": round(seconds, 1),
+              "conv_ratio": conv_params(dense) / max(1, conv_params(module)), "params": count_params(module),
+              "macs": count_macs(module, inputs), **latency(module, dense, inputs), **extra}
+    if val is not None:
+        record["val_acc"] = accuracy(module, val)
+    return record
 
 
-ADMM_ONLY = ("rho", "rho_growth", "admm_epochs", "progressive")
+def tuned(method: str, dense: nn.Module, inputs: tuple, task, s: float, b: Budget, seed: int,
+          ratio: float) -> dict[str, Any]:
+    """The same trials for every method (``TUNE_LRS``), each trained on the training split; the one with
+    the best validation accuracy is reported (its test accuracy), with every trial's validation score."""
+    trials = {lr: run_one(method, dense, inputs, task, s, Budget(**{**asdict(b), "lr": lr}), seed, ratio, task.val)
+              for lr in TUNE_LRS}
+    best = max(trials, key=lambda lr: trials[lr]["val_acc"])
+    return {**trials[best], "tuned": {"lr": best, "trials": {str(lr): t["val_acc"] for lr, t in trials.items()}}}
+
+
+ADMM_ONLY = ("rho", "rho_growth", "admm_epochs", "progressive", "structure", "purify_eta", "purify_sigma",
+             "prm_epochs")
 
 
 def settings(method: str, budget: dict[str, Any]) -> str:
     """The budget fields a method's result depends on (ADMM's knobs do not change the baselines)."""
     budget = {**asdict(Budget()), **budget}  # records from before a field existed had its default
-    return json.dumps({k: v for k, v in budget.items() if method == "admm" or k not in ADMM_ONLY}, sort_keys=True)
+    return json.dumps({k: v for k, v in budget.items() if method.startswith("admm") or k not in ADMM_ONLY},
+                      sort_keys=True)
 
 
 def key(r: dict[str, Any]) -> tuple:
-    return r["task"], r["model"], r["seed"], r["ratio"], r["method"], settings(r["method"], r["budget"])
+    return (r["task"], r["model"], r["seed"], r["ratio"], r["method"], settings(r["method"], r["budget"]),
+            r.get("tune", False))
 
 
 def load_results(path: Path) -> list[dict[str, Any]]:
@@ -286,7 +164,7 @@ def run(args: argparse.Namespace, b: Budget) -> list[dict[str, Any]]:
                 task = validation_split(task)
             for seed in args.seeds:
                 dense, inputs, dense_acc = dense_model(work, task.name, task, name, seed, b)
-                base = {"task": task.name, "model": name, "seed": seed, "budget": asdict(b)}
+                base = {"task": task.name, "model": name, "seed": seed, "budget": asdict(b), "tune": args.tune}
                 record = {**base, "ratio": 1, "method": "dense"}
                 if key(record) not in done:
                     record.update(acc=dense_acc, conv_ratio=1.0, params=count_params(dense),
@@ -300,8 +178,10 @@ def run(args: argparse.Namespace, b: Budget) -> list[dict[str, Any]]:
                         wanted.append(record)
                         if key(record) in done:
                             continue
-                        s = tp_ratio_for(dense, inputs, ratio) if method == "tp" else sparsity_for(state, ratio)
-                        record.update(sparsity=round(s, 4), **run_one(method, dense, inputs, task, s, b, seed))
+                        s = tp_ratio_for(dense, inputs, ratio, conv_params) if method == "tp" else \
+                            sparsity_for(state, ratio)
+                        one = tuned if args.tune else run_one
+                        record.update(sparsity=round(s, 4), **one(method, dense, inputs, task, s, b, seed, ratio))
                         results.append(_append(results_path, record))
                         print(f"{task_name} {name} seed {seed} {ratio}x {method}: {record['acc']:.2f} % "
                               f"({record['seconds']} s)", flush=True)
@@ -325,12 +205,17 @@ def structadmm_records(results: list[dict[str, Any]], quick: bool, validation: b
     dense = {(r["task"], r["model"], r["seed"]): r["acc"] for r in results if r["method"] == "dense"}
     out = []
     for r in results:
-        extra = {k: r[k] for k in ("how", "sparsity", "params", "macs", "latency_ms", "speedup", "seconds") if k in r}
-        protocol = {**asdict(Budget()), **r["budget"], "quick": quick, "evaluated_on": "val" if validation else "test"}
+        extra = {k: r[k] for k in ("how", "sparsity", "params", "macs", "latency_ms", "speedup", "seconds", "val_acc",
+                                   "tuned", "prm") if k in r}
+        protocol = {**asdict(Budget()), **r["budget"], "quick": quick, "tune": r.get("tune", False),
+                    "evaluated_on": "val" if validation else "test"}
+        pre = r.get("pre_prm_compression")  # None: the method has no P-RM step, so nothing is added after it
         out.append(check({"task": r["task"], "model": r["model"], "method": r["method"], "seed": r["seed"],
-                          "compression": r["conv_ratio"], "target_compression": r["ratio"], "test_acc": r["acc"],
+                          "compression": r["conv_ratio"],
+                          "pre_prm_compression": r["conv_ratio"] if pre is None else pre,
+                          "target_compression": r["ratio"], "test_acc": r["acc"],
                           "dense_acc": dense[(r["task"], r["model"], r["seed"])], **extra, "protocol": protocol},
-                         STRUCTADMM_FIELDS))
+                         (*STRUCTADMM_FIELDS, "pre_prm_compression")))
     return out
 
 
@@ -360,7 +245,8 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="resnet20, digits, 10x and 20x, seed 0, small budget")
+    p.add_argument("--quick", action="store_true", help="resnet20, 10x, seed 0, small budget (a smoke run: its "
+                   "records say quick and are not for the docs)")
     p.add_argument("--tasks", nargs="+", default=["digits"], choices=sorted(TASKS))
     p.add_argument("--models", nargs="+", default=["resnet20"], choices=sorted(INPUT_SIZE),
                    help="default resnet20 (the ~20 min full run); resnet56 and vgg11_bn cost 3-8x more per run")
@@ -372,24 +258,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=int, default=None, help="epochs per method (default 20, quick 8)")
     p.add_argument("--validation", action="store_true",
                    help="hold out 20 %% of the training set and report on it instead of the test set")
+    p.add_argument("--tune", action="store_true", help=f"every method gets the same trials (lr in {TUNE_LRS}), "
+                   "trained on the training split; the best on the validation split is reported")
     p.add_argument("--report", action="store_true", help="print the table of every stored result for these "
                    "settings (all seeds and ratios), run nothing")
     p.add_argument("--rho", type=float, default=None, help="(a) initial rho")
     p.add_argument("--rho-growth", type=float, default=None, dest="rho_growth")
     p.add_argument("--admm-epochs", type=int, default=None, dest="admm_epochs")
+    p.add_argument("--structure", default=None, help="the ADMM set (group, filter, shape, 'filter+shape', ...)")
+    p.add_argument("--purify-eta", type=float, default=None, dest="purify_eta")
+    p.add_argument("--purify-sigma", type=float, default=None, dest="purify_sigma")
     p.add_argument("--results", type=Path, help="merge the runs' records into this JSON-lines file (the "
                    "protocol's: docs/results/structadmm.jsonl; tables: benchmarks/results_tables.py structadmm)")
     args = p.parse_args(argv)
     b = Budget()
     if args.quick:
-        args.models, args.ratios, args.seeds = ["resnet20"], [10, 20], [0]
+        args.models, args.ratios, args.seeds = ["resnet20"], [10], [0]
         args.work = args.work + "_quick"
-        b = Budget(dense_epochs=15, budget=8, admm_epochs=3)
+        b = Budget(dense_epochs=15, budget=8, admm_epochs=4)  # 2 Z/U updates per progressive step
     if args.budget:
         b = Budget(**{**asdict(b), "budget": args.budget, "admm_epochs": args.budget * 2 // 5})
-    b = Budget(**{**asdict(b), **{k: getattr(args, k) for k in ("rho", "rho_growth", "admm_epochs")
-                                  if getattr(args, k) is not None}})
+    knobs = ("rho", "rho_growth", "admm_epochs", "structure", "purify_eta", "purify_sigma")
+    b = Budget(**{**asdict(b), **{k: getattr(args, k) for k in knobs if getattr(args, k) is not None}})
     args.ratios = [int(r) if float(r).is_integer() else r for r in args.ratios]
+    if args.tune and args.validation:
+        p.error("--tune chooses on the task's validation split; --validation reports on it (use one)")
     if args.report:  # aggregate what results.jsonl holds for these settings, run nothing
         current = {m: settings(m, asdict(b)) for m in ("dense", *METHODS)}
         results = [r for r in load_results(Path(args.work) / "results.jsonl")

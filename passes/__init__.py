@@ -48,3 +48,8 @@ __all__ += ["Emit", "Fuse", "MeasureLatency"]
 from passes.finetune import Finetune  # noqa: E402
 
 __all__ += ["Finetune"]
+
+# what P-RM added, and retraining after it (StructADMM's recipe)
+from passes.retrain_purified import RetrainPurified  # noqa: E402
+
+__all__ += ["RetrainPurified"]

@@ -3,10 +3,13 @@
 Preconditions: ``groups`` (the channel analysis) and training data in ``state.data`` (any source
 ``graphprune.training.data.BatchStream`` accepts). Effects: a copy of the state's GraphModule with
 its own tensors (``graphprune.copy_on_write.trainable``) is trained and becomes the state's
-(``weights-trained``; the user's model and the input state keep theirs); for the ``channel``/``filter``
-structure the keep decision of the final projection is stored in ``state.keep`` so ``remove-channels`` deletes
-exactly the channels ADMM zeroed; ``state.masks`` holds the per-weight masks (mask-level structures
-keep every channel). Its options are the plan's ``[admm]`` table, declared once by ``AdmmConfig``;
+(``weights-trained``; the user's model and the input state keep theirs). ``state.keep`` drops the
+channels ADMM zeroed: for ``group`` the final projection's decision, for the per-layer sets (``filter``,
+``channel``, ``shape``) every channel zero in all its members that liveness confirms dead
+(``graphprune.admm.removal``); what only the unused-path fixed point can see is left to it.
+``state.masks`` holds the per-weight masks. ``artifacts["admm"]`` records the run, the primal residual at
+every hard prune and the conv census (entries present / non-zero) of what removing ``keep`` leaves.
+Its options are the plan's ``[admm]`` table, declared once by ``AdmmConfig``;
 the hook fields take the user's loss, optimizer factory, scheduler factory and evaluation (defaults:
 cross-entropy, SGD).
 Under torchrun every rank runs the pass; only rank 0 writes checkpoints and metrics.
@@ -22,8 +25,10 @@ import numpy as np
 import torch.nn.functional as F
 
 from graphprune.admm.config import AdmmConfig
+from graphprune.admm.removal import census_after_keep, compression, conv_params, zeroed_keep
 from graphprune.copy_on_write import trainable
 from graphprune.errors import InputError
+from graphprune.liveness import dead_labels
 from graphprune.passes import Pass, Stage, options_of
 from graphprune.state import CompileState
 
@@ -76,17 +81,24 @@ class Admm(Pass, options_of(AdmmConfig, sparsity=(float | None, None))):  # None
                                       scale=self.group_scale(state, config.sparsity))
         spec = TrainSpec(state.data, self.loss_fn, self.optimizer, self.scheduler, self.eval_fn, self.on_step,
                          self.batch_size)
+        dense = conv_params(state.gm)
         result = run_admm(gm, constraint, spec, config, example_inputs=state.example_inputs)
-        keep = result.keep if result.keep is not None else np.ones(num_labels, dtype=bool)
+        projected = result.keep if result.keep is not None else np.ones(num_labels, dtype=bool)
+        trained = state.with_(gm=gm, masks={**state.masks, **result.masks})
+        keep = projected & zeroed_keep(gm, cg.groups, num_labels, dead_labels(trained), opts.exact)
+        census = census_after_keep(gm, cg.groups, keep)
         record = {"targets": list(config.targets()), "structure": config.structure, "steps": result.steps,
-                  "kept_channels": int(keep.sum()), "channels": int(keep.size), "final": result.final,
+                  "kept_channels": int(keep.sum()), "channels": int(keep.size),
+                  "removed_zero_channels": int((projected & ~keep).sum()), "final": result.final,
+                  "conv_params_dense": dense, "census": census, "compression": compression(dense, census),
+                  "hard_prune": [{k: r.get(k) for k in ("stage", "target", "primal", "primal_rel", "rho_end")}
+                                 for r in result.metrics if r["event"] == "prune"],
                   "checkpoint_dir": config.checkpoint_dir,
                   "resumed_from": None if result.resumed is None else
                   {k: result.resumed[k] for k in ("step", "epoch", "checkpoint")},
                   "updates": [{k: r.get(k) for k in ("step", "stage", "rho", "primal", "eval")}
                               for r in result.metrics if r["event"] == "update"]}
-        return state.with_(gm=gm, keep=keep, masks={**state.masks, **result.masks},
-                           artifacts={**state.artifacts, "admm": record})
+        return trained.with_(keep=keep, artifacts={**state.artifacts, "admm": record})
 
 
 def _rule_sparsities(state: CompileState) -> dict[int, float] | None:

@@ -9,7 +9,7 @@ then removes every channel that died completely, losslessly with respect to the 
 Default off: with neither threshold set the pass changes nothing. Parameters are replaced, never
 written in place (they may still be the user's tensors), in a copy of the state's GraphModule
 (``graphprune.copy_on_write``). ``artifacts["purify"]`` lists what it zeroed,
-in the original (dense) numbering."""
+in the original (dense) numbering, and the conv census of its input (``census``: what P-RM started from)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from graphprune.admm.removal import conv_census
 from graphprune.copy_on_write import writable
 from graphprune.ops.registry import Trait, has_trait
 from graphprune.passes import Pass, Stage
@@ -101,6 +102,7 @@ class Purify(Pass):
             for index, dim in ((rows, 0), (cols, 1)):
                 if len(index) and isinstance(masks.get(fqn), torch.Tensor):
                     masks[fqn] = masks[fqn].clone().index_fill_(dim, index, False)
-        record = {"eta": self.eta, "sigma": self.sigma, "filters": filters, "columns": columns,
+        record = {"eta": self.eta, "sigma": self.sigma, "census": conv_census(state.gm), "filters": filters,
+                  "columns": columns,
                   "num_filters": sum(map(len, filters.values())), "num_columns": sum(map(len, columns.values()))}
         return state.with_(gm=gm, masks=masks, artifacts={**state.artifacts, self.name: record})

@@ -52,7 +52,7 @@ def job(checkpoint_dir: str, kill_at: int | None = None, **overrides) -> dict:
                          [Trace(), Canonicalize(), AnalyzeChannels()])
     gm = state.gm
     unshare(gm, model)
-    constraint = build_constraint("channel", gm, state.channels.groups, int(state.channels.labels.max()) + 1)
+    constraint = build_constraint("group", gm, state.channels.groups, int(state.channels.labels.max()) + 1)
 
     def die(info):
         if info.step == kill_at:
@@ -86,7 +86,7 @@ def mlp_job(checkpoint_dir: str | None = None) -> dict:
     state = run_pipeline(CompileState("mlp", model, (x[:1],)), [Trace(), Canonicalize(), AnalyzeChannels()])
     gm = state.gm
     unshare(gm, model)
-    constraint = build_constraint("channel", gm, state.channels.groups, int(state.channels.labels.max()) + 1)
+    constraint = build_constraint("group", gm, state.channels.groups, int(state.channels.labels.max()) + 1)
     config = AdmmConfig(sparsity=0.5, iterations=3, update_every=4, retrain_epochs=2, rho=0.02, lr=0.05,
                         checkpoint_dir=checkpoint_dir, checkpoint_every=5, device="cpu", progress=False)
     result = run_admm(gm, constraint, TrainSpec(batches), config)

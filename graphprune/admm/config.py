@@ -22,13 +22,14 @@ _PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(epochs?|steps?)\s*$")
 @dataclass(frozen=True)
 class AdmmConfig:
     sparsity: float = 0.5  # final target (fraction of each constrained group's / tensor's blocks removed)
-    structure: str = "channel"  # channel | filter | shape | irregular | "N:M" | combinations with "+"
+    structure: str = "group"  # group | filter | channel | shape | irregular | "N:M" | combinations with "+"
     progressive: tuple[float, ...] = ()  # rising intermediate targets, each an ADMM + retrain step
-    rho: float = 1e-3  # initial penalty, reset at every progressive step
+    rho: float = 0.03  # initial penalty, reset at every progressive step (docs/admm.md: "ρ defaults")
     rho_growth: float = 1.3  # multiplied in after every Z/U update ...
     rho_max: float = 1.0  # ... up to this cap
     update_every: Period = "1 epoch"  # W-step length between Z/U updates
     iterations: int = 10  # Z/U updates per progressive step
+    update_z: bool = True  # False (an ablation): Z stays the first projection of each step, only U and rho move
     retrain_epochs: float = 5  # masked retraining after each hard prune
     recalibrate_bn: int = 20  # batches to recompute BatchNorm statistics on after each hard prune (0: off)
     lr: float = 0.01  # default optimizer: SGD(lr, momentum, weight_decay)
@@ -46,6 +47,9 @@ class AdmmConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "progressive", tuple(float(t) for t in self.progressive))
         self.targets()
+        from graphprune.admm.constraints import check_structure
+
+        check_structure(self.structure)
         for key in ("rho", "rho_max", "lr"):
             if not isinstance(getattr(self, key), (int, float)) or getattr(self, key) <= 0:
                 raise InputError(f"admm.{key}: expected a positive number, got {getattr(self, key)!r}")
@@ -78,7 +82,7 @@ class AdmmConfig:
     def trajectory(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint (everything that changes the numbers)."""
         keep = ("sparsity", "structure", "progressive", "rho", "rho_growth", "rho_max", "update_every",
-                "iterations", "retrain_epochs", "recalibrate_bn", "lr", "momentum", "weight_decay", "seed")
+                "iterations", "update_z", "retrain_epochs", "recalibrate_bn", "lr", "momentum", "weight_decay", "seed")
         d = asdict(self)
         return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in keep}
 

@@ -4,8 +4,11 @@ A constraint maps the current ``W + U`` (fqn -> tensor) and a target sparsity to
 bool mask per constrained tensor (``Z = X * mask``) and, for removable structures, the keep vector
 per channel label that ``remove-channels`` consumes. Structures:
 
-- ``channel`` / ``filter``: the group projection (``projections.project_groups``); removable.
-- ``shape``, ``irregular``, ``N:M`` (e.g. ``"2:4"``): per-tensor, mask-level (shapes are kept).
+- ``group``: the coupled group projection (``projections.project_groups``): a channel is zeroed in every
+  member of its pruning group at once, so the keep vector is removable as it stands.
+- ``filter``, ``channel``, ``shape``: the paper's per-layer filter-wise, channel-wise and shape-wise sets
+  (``graphprune.admm.layers``); mask-level while training, removal where whole channels die.
+- ``irregular``, ``N:M`` (e.g. ``"2:4"``): per-tensor, mask-level (shapes are kept).
 - ``SequentialConstraint``: several of these in turn (feasible, not the exact projection).
 """
 
@@ -17,16 +20,18 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 import graphprune.admm.projections as P
+from graphprune.admm.layers import LAYER_STRUCTURES, LayerSet, layer_masks, layer_sets, target_of
 from graphprune.channels.groups import PruningGroup
 from graphprune.errors import InputError
 from graphprune.ops.registry import Trait, has_trait
 
 Tensor = torch.Tensor
-GROUP_STRUCTURES = ("channel", "filter")
-WEIGHT_STRUCTURES = ("shape", "irregular")
+GROUP_STRUCTURES = ("group",)
+WEIGHT_STRUCTURES = ("irregular",)
+STRUCTURES = GROUP_STRUCTURES + LAYER_STRUCTURES + WEIGHT_STRUCTURES
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,32 @@ class GroupConstraint:
         proj = P.project_groups(tensors, self.groups, self.num_labels, per_group, round_to=self.round_to,
                                 min_channels=self.min_channels, exact=self.exact)
         return Projection(proj.masks, proj.keep)
+
+
+@dataclass(frozen=True)
+class LayerConstraint:
+    """A per-layer set (``filter``, ``channel`` or ``shape``) on every layer in ``sets``, each at its own
+    target (the run's, scaled by its group's rule: ``scale`` as for ``GroupConstraint``)."""
+
+    sets: tuple[LayerSet, ...]
+    scale: Mapping[int, float] | None = None
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(dict.fromkeys(n for s in self.sets
+                                                               for n in (s.weight, *s.companions))))
+
+    def project(self, tensors: Mapping[str, Tensor], sparsity: float) -> Projection:
+        masks: dict[str, Tensor] = {}
+        for s in self.sets:
+            target = target_of(s, sparsity, self.scale)
+            if not target:
+                continue
+            for fqn, mask in layer_masks(s, tensors, target).items():
+                masks[fqn] = masks[fqn] & mask if fqn in masks else mask
+        for fqn in self.names:
+            masks.setdefault(fqn, torch.ones(tensors[fqn].shape, dtype=torch.bool, device=tensors[fqn].device))
+        return Projection(masks)
 
 
 @dataclass(frozen=True)
@@ -105,12 +136,21 @@ class SequentialConstraint:
         return Projection(masks, keep)
 
 
+def check_structure(structure: str) -> None:
+    """Refuse an unknown structure (or part of a ``+`` combination) up front, naming it."""
+    if not isinstance(structure, str) or not structure:
+        raise InputError(f"admm.structure: expected a structure name, got {structure!r}")
+    for part in structure.split("+"):
+        if part not in STRUCTURES:
+            parse_n_m(part)
+
+
 def parse_n_m(structure: str) -> tuple[int, int]:
     try:
         n, m = (int(v) for v in structure.split(":"))
     except ValueError:
-        raise InputError(f"structure {structure!r}: expected one of {GROUP_STRUCTURES + WEIGHT_STRUCTURES} "
-                         f"or 'N:M' such as '2:4'") from None
+        raise InputError(f"admm.structure {structure!r}: expected one of {', '.join(STRUCTURES)} or 'N:M' such "
+                         f"as '2:4', or several joined by '+' (e.g. 'filter+shape')") from None
     if not 0 < n <= m:
         raise InputError(f"structure {structure!r}: N:M needs 0 < N <= M")
     return n, m
@@ -132,7 +172,8 @@ def build_constraint(structure: str, module: nn.Module, groups: Sequence[Pruning
                      num_labels: int = 0, *, round_to: int = 1, min_channels: int = 1, exact: bool = False,
                      scale: Mapping[int, float] | None = None) -> Constraint:
     """The constraint for a plan's ``structure``; ``+`` combines several sequentially
-    (e.g. ``"channel+irregular"``). ``scale``: per-group targets relative to the run's (``GroupConstraint``)."""
+    (e.g. ``"filter+shape"``). ``scale``: per-group targets relative to the run's (group and per-layer
+    sets). Per-layer sets need ``module`` to be the traced GraphModule the groups were analysed on."""
     parts = structure.split("+")
     if len(parts) > 1:
         return SequentialConstraint(tuple(build_constraint(p, module, groups, num_labels, round_to=round_to,
@@ -143,6 +184,10 @@ def build_constraint(structure: str, module: nn.Module, groups: Sequence[Pruning
             raise InputError(f"structure {structure!r} needs the channel analysis (pruning groups)")
         return GroupConstraint(groups, num_labels, group_parameter_names(module, groups), round_to,
                                min_channels, exact, scale)
+    if structure in LAYER_STRUCTURES:
+        if groups is None or not isinstance(module, fx.GraphModule):
+            raise InputError(f"structure {structure!r} needs the traced module and its pruning groups")
+        return LayerConstraint(tuple(layer_sets(structure, module, groups, exact)), scale)
     if structure not in WEIGHT_STRUCTURES:
         parse_n_m(structure)
     return WeightConstraint(structure, weight_names(module))

@@ -7,8 +7,10 @@ tied to a phase and a step inside it, so a checkpoint is (phase, step) plus tens
 - ``admm`` start: fresh optimizer; Z <- Proj(W), U <- 0, rho <- rho0 (reset per progressive step).
   Each step minimises f(W) + sum rho/2 ||W - Z + U||^2: the penalty's gradient rho (W - Z + U) is added
   to the data gradient after backward (after DDP's all-reduce; it is identical on every rank).
-  Every ``update_every`` steps: Z <- Proj(W + U), U <- U + W - Z, rho <- min(rho * growth, rho_max).
-- ``retrain`` start (hard prune): masks <- Proj(W) (and the previous step's masks), W <- W * masks,
+  Every ``update_every`` steps: Z <- Proj(W + U), U <- U + W - Z, rho <- min(rho * growth, rho_max)
+  (``update_z = false``, an ablation: Z keeps its first projection).
+- ``retrain`` start (hard prune): the primal residual ||W - Z|| (and relative to ||W||) is logged with the
+  ``prune`` record; masks <- Proj(W) (and the previous step's masks), W <- W * masks,
   BatchNorm running statistics recomputed on ``recalibrate_bn`` fixed batches, fresh optimizer. Each
   step multiplies gradients by the masks and re-applies them to the weights after the optimizer step
   (weight decay or an optimizer's own state would otherwise revive them).
@@ -157,6 +159,7 @@ class _Run:
             self._record("start", phase, primal=self._primal())
             return
         before = self._evaluate()
+        primal, norm = self._primal(), self._norm()  # how far W still is from Z when it is cut to the set
         proj = self.constraint.project(w, phase.target)
         self.masks = self._masks(proj.masks)
         if proj.keep is not None:
@@ -167,7 +170,8 @@ class _Run:
         if recalibrate_batchnorm(self.module, self.stream(0), self.config.recalibrate_bn, self.d.device):
             D.broadcast_tensors([b for m in self.module.modules() if has_trait(m, Trait.RUNNING_STATS)
                                  for b in m.buffers()], self.d)
-        self._record("prune", phase, eval_before=before, eval=self._evaluate(),
+        self._record("prune", phase, eval_before=before, eval=self._evaluate(), primal=primal,
+                     primal_rel=primal / norm if norm else 0.0, rho_end=self.rho,
                      density=sum(int(m.sum()) for m in self.masks.values()) /
                      max(1, sum(m.numel() for m in self.masks.values())))
 
@@ -224,10 +228,11 @@ class _Run:
 
     def _update_zu(self, phase: Phase) -> None:
         D.broadcast_tensors(list(self.params.values()), self.d)  # W is in sync under DDP; make it bitwise so
-        x = {n: p.detach() + self.u[n] for n, p in self.params.items()}
-        masks = self._masks(self.constraint.project(x, phase.target).masks)
+        if self.config.update_z:
+            x = {n: p.detach() + self.u[n] for n, p in self.params.items()}
+            masks = self._masks(self.constraint.project(x, phase.target).masks)
+            self.z = {n: x[n] * masks[n] for n in self.params}
         for n, p in self.params.items():
-            self.z[n] = x[n] * masks[n]
             self.u[n] = self.u[n] + p.detach() - self.z[n]
         rho = min(self.rho * self.config.rho_growth, self.config.rho_max)
         for n in self.u:  # U is the dual scaled by 1/rho: keep the unscaled dual rho * U when rho grows
@@ -238,6 +243,9 @@ class _Run:
         if not self.z:
             return 0.0
         return float(sum(float((p.detach() - self.z[n]).double().pow(2).sum()) for n, p in self.params.items())) ** 0.5
+
+    def _norm(self) -> float:
+        return float(sum(float(p.detach().double().pow(2).sum()) for p in self.params.values())) ** 0.5
 
     def _evaluate(self) -> dict[str, float] | None:
         if self.spec.eval_fn is None or not self.d.main:

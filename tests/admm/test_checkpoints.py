@@ -114,7 +114,7 @@ def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path:
                          "in this model"),
     ({"data": batches(seed=2)}, "training data: the first batch's values differ from the checkpoint's"),
     ({"data": batches(n=96)}, "training data: size is 4 in the checkpoint but 6 in this run"),
-    ({"rho": 0.5}, "admm.rho is 0.001 in the checkpoint but 0.5 in this run"),
+    ({"rho": 0.5}, "admm.rho is 0.03 in the checkpoint but 0.5 in this run"),
 ], ids=["input-size", "model", "dataset", "dataset-size", "setting"])
 def test_resume_of_another_run_names_the_first_difference(tmp_path: Path, change, difference):
     train(tmp_path)
