@@ -100,11 +100,15 @@ def chosen_lr(records: list[dict], t: str, m: str, method: str, cfg: Config) -> 
     return max(cfg.lrs, key=lambda lr: (trials.get(lr, -1.0), -cfg.lrs.index(lr)))
 
 
-def test_plan(seeds, densities, sparsities, tasks, models, methods, cfg: Config, tuned: list[dict]) -> list[Run]:
-    """The test runs, each method at its tuned learning rate (a PX run's controls share PX's run but
-    are trained at their own tuned rate: see ``execute``)."""
-    lr = {(t, m, x): chosen_lr(tuned, t, m, x, cfg) for t in tasks for m in models
-          for x in ("dense", *methods, *CONTROLS)}
+def tuned_lrs(tuned: list[dict], tasks, models, methods, cfg: Config) -> dict[tuple, float]:
+    """(task, model, method) -> its chosen learning rate, for dense, every method and PX's controls."""
+    return {(t, m, x): chosen_lr(tuned, t, m, x, cfg) for t in tasks for m in models
+            for x in ("dense", *methods, *CONTROLS)}
+
+
+def test_plan(seeds, densities, sparsities, tasks, models, methods, lr: dict[tuple, float]) -> list[Run]:
+    """The test runs, each method at its tuned learning rate ``lr`` (a PX run's controls share PX's
+    run but are trained at their own tuned rate: see ``execute``)."""
     runs = []
     for d in densities:
         for s in seeds:
@@ -174,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     tuned = run_all(tuning_plan(args.tasks, args.models, args.methods, cfg), cfg, args.results, args.jobs,
                     args.resume, {})
     tuned = load(args.results) if args.results else tuned
-    lrs = {(t, m, x): chosen_lr(tuned, t, m, x, cfg) for t in args.tasks for m in args.models for x in CONTROLS}
-    runs = test_plan(seeds, densities, sparsities, args.tasks, args.models, args.methods, cfg, tuned)
+    lrs = tuned_lrs(tuned, args.tasks, args.models, args.methods, cfg)
+    runs = test_plan(seeds, densities, sparsities, args.tasks, args.models, args.methods, lrs)
     results = run_all(runs, cfg, args.results, args.jobs, args.resume, lrs)
     records = [r for r in (load(args.results) if args.results else tuned + results)
                if r.get("protocol") == cfg.protocol()]

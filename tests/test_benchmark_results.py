@@ -103,7 +103,8 @@ def test_tuning_chooses_each_methods_rate_on_validation_with_equal_trials():
     assert pai.chosen_lr(tuned, "mnist5k", "plain_cnn", "snip", cfg) == 0.003  # by validation, not test
     assert pai.chosen_lr(tuned, "mnist5k", "plain_cnn", "px", cfg) == 0.003  # a tie goes to the first rate
     assert pai.chosen_lr(tuned, "mnist5k", "plain_cnn", "grasp", cfg) == 0.003  # untuned: the first
-    runs = pai.test_plan(range(2), (0.01,), (), ["mnist5k"], ["plain_cnn"], ["snip"], cfg, tuned)
+    lrs = pai.tuned_lrs(tuned, ["mnist5k"], ["plain_cnn"], ["snip"], cfg)
+    runs = pai.test_plan(range(2), (0.01,), (), ["mnist5k"], ["plain_cnn"], ["snip"], lrs)
     assert sorted((r.method, r.seed, r.lr) for r in runs) == [("dense", 0, 0.003), ("dense", 1, 0.003),
                                                               ("snip", 0, 0.003), ("snip", 1, 0.003)]
 
