@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from graphprune.admm.projections import member_energy
-from graphprune.allocation import removable
+from graphprune.allocation import every_member_keeps_one, removable
 from graphprune.channels.groups import PruningGroup
 
 
@@ -46,12 +46,8 @@ def zeroed_keep(module: nn.Module, groups: Sequence[PruningGroup], num_labels: i
     keep = np.ones(num_labels, dtype=bool)
     for g in groups:
         if g.num_prunable:
-            keep[g.labels] = ~(_zero_channels(g, params, exact) & dead[g.labels])
-    for g in groups:
-        for m in g.members:
-            labs = g.labels[m.channel]
-            if len(labs) and not keep[labs].any():
-                keep[labs[0]] = True
+            kept = ~(_zero_channels(g, params, exact) & dead[g.labels])
+            keep[g.labels] = every_member_keeps_one(g, np.zeros(g.size), kept)
     return keep
 
 
