@@ -10,12 +10,19 @@ these functions and record their results in the compile state.
 from graphprune.scoring.aggregate import channel_scores
 from graphprune.scoring.batches import class_balanced_batch
 from graphprune.scoring.gradient import grasp_scores, snip_scores, taylor_scores
-from graphprune.scoring.masks import exponential_schedule, global_masks, iterate, local_masks
+from graphprune.scoring.masks import (
+    exponential_schedule,
+    global_masks,
+    iterate,
+    iterate_within_layers,
+    layer_densities,
+    local_masks,
+)
 from graphprune.scoring.paths import PathScorer, path_count, px_scores, synflow_scores
 from graphprune.scoring.targets import Masks, Scores, prunable_weights
 from graphprune.scoring.weights import bn_scale_scores, fpgm_scores, geometric_median, magnitude_scores, random_scores
 
 __all__ = ["Masks", "PathScorer", "Scores", "bn_scale_scores", "channel_scores", "class_balanced_batch",
            "exponential_schedule", "fpgm_scores", "geometric_median", "global_masks", "grasp_scores", "iterate",
-           "local_masks", "magnitude_scores", "path_count", "prunable_weights", "px_scores", "random_scores",
-           "snip_scores", "synflow_scores", "taylor_scores"]
+           "iterate_within_layers", "layer_densities", "local_masks", "magnitude_scores", "path_count",
+           "prunable_weights", "px_scores", "random_scores", "snip_scores", "synflow_scores", "taylor_scores"]

@@ -66,6 +66,42 @@ def iterate(score: Callable[[Masks | None], Scores], density: float, rounds: int
     return scores, masks
 
 
+def layer_densities(masks: Masks) -> dict[str, float]:
+    """The kept fraction of every tensor of ``masks``."""
+    return {n: int(m.sum()) / max(m.numel(), 1) for n, m in masks.items()}
+
+
+def iterate_within_layers(score: Callable[[Masks | None], Scores], densities: dict[str, float], rounds: int,
+                          masks: Masks | None = None) -> tuple[Scores, Masks]:
+    """``iterate`` with the per-layer densities given instead of chosen: round r keeps, in layer ``n``,
+    the ``densities[n] ** ((r + 1) / rounds)`` fraction with the highest scores of that layer alone.
+
+    Why: a global-threshold criterion decides two things at once, how dense each layer ends and which
+    weights a layer keeps. Running criterion A within the layers at criterion B's final densities (its
+    ``layer_densities``) separates them: the ablation of ``benchmarks/pai_ablation.py``. The last round
+    keeps exactly ``round(densities[n] * numel)`` weights (none for a layer B emptied), so A's mask has
+    B's counts; a pruned weight never comes back."""
+    scores: Scores = {}
+    for exponent in ((r + 1) / rounds for r in range(rounds)):
+        scores = score(masks)
+        if set(scores) != set(densities):
+            raise ValueError(f"densities name {sorted(densities)} but the criterion scores {sorted(scores)}")
+        out = {}
+        for n, s in scores.items():
+            flat = torch.nan_to_num(s.detach().reshape(-1).double(), nan=-math.inf)
+            available = flat.numel()
+            if masks is not None and n in masks:
+                flat = flat.masked_fill(~masks[n].reshape(-1), -math.inf)
+                available = int(masks[n].sum())
+            keep = torch.zeros(flat.numel(), dtype=torch.bool)
+            count = min(available, round(flat.numel() * densities[n] ** exponent))
+            keep[torch.argsort(flat, descending=True, stable=True)[:count]] = True
+            out[n] = keep.reshape(s.shape)
+        masks = out
+    assert masks is not None
+    return scores, masks
+
+
 def density_of(masks: Masks) -> float:
     total = sum(m.numel() for m in masks.values())
     return sum(int(m.sum()) for m in masks.values()) / max(total, 1)
