@@ -20,6 +20,7 @@ from graphprune.codegen import materialize
 from graphprune.copy_on_write import unshare
 from graphprune.errors import InputError
 from graphprune.interface import BoundInputs, bind_inputs, holds_tensor, tensor_aliases, ties
+from graphprune.latency_budget import RESULT, latency_rule_budget, measured_fraction, meet_latency, timing_inputs
 from graphprune.metrics import count_macs, count_params
 from graphprune.plan import Plan, load_plan, with_overrides
 from graphprune.plan.data import plan_data
@@ -43,7 +44,8 @@ class Result:
         return from_result(self)
 
 
-def _check_inputs(model: Any, example_inputs: Any, kwargs: Any) -> BoundInputs:
+def _check_inputs(model: Any, example_inputs: Any, kwargs: Any) -> tuple[BoundInputs, tuple[Any, ...]]:
+    """The inputs bound to ``forward``, and the positional example inputs as a call passes them."""
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(example_inputs, torch.Tensor) or isinstance(example_inputs, dict) and kwargs is None:
@@ -58,7 +60,7 @@ def _check_inputs(model: Any, example_inputs: Any, kwargs: Any) -> BoundInputs:
     if not any(holds_tensor(x) for x in (*example_inputs, *(kwargs or {}).values())):
         first = example_inputs[0] if example_inputs else next(iter(kwargs.values()))
         raise InputError(f"example_inputs[0] must be a torch.Tensor (or hold one), got {type(first).__name__}")
-    return bind_inputs(model, tuple(example_inputs), kwargs or {})
+    return bind_inputs(model, tuple(example_inputs), kwargs or {}), tuple(example_inputs)
 
 
 def _check_finite(model: nn.Module) -> None:
@@ -81,6 +83,11 @@ def _warnings(state: CompileState, macs_before: int) -> list[str]:
     if state.channels is not None and not any(g.num_prunable for g in state.channels.groups):
         out.append("nothing to prune: no channel group is prunable (every channel reaches an output or is "
                    "frozen; see 'frozen'), the model is returned unchanged")
+    latency = state.artifacts.get(RESULT)
+    if latency is not None and not latency["within_tolerance"]:
+        out.append(f"latency budget missed: asked {latency['asked']} of the dense latency, measured "
+                   f"{latency['achieved']} after {len(latency['compiles'])} compiles (tolerance "
+                   f"{latency['tolerance']:.0%}); see budget.compiles")
     if macs_before == 0:
         out.append("the model does 0 MACs on the example inputs (no conv/linear/matmul work, or an empty batch): "
                    "MAC reductions are not defined")
@@ -122,19 +129,34 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     a recovery pass measures. ``capture``: ``"fx"``, ``"export"`` or ``"auto"`` (``graphprune.capture``),
     over the plan's ``[passes.trace] capture``; ``dynamic``: ``"auto"``, ``"all"`` or ``"static"``, the input
     sizes an export capture keeps dynamic (``graphprune.capture_sizes``), over ``[passes.trace] dynamic``."""
-    bound = _check_inputs(model, example_inputs, kwargs)
+    bound, positional = _check_inputs(model, example_inputs, kwargs)
     _check_finite(model)
     inputs = bound.traced
     plan = with_overrides(load_plan(plan), overrides)
     _check_plan_against(plan, model, inputs)
     pipeline = schedule(plan, _trace_context(leaf_modules, capture, dynamic))
     loaded = plan_data(plan, model, inputs) if data is None else None
-    state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
-                         data=data if loaded is None else loaded.train,
-                         val_data=val_data if loaded is None else loaded.val,
-                         artifacts={} if loaded is None else {"data": loaded.record},
-                         input_constants=bound.constants)
-    state = run_schedule(state, pipeline)
+
+    def compile_once(artifacts: dict[str, Any]) -> CompileState:
+        state = CompileState(name or type(model).__name__, model, inputs, _options(plan), plan=plan,
+                             data=data if loaded is None else loaded.train,
+                             val_data=val_data if loaded is None else loaded.val,
+                             artifacts={**({} if loaded is None else {"data": loaded.record}), **artifacts},
+                             input_constants=bound.constants)
+        return run_schedule(state, pipeline)
+
+    budget = latency_rule_budget(plan)
+    if budget is None:
+        state = compile_once({})
+    else:
+        dense_args, pruned_args = (timing_inputs(x, budget.batch) for x in (positional, inputs))
+
+        def time_pair(state: CompileState) -> float:
+            pruned = materialize(state.gm)
+            return measured_fraction(lambda: model(*dense_args, **(kwargs or {})), lambda: pruned(*pruned_args),
+                                     [model, pruned], num_threads=budget.threads)
+
+        state = meet_latency(compile_once, time_pair, budget)
     params_before = count_params(model)
     macs_before = state.macs.get("dense") or count_macs(model, inputs)
     module = materialize(state.gm)
@@ -213,6 +235,8 @@ def _seconds(history: tuple[tuple[str, float], ...]) -> dict[str, float]:
 
 
 def _budget(state: CompileState, macs_before: int, params_before: int) -> dict[str, Any] | None:
+    if RESULT in state.artifacts:  # a latency budget: measured by the loop that met it
+        return dict(state.artifacts[RESULT])
     for record in state.artifacts.get("allocate", {}).values():
         if "budget" in record:
             b = dict(record["budget"])

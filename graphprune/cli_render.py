@@ -138,8 +138,12 @@ def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[
 
     if report.budget:
         b = report.budget
-        out.print(text(f"budget: {b['metric']} asked {b['asked']:.3f} of dense, achieved {b.get('achieved', '?')} "
-                       f"({'within' if b.get('within_tolerance') else 'OUTSIDE'} 2 %)"))
+        from graphprune.allocation import BUDGET_TOLERANCE  # here: the CLI's startup imports no numpy/torch
+
+        tolerance = b.get("tolerance", BUDGET_TOLERANCE)
+        measured = f" measured on {b['backend']} over {len(b['compiles'])} compiles" if "compiles" in b else ""
+        out.print(text(f"budget: {b['metric']} asked {b['asked']:.3f} of dense, achieved {b.get('achieved', '?')}"
+                       f"{measured} ({'within' if b.get('within_tolerance') else 'OUTSIDE'} {tolerance:.0%})"))
     print_accuracy(out, report.artifacts.get("finetune"))
     for record in report.artifacts.get("emit", {}).get("files", []):
         out.print(text(f"emitted {record['format']}: {record['file']} ({human_bytes(record['size_bytes'])}, "

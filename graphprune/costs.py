@@ -41,7 +41,7 @@ class CostModel:
         return float(self.constant + (self.dense_terms * fractions[self.factors].prod(axis=1)).sum())
 
 
-class _Builder:
+class TermBuilder:
     def __init__(self) -> None:
         self.terms: list[tuple[float, list[np.ndarray]]] = []
 
@@ -65,13 +65,13 @@ class _Builder:
 def param_model(state: CompileState) -> CostModel:
     """Exact: a tensor's kept numel is its numel times the kept fraction of every member dim."""
     members = state.analysis.table.members
-    b = _Builder()
+    b = TermBuilder()
     for fqn, p in state.gm.named_parameters():
         b.add(p.numel(), [members[(fqn, d)].ids if (fqn, d) in members else None for d in range(p.ndim)])
     return b.build(None)
 
 
-def _weight(node: fx.Node, state: CompileState) -> tuple[tuple[int, ...], list, bool] | None:
+def layer_weight(node: fx.Node, state: CompileState) -> tuple[tuple[int, ...], list, bool] | None:
     """The weight a conv/linear node multiplies with: (shape, element ids per dim, transposed). For
     functional calls the weight node's layout is used, so a slice of a packed parameter (the q/k/v
     thirds of an attention in_proj_weight) counts with the slice's own channels."""
@@ -86,7 +86,7 @@ def _weight(node: fx.Node, state: CompileState) -> tuple[tuple[int, ...], list, 
         w = node.args[1]
         info = state.values.get(w.name) if isinstance(w, fx.Node) else None
         if isinstance(info, TensorInfo):
-            ids = _ids(state.analysis.layouts.get(w.name), range(info.ndim))
+            ids = element_ids(state.analysis.layouts.get(w.name), range(info.ndim))
             return info.shape, ids, has_trait(node.target, Trait.TRANSPOSED)
     return None
 
@@ -95,18 +95,18 @@ def _numel(info: TensorInfo) -> int:
     return math.prod(info.shape)
 
 
-def _ids(layout: object, dims: object) -> list[np.ndarray | None]:
+def element_ids(layout: object, dims: object) -> list[np.ndarray | None]:
     return [layout.get(d) for d in dims] if isinstance(layout, Layout) else []
 
 
 def mac_model(state: CompileState) -> CostModel:
     layouts, values = state.analysis.layouts, state.values
-    b = _Builder()
+    b = TermBuilder()
     for node in state.gm.graph.nodes:
         out = values.get(node.name)
         if not isinstance(out, TensorInfo):
             continue
-        weight = _weight(node, state)
+        weight = layer_weight(node, state)
         if weight is not None:  # MACs = positions x weight numel / weight.shape[0]
             shape, ids, transposed = weight
             x = values.get(node.args[0].name) if isinstance(node.args[0], fx.Node) else None

@@ -90,7 +90,7 @@ def graph_apply(model: nn.Module, data: dict[str, Any], example_inputs: Any, kwa
         raise InputError(f"apply: {where} is for a model with {data['params_before']:,} parameters, this one has "
                          f"{count_params(model):,}: not the same architecture")
     inputs = example_inputs if example_inputs is not None else report_inputs(data, where)
-    bound = _check_inputs(model, inputs, kwargs)
+    bound, _ = _check_inputs(model, inputs, kwargs)
     state = CompileState(data.get("model") or type(model).__name__, model, bound.traced,
                          options=Options(statistics=_statistics(data), outputs=_outputs(data)),
                          input_constants=bound.constants)

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from graphprune.allocation import BUDGET_TOLERANCE, Candidate, Limits, decide, global_sparsity, search
-from graphprune.costs import cost_model
+from graphprune.costs import CostModel, cost_model
+from graphprune.latency_budget import CALIBRATION
+from graphprune.latency_model import latency_model, profile
 from graphprune.passes import Pass
-from graphprune.plan import AllocateSpec, Plan, PruneRule
+from graphprune.plan import AllocateSpec, Budget, Plan, PruneRule
 from graphprune.plan.selectors import assign_rules
 from graphprune.state import CompileState, Options
 
@@ -79,7 +81,8 @@ class Allocate(Pass):
     @staticmethod
     def _meet_budget(state: CompileState, plan: Plan, rule: PruneRule, candidates: list[Candidate],
                      keep: np.ndarray, limits: Limits) -> dict:
-        model = cost_model(state, rule.budget.metric)
+        budget = rule.budget
+        model, target, extra = _budget_model(state, budget)
         labels = state.channels.labels
 
         def measure(keeps: list[np.ndarray]) -> float:
@@ -88,15 +91,29 @@ class Allocate(Pass):
             return model.count(keep[labels]) / model.dense
 
         scope = rule.scope or plan.allocate.scope
-        keeps, achieved = search(candidates, limits, scope, measure, rule.budget.ratio)
+        keeps, achieved = search(candidates, limits, scope, measure, target)
         measure(keeps)
-        if achieved > rule.budget.ratio * (1 + BUDGET_TOLERANCE):
-            raise plan.error(f"{rule.path}.budget.{rule.budget.metric}",
-                             f"{rule.budget.ratio} cannot be met: removing every channel the plan allows "
-                             f"leaves {achieved:.3f} of the dense {rule.budget.metric} (frozen channels, "
+        if achieved > target * (1 + BUDGET_TOLERANCE) and budget.metric != "latency":  # latency: measured next
+            raise plan.error(f"{rule.path}.budget.{budget.metric}",
+                             f"{target} cannot be met: removing every channel the plan allows "
+                             f"leaves {achieved:.3f} of the dense {budget.metric} (frozen channels, "
                              f"max_per_group={limits.max_fraction}, min_channels={limits.min_channels})")
-        return {**_summary(candidates, keeps), "budget": {"metric": rule.budget.metric, "asked": rule.budget.ratio,
-                                                          "estimated": round(achieved, 4)}}
+        return {**_summary(candidates, keeps), "budget": {"metric": budget.metric, "asked": budget.ratio,
+                                                          **extra, "estimated": round(achieved, 4)}}
+
+
+def _budget_model(state: CompileState, budget: Budget) -> tuple[CostModel, float, dict]:
+    """The cost model a budget is met against, the fraction to search for and what to record. A latency
+    budget searches the per-op model (``graphprune.latency_model``) for the target the calibration loop
+    sets (``graphprune.latency_budget``; the asked fraction on the first compile), on the profile it
+    carries or, on the first compile, one measured here."""
+    if budget.metric != "latency":
+        return cost_model(state, budget.metric), budget.ratio, {}
+    calibration = state.artifacts.get(CALIBRATION, {})
+    node_ms = calibration.get("profile_ms") or profile(state.gm, state.example_inputs, batch=budget.batch,
+                                                       num_threads=budget.threads)
+    target = calibration.get("target", budget.ratio)
+    return latency_model(state, node_ms), target, {"target": round(target, 4), "profile_ms": node_ms}
 
 
 def plan_from_options(options: Options) -> Plan:

@@ -10,13 +10,14 @@ Precedence of overlapping ``[[prune]]`` rules: the **most specific selector wins
 from __future__ import annotations
 
 import difflib
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from graphprune.errors import InputError, PlanError
+from graphprune.plan.budget import Budget, read_budget
+from graphprune.plan.checks import Check, boolean, number, one_of, positive_int
 from graphprune.plan.output_modes import outputs_expected
 from graphprune.plan.source import PlanSource
 
@@ -25,32 +26,7 @@ MASK_STRUCTURES = ("irregular", "shape")
 NM_PATTERN = re.compile(r"^(\d+):(\d+)$")
 SCOPES = ("local", "global")
 EMIT_FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "graphmodule": ".py"}  # format -> file suffix
-BUDGET_METRICS = ("macs", "params")
 STATISTICS = ("exact", "renormalize")  # statistics over removed channels: original width, or the kept ones
-
-Check = Callable[[Any], str | None]  # None when the value is fine, else what was expected
-
-
-def _number(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Check:
-    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
-
-    def check(v: Any) -> str | None:
-        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
-              and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi))
-        return None if ok else f"a number in {left}{lo}, {hi}{right}"
-    return check
-
-
-def _positive_int(v: Any) -> str | None:
-    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "a positive integer"
-
-
-def _boolean(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "true or false"
-
-
-def _one_of(*choices: str) -> Check:
-    return lambda v: None if v in choices else "one of " + ", ".join(repr(c) for c in choices)
 
 
 def _structure(v: Any) -> str | None:
@@ -81,46 +57,41 @@ def _names(v: Any) -> str | None:
 RULE_KEYS: dict[str, Check] = {
     "select": _selector,
     "structure": _structure,
-    "sparsity": _number(0, 1, hi_open=True),
-    "budget": lambda v: None if isinstance(v, dict) else "a table such as { macs = 0.5 } or { params = 0.3 }",
+    "sparsity": number(0, 1, hi_open=True),
+    "budget": lambda v: None if isinstance(v, dict) else ("a table such as { macs = 0.5 }, { params = 0.3 } or "
+                                                          "{ latency = 0.5 }"),
     "score": lambda v: None if isinstance(v, str) and v else "a criterion name such as 'l2'",
-    "scope": _one_of(*SCOPES),
+    "scope": one_of(*SCOPES),
 }
 ALLOCATE_KEYS: dict[str, Check] = {
-    "scope": _one_of(*SCOPES),
-    "round_to": _positive_int,
-    "max_per_group": _number(0, 1, lo_open=True),
-    "min_channels": _positive_int,
-    "exact": _boolean,
-    "statistics": _one_of(*STATISTICS),
+    "scope": one_of(*SCOPES),
+    "round_to": positive_int,
+    "max_per_group": number(0, 1, lo_open=True),
+    "min_channels": positive_int,
+    "exact": boolean,
+    "statistics": one_of(*STATISTICS),
     "outputs": outputs_expected,
 }
 EMIT_KEYS: dict[str, Check] = {
-    "format": _one_of(*EMIT_FORMATS),
-    "fuse": _boolean,
+    "format": one_of(*EMIT_FORMATS),
+    "fuse": boolean,
     "path": lambda v: None if isinstance(v, str) and v else "an output file path",
-    "dynamic_batch": _boolean,
+    "dynamic_batch": boolean,
 }
 MODEL_KEYS: dict[str, Check] = {"input_shape": _shape}
 DATA_KEYS: dict[str, Check] = {
     "name": lambda v: None if isinstance(v, str) and v else
     "a dataset: 'digits', 'imagefolder:DIR', 'package.module:factory' or 'file.py:factory'",
-    "batch_size": _positive_int,
-    "image_size": _positive_int,
+    "batch_size": positive_int,
+    "image_size": positive_int,
     "workers": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "an integer >= 0",
-    "val_split": _number(0, 1, hi_open=True),
+    "val_split": number(0, 1, hi_open=True),
 }
 SHORTHAND = {"sparsity": "prune", "score": "prune", "round_to": "allocate", "min_channels": "allocate",
              "exact": "allocate", "scope": "allocate", "max_per_group": "allocate", "statistics": "allocate",
              "outputs": "allocate"}
 PASS_SECTIONS = ("admm", "purify", "finetune")  # [admm] is sugar for [passes.admm]
 TOP_KEYS = ("model", "prune", "allocate", "emit", "data", "passes", "pipeline", *PASS_SECTIONS, *SHORTHAND)
-
-
-@dataclass(frozen=True)
-class Budget:
-    metric: str  # "macs" or "params"
-    ratio: float  # the fraction of the dense model's count the pruned model may keep
 
 
 @dataclass(frozen=True)
@@ -217,16 +188,7 @@ class _Reader:
         return self.fail(path, f"unknown key '{key}' (expected one of {', '.join(sorted(known))}){hint}")
 
     def budget(self, value: dict[str, Any], path: str) -> Budget:
-        if len(value) != 1:
-            raise self.fail(path, f"expected exactly one of {', '.join(BUDGET_METRICS)}, got {value!r}")
-        (metric, ratio), = value.items()
-        if metric not in BUDGET_METRICS:
-            raise self.unknown(f"{path}.{metric}", metric, BUDGET_METRICS)
-        expected = _number(0, 1, lo_open=True)(ratio)
-        if expected:
-            raise self.fail(f"{path}.{metric}", f"expected {expected} (the fraction of the dense model's "
-                                                f"{metric} to keep), got {ratio!r}")
-        return Budget(metric, float(ratio))
+        return read_budget(value, path, self.fail, self.unknown)
 
     def rule(self, value: Any, path: str) -> PruneRule:
         raw = self.table(value, path, RULE_KEYS)

@@ -1,0 +1,125 @@
+"""Meeting a latency budget: compile, measure, refit, compile again.
+
+``budget = { latency = r }`` asks for a pruned model whose measured time is ``r`` of the dense model's,
+within ``LATENCY_TOLERANCE`` (5 %) either way, on the budget's backend (eager PyTorch on this CPU), at
+its batch size and thread count. No cost model knows that in advance (docs/latency.md), so it is met
+by measurement: the per-op model (``graphprune.latency_model``) predicts the proportional part of a
+candidate's time, and every compile is timed against the dense model (round-robin, the median over
+rounds of the per-round ratio, robust to load that drifts). The relation measured = a + b x predicted
+is fitted over the compiles so far (from one compile, with b = 1 - a: a fixed share a that removal
+does not shrink) and the next compile searches the prediction that fit says gives ``r``. The profile
+of the first compile is reused, so every compile ranks candidates on one model. At most
+``MAX_COMPILES``; the result is the compile measured closest to ``r``, and the report's
+``budget`` says what was asked, each compile's target, prediction and measurement, and whether the
+tolerance was met (a miss is also a warning: never silently off budget).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from graphprune.latency import batched, eval_mode, threads
+
+CALIBRATION = "latency-calibration"  # the artifact a compile reads its target and profile from
+RESULT = "latency-budget"  # the artifact the loop leaves on the returned state
+LATENCY_TOLERANCE = 0.05
+MAX_COMPILES = 4
+MEASURE_ROUNDS = 20
+MEASURE_WARMUP = 3
+
+
+def latency_rule_budget(plan: Any) -> Any:
+    """The plan's latency budget (a ``graphprune.plan.Budget``), or None."""
+    for rule in plan.rules:
+        if rule.budget is not None and rule.budget.metric == "latency":
+            return rule.budget
+    return None
+
+
+def measured_fraction(dense: Callable[[], Any], pruned: Callable[[], Any], modules: Sequence[nn.Module],
+                      *, num_threads: int = 1, rounds: int = MEASURE_ROUNDS, warmup: int = MEASURE_WARMUP) -> float:
+    """Median over rounds of (pruned time / dense time), the two called in turn each round."""
+    ratios = []
+    with threads(num_threads), eval_mode(list(modules)), torch.inference_mode():
+        for _ in range(warmup):
+            dense()
+            pruned()
+        for _ in range(rounds):
+            start = time.perf_counter()
+            dense()
+            middle = time.perf_counter()
+            pruned()
+            ratios.append((time.perf_counter() - middle) / max(middle - start, 1e-12))
+    return statistics.median(ratios)
+
+
+def next_target(history: Sequence[dict[str, float]], asked: float) -> float:
+    """The prediction to search for next: fit measured = a + b x predicted over ``history`` (least
+    squares; one point: b = 1 - a) and solve for ``asked``. A degenerate fit (b <= 0: the
+    measurements do not fall as the predictions do) scales the last prediction instead."""
+    points = [(h["predicted"], h["measured"]) for h in history]
+    if len(points) == 1:
+        p, m = points[0]
+        a = (m - p) / (1 - p) if p < 1 else 0.0
+        b = 1 - a
+    else:
+        mp, mm = statistics.fmean(p for p, _ in points), statistics.fmean(m for _, m in points)
+        spread = sum((p - mp) ** 2 for p, _ in points)
+        b = sum((p - mp) * (m - mm) for p, m in points) / spread if spread > 0 else 0.0
+        a = mm - b * mp
+    if b <= 0:
+        p, m = points[-1]
+        return min(1.0, max(1e-3, p * asked / max(m, 1e-6)))
+    return min(1.0, max(1e-3, (asked - a) / b))
+
+
+def meet_latency(compile_once: Callable[[dict[str, Any]], Any], time_pair: Callable[[Any], float],
+                 budget: Any) -> Any:
+    """Compile (``compile_once(artifacts)`` -> state), measure (``time_pair(state)`` -> fraction), refit,
+    until the measured fraction is within the tolerance of ``budget.ratio``; returns the closest state
+    with the loop's record under ``RESULT``."""
+    asked = budget.ratio
+    history: list[dict[str, float]] = []
+    calibration: dict[str, Any] = {}
+    best: tuple[float, Any] | None = None
+    for _ in range(MAX_COMPILES):
+        state = compile_once({CALIBRATION: calibration} if calibration else {})
+        record = _allocate_budget(state)
+        measured = time_pair(state)
+        history.append({"target": record["target"], "predicted": record["estimated"],
+                        "measured": round(measured, 4)})
+        if best is None or abs(measured - asked) < abs(best[0] - asked):
+            best = (measured, state)
+        if abs(measured - asked) <= LATENCY_TOLERANCE * asked:
+            break
+        if any(abs(record["estimated"] - h["predicted"]) < 1e-4 for h in history[:-1]):
+            break  # the same model as an earlier compile: the plan allows no other (a frozen floor)
+        target = next_target(history, asked)
+        if any(abs(target - h["target"]) < 1e-4 for h in history):
+            break  # the search has nothing new to try
+        calibration = {"profile_ms": record["profile_ms"], "target": target}
+    assert best is not None
+    measured, state = best
+    result = {"metric": "latency", "asked": asked, "backend": budget.backend, "batch": budget.batch,
+              "threads": budget.threads, "achieved": round(measured, 4),
+              "within_tolerance": abs(measured - asked) <= LATENCY_TOLERANCE * asked,
+              "tolerance": LATENCY_TOLERANCE, "compiles": history}
+    kept = {k: v for k, v in state.artifacts.items() if k != CALIBRATION}  # the loop's input, not a result
+    return state.with_(artifacts={**kept, RESULT: result})
+
+
+def _allocate_budget(state: Any) -> dict[str, Any]:
+    for record in state.artifacts.get("allocate", {}).values():
+        if record.get("budget", {}).get("metric") == "latency":
+            return record["budget"]
+    raise RuntimeError("a latency budget compile ran no allocate pass with that budget")
+
+
+def timing_inputs(inputs: Sequence[Any], batch: int | None) -> tuple[Any, ...]:
+    return tuple(inputs) if batch is None else batched(inputs, batch)
