@@ -1,7 +1,8 @@
 """Meeting a latency budget: compile, measure, refit, compile again.
 
 ``budget = { latency = r }`` asks for a pruned model whose measured time is ``r`` of the dense model's,
-within ``LATENCY_TOLERANCE`` (5 %) either way, on the budget's backend (eager PyTorch on this CPU), at
+within ``LATENCY_TOLERANCE`` (5 %) either way (the loop aims for ``ACCEPT_WITHIN``, 2 %, so that a
+measurement in another process, whose noise is a few per cent, still lands inside), on the budget's backend (eager PyTorch on this CPU), at
 its batch size and thread count. No cost model knows that in advance (docs/latency.md), so it is met
 by measurement: the per-op model (``graphprune.latency_model``) predicts the proportional part of a
 candidate's time, and every compile is timed against the dense model (round-robin, the median over
@@ -29,7 +30,8 @@ from graphprune.latency import batched, eval_mode, threads
 CALIBRATION = "latency-calibration"  # the artifact a compile reads its target and profile from
 RESULT = "latency-budget"  # the artifact the loop leaves on the returned state
 LATENCY_TOLERANCE = 0.05
-MAX_COMPILES = 4
+ACCEPT_WITHIN = 0.02  # the loop stops inside this band, so a re-measurement elsewhere has the rest as margin
+MAX_COMPILES = 5
 MEASURE_ROUNDS = 20
 MEASURE_WARMUP = 3
 
@@ -96,7 +98,7 @@ def meet_latency(compile_once: Callable[[dict[str, Any]], Any], time_pair: Calla
                         "measured": round(measured, 4)})
         if best is None or abs(measured - asked) < abs(best[0] - asked):
             best = (measured, state)
-        if abs(measured - asked) <= LATENCY_TOLERANCE * asked:
+        if abs(measured - asked) <= ACCEPT_WITHIN * asked:
             break
         if any(abs(record["estimated"] - h["predicted"]) < 1e-4 for h in history[:-1]):
             break  # the same model as an earlier compile: the plan allows no other (a frozen floor)

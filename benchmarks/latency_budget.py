@@ -1,0 +1,114 @@
+"""Latency budgets on real models, checked again in a fresh process.
+
+For each model (torchvision, random weights, seed 0, batch-1 224x224 input): compile with
+``budget = { latency = r }`` (1 thread; ``max_per_group = 0.9``), which measures and refits inside the
+compile (``graphprune.latency_budget``); save the pruned module (``graphprune.loading.save_pt``); then, in
+a *fresh* Python process, rebuild the dense model, load the pruned one and measure the fraction again
+with the same round-robin method over ``--rounds`` rounds. The table gives both measurements, the
+compiles the loop needed, the MAC fraction of the result (MACs do not tell the time: that is why the
+budget is measured) and the compile time; the load average before and after says how quiet the machine
+was. JSON records go to ``--json`` when given.
+
+    python benchmarks/latency_budget.py                          # resnet50, mobilenet_v2, vit_b_16 at 0.5
+    python benchmarks/latency_budget.py --models resnet18 --ratios 0.5 0.3 --rounds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+FLOOR_MODELS = ("resnet50", "mobilenet_v2", "vit_b_16")
+
+
+def dense(name: str):  # noqa: ANN201
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.get_model(name).eval(), (torch.randn(1, 3, 224, 224),)
+
+
+def measure_fresh(name: str, path: str, rounds: int) -> float:
+    """In this (fresh) process: the pruned module at ``path`` over the dense ``name``, measured."""
+    import torch
+
+    from graphprune.latency_budget import measured_fraction
+
+    model, inputs = dense(name)
+    pruned = torch.load(path, weights_only=False)
+    return measured_fraction(lambda: model(*inputs), lambda: pruned(*inputs), [model, pruned], rounds=rounds)
+
+
+def run_one(name: str, ratio: float, rounds: int, work: Path) -> dict:
+    import graphprune
+    from graphprune.loading import save_pt
+
+    model, inputs = dense(name)
+    start = time.perf_counter()
+    result = graphprune.compile(model, inputs, plan={"prune": [{"budget": {"latency": ratio}}],
+                                                     "allocate": {"max_per_group": 0.9}})
+    seconds = time.perf_counter() - start
+    path = work / f"{name}_{ratio}.pt"
+    save_pt(result.module, path)
+    fresh = subprocess.run([sys.executable, __file__, "--measure", name, str(path), "--rounds", str(rounds)],
+                           capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    budget = result.report.budget
+    measured = float(fresh.stdout.strip().splitlines()[-1])
+    return {"model": name, "asked": ratio, "compiles": len(budget["compiles"]), "in_compile": budget["achieved"],
+            "fresh": round(measured, 4), "fresh_within": abs(measured - ratio) <= 0.05 * ratio,
+            "macs_fraction": round(result.report.macs_after / result.report.macs_before, 4),
+            "compile_s": round(seconds, 1), "history": budget["compiles"]}
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| model | asked | compiles | measured in compile | measured in a fresh process | within 5 % | "
+             "MACs kept | compile s |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r['model']} | {r['asked']:g} | {r['compiles']} | {r['in_compile']:.3f} | {r['fresh']:.3f} "
+                     f"| {'yes' if r['fresh_within'] else 'NO'} | {r['macs_fraction']:.3f} | {r['compile_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(FLOOR_MODELS))
+    parser.add_argument("--ratios", nargs="+", type=float, default=[0.5])
+    parser.add_argument("--rounds", type=int, default=40, help="rounds of the fresh-process measurement")
+    parser.add_argument("--json", type=Path, help="append one JSON record per (model, ratio)")
+    parser.add_argument("--measure", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    if args.measure:
+        print(measure_fresh(*args.measure, args.rounds))
+        return
+    load_before = os.getloadavg()[0]
+    records = []
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.models:
+            for ratio in args.ratios:
+                records.append(run_one(name, ratio, args.rounds, Path(work)))
+                print(json.dumps(records[-1]), file=sys.stderr, flush=True)
+                if args.json:
+                    with args.json.open("a") as f:
+                        f.write(json.dumps(records[-1]) + "\n")
+    print(table(records))
+    print(f"\nload average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {os.cpu_count()} cores; "
+          f"torch {torch.__version__}, 1 thread")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
