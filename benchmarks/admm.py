@@ -49,7 +49,7 @@ from _admm_train import Budget, accuracy, analysed, sparsity_for, train  # noqa:
 from torch import nn  # noqa: E402
 
 import models_zoo  # noqa: E402
-from graphprune.admm.removal import conv_params  # noqa: E402
+from graphprune.conv_census import conv_params  # noqa: E402
 from graphprune.latency import time_variants  # noqa: E402
 from graphprune.metrics import count_macs, count_params  # noqa: E402
 from models_zoo.data import TASKS  # noqa: E402

@@ -1,18 +1,18 @@
 """Meeting a latency budget: compile, measure, refit, compile again.
 
 ``budget = { latency = r }`` asks for a pruned model whose measured time is ``r`` of the dense model's,
-within ``LATENCY_TOLERANCE`` (5 %) either way (the loop aims for ``ACCEPT_WITHIN``, 2 %, so that a
-measurement in another process, whose noise is a few per cent, still lands inside), on the budget's backend (eager PyTorch on this CPU), at
-its batch size and thread count. No cost model knows that in advance (docs/latency.md), so it is met
-by measurement: the per-op model (``graphprune.latency_model``) predicts the proportional part of a
-candidate's time, and every compile is timed against the dense model (round-robin, the median over
-rounds of the per-round ratio, robust to load that drifts). The relation measured = a + b x predicted
-is fitted over the compiles so far (from one compile, with b = 1 - a: a fixed share a that removal
-does not shrink) and the next compile searches the prediction that fit says gives ``r``. The profile
-of the first compile is reused, so every compile ranks candidates on one model. At most
-``MAX_COMPILES``; the result is the compile measured closest to ``r``, and the report's
-``budget`` says what was asked, each compile's target, prediction and measurement, and whether the
-tolerance was met (a miss is also a warning: never silently off budget).
+within ``LATENCY_TOLERANCE`` (5 %) either way, on the budget's backend (eager PyTorch on this CPU), at
+its batch size and thread count. The loop aims for ``ACCEPT_WITHIN`` (2 %), so that a measurement in
+another process, whose noise is a few per cent, still lands inside. No cost model knows the time in
+advance (docs/latency.md), so it is met by measurement: the per-op model (``graphprune.latency_model``)
+predicts the proportional part of a candidate's time, and every compile is timed against the dense
+model (round-robin, the median over rounds of the per-round ratio, robust to load that drifts). The
+relation measured = a + b x predicted is fitted over the compiles so far (from one compile, with
+b = 1 - a: a fixed share a that removal does not shrink) and the next compile searches the prediction
+that fit says gives ``r``. The profile of the first compile is reused, so every compile ranks
+candidates on one model. At most ``MAX_COMPILES``; the result is the compile measured closest to
+``r``, and the report's ``budget`` says what was asked, each compile's target, prediction and
+measurement, and whether the tolerance was met (a miss is also a warning: never silently off budget).
 """
 
 from __future__ import annotations

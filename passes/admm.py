@@ -25,7 +25,8 @@ import numpy as np
 import torch.nn.functional as F
 
 from graphprune.admm.config import AdmmConfig
-from graphprune.admm.removal import census_after_keep, compression, conv_params, zeroed_keep
+from graphprune.admm.removal import zeroed_keep
+from graphprune.conv_census import census_after_keep, compression, conv_params
 from graphprune.copy_on_write import trainable
 from graphprune.errors import InputError
 from graphprune.liveness import dead_labels

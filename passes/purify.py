@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from graphprune.admm.removal import conv_census
+from graphprune.conv_census import conv_census
 from graphprune.copy_on_write import writable
 from graphprune.ops.registry import Trait, has_trait
 from graphprune.passes import Pass, Stage

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from graphprune.admm.removal import compression, conv_census, conv_params
+from graphprune.conv_census import compression, conv_census, conv_params
 from graphprune.passes import Stage
 from graphprune.state import CompileState
 from passes.finetune import Finetune

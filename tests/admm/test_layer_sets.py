@@ -17,7 +17,7 @@ from torch import nn
 import models_zoo
 from graphprune.admm import AdmmConfig, build_constraint
 from graphprune.admm.constraints import LayerConstraint
-from graphprune.admm.removal import conv_census
+from graphprune.conv_census import conv_census
 from graphprune.errors import InputError
 from graphprune.passes import run_pipeline
 from graphprune.state import CompileState, Options

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import models_zoo
-from graphprune.admm.removal import conv_census
+from graphprune.conv_census import conv_census
 from graphprune.passes import run_pipeline
 from graphprune.state import CompileState, Options
 from passes import Admm, AnalyzeChannels, Canonicalize, Purify, RemoveChannels, Trace
