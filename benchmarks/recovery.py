@@ -53,11 +53,11 @@ from graphprune.training.evaluate import evaluate  # noqa: E402
 from models_zoo.data import TASKS  # noqa: E402
 
 METHODS = ("none", "bn", "finetune", "distill")
-# The protocol runs the first PROTOCOL_TRIALS of each; the rest were run for one row only (see docs/recovery.md)
+# The protocol runs the first PROTOCOL_TRIALS of each (all four; --trials N for fewer, see docs/recovery.md)
 FINETUNE_TRIALS = tuple({"lr": lr} for lr in (0.01, 0.02, 0.005, 0.04))
 DISTILL_TRIALS = tuple({"distill": mode, "lr": lr, "distill_weight": 0.5, "temperature": 4.0, "feature_weight": 1.0}
                        for lr in (0.01, 0.03) for mode in ("logits", "features"))
-PROTOCOL_TRIALS = 2
+PROTOCOL_TRIALS = 4
 TRIALS = {"none": ({},), "bn": ({},), "finetune": FINETUNE_TRIALS, "distill": DISTILL_TRIALS}
 RESULTS = REPO / "docs" / "results" / "recovery.jsonl"
 DOC = REPO / "docs" / "recovery.md"
@@ -259,7 +259,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", nargs="+", default=["mnist5k"])
     parser.add_argument("--models", nargs="+", default=["resnet20", "vgg11_bn"])
     parser.add_argument("--ratios", nargs="+", type=float, default=[2.0, 4.0], help="MAC reductions")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=float, default=2.0, help="recovery epochs (every method and trial alike)")
     parser.add_argument("--dense-epochs", type=int, default=15)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
