@@ -57,3 +57,15 @@ def pai_key(r: Record) -> tuple:
 
 def structadmm_key(r: Record) -> tuple:
     return r["task"], r["model"], r["method"], r["target_compression"], r["seed"], r["protocol"]
+
+
+def write_between(doc: Path, marker: str, text: str) -> bool:
+    """Replace what lies between ``<!-- marker: start -->`` and ``<!-- marker: end -->`` in ``doc`` with
+    ``text`` (the generated table of a docs page); False, and nothing written, when the page or its
+    markers are missing."""
+    start, end = f"<!-- {marker}: start -->", f"<!-- {marker}: end -->"
+    if not doc.exists() or start not in doc.read_text():
+        return False
+    before, rest = doc.read_text().split(start, 1)
+    doc.write_text(f"{before}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
+    return True

@@ -6,7 +6,6 @@ same function the benchmark prints with, so the page and the measurement cannot 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 HEADERS = ("model", "tool", "setting", "params before → after", "reduction ×", "output shapes kept?",
@@ -74,11 +73,3 @@ def render(results: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(cells(row)) + " |" for row in results["rows"]]
     return "\n".join([*lines, "", *notes(results["meta"])])
-
-
-def update_doc(doc: Path, text: str, start: str, end: str) -> None:
-    """Replace the table between the page's markers (nothing happens on a page without them)."""
-    if not doc.exists() or start not in doc.read_text():
-        return
-    before, rest = doc.read_text().split(start, 1)
-    doc.write_text(f"{before}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")

@@ -16,6 +16,7 @@ its chosen rate. Records (one JSON object per method, seed and phase) go to ``--
 skips what is there; the table is printed and, with ``--out``, written.
 
     python benchmarks/pai_ablation.py --results docs/results/pai_ablation.jsonl --resume
+    python benchmarks/pai_ablation.py --table       # rebuild docs/pai.md's table from the committed results
     python benchmarks/pai_ablation.py --quick --results /tmp/pai_ablation_quick.jsonl
 """
 
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _pai_run import MODELS, SIZE, Config, Run, _mask_info, _with_masks, task, train_eval  # noqa: E402
-from _results import PAI_FIELDS, check, load, merge, pai_key  # noqa: E402
+from _results import PAI_FIELDS, check, load, merge, pai_key, write_between  # noqa: E402
 from pai import TUNE_SEED, chosen_lr  # noqa: E402
 
 from graphprune.copy_on_write import unshare  # noqa: E402
@@ -47,6 +48,10 @@ from graphprune.state import CompileState, Options  # noqa: E402
 from models_zoo.data import class_balanced  # noqa: E402
 from passes import AnalyzeChannels, Canonicalize, Trace  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results" / "pai_ablation.jsonl"
+DOC = REPO / "docs" / "pai.md"
+MARKER = "pai-ablation"
 CRITERIA = ("px", "synflow")
 RANKINGS = ("px", "synflow", "random")
 METHODS = ("px", "synflow", *(f"{r}@{d}" for d in CRITERIA for r in RANKINGS))
@@ -136,6 +141,15 @@ def table(records: list[dict]) -> str:
     return "\n".join(out)
 
 
+def write_table(results: Path) -> str:
+    """The table of every non-quick record in ``results``; written into docs/pai.md between its markers
+    when ``results`` is the committed file."""
+    text = table([r for r in load(results) if not r["protocol"].get("quick")])
+    if Path(results).resolve() == RESULTS:
+        write_between(DOC, MARKER, text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 5 rounds, 30 steps, one learning rate")
@@ -147,7 +161,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--results", type=Path)
     parser.add_argument("--out", type=Path, help="write the markdown table here")
+    parser.add_argument("--table", action="store_true", help="only rebuild the table from --results")
     args = parser.parse_args(argv)
+    if args.table:
+        print(write_table(args.results or RESULTS))
+        return
     cfg = Config(steps={t: 30 if args.quick else 1200 for t in args.tasks}, rounds=5 if args.quick else 100,
                  lrs=(0.01,) if args.quick else (0.01, 0.03), quick=args.quick)
     tune = [Run(t, m, "ablation", "irregular", args.density, TUNE_SEED, lr, "tune")
@@ -158,12 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     test = [Run(t, m, "ablation", "irregular", args.density, s, 0.0)
             for s in range(1 if args.quick else args.seeds) for t in args.tasks for m in args.models]
     run_all(test, cfg, args.results, args.jobs, args.resume, lrs)
-    records = [r for r in load(args.results) if r.get("protocol") == cfg.protocol()] if args.results else []
-    text = table(records)
+    text = write_table(args.results) if args.results else ""
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
-
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

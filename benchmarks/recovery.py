@@ -243,14 +243,8 @@ def write_tables(results: Path, doc: Path | None) -> str:
     """The tables of ``results``, each also written between its markers in ``doc`` when given."""
     records = load_results(results)
     texts = {marker: globals()[fn](records) for marker, fn in TABLES.items()}
-    if doc is not None and doc.exists():
-        text = doc.read_text()
-        for marker, body in texts.items():
-            start, end = f"<!-- {marker}: start -->", f"<!-- {marker}: end -->"
-            if start in text:
-                before, rest = text.split(start, 1)
-                text = f"{before}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
-        doc.write_text(text)
+    for marker, body in texts.items() if doc is not None else ():
+        _results.write_between(doc, marker, body)
     return "\n\n".join(texts.values())
 
 

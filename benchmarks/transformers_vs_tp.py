@@ -42,13 +42,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import _results  # noqa: E402
 import _tp_hf  # noqa: E402
 import _tp_table  # noqa: E402
 import torch  # noqa: E402
 
 RESULTS = REPO / "docs" / "results" / "transformers_vs_tp.json"
 DOC = REPO / "docs" / "transformers.md"
-TABLE_START, TABLE_END = "<!-- transformers-vs-tp: start -->", "<!-- transformers-vs-tp: end -->"
+TABLE_MARKER = "transformers-vs-tp"
+TABLE_START, TABLE_END = f"<!-- {TABLE_MARKER}: start -->", f"<!-- {TABLE_MARKER}: end -->"
 MODELS = ("bert", "bert-cls", "llama")
 QUICK_MODELS = ("bert", "llama")
 FAMILY = {"bert": "bert", "bert-cls": "bert", "llama": "llama"}
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     text = _tp_table.render(results)
     print(text)
     if not args.quick and args.json_out is None:
-        _tp_table.update_doc(DOC, text, TABLE_START, TABLE_END)
+        _results.write_between(DOC, TABLE_MARKER, text)
     print(f"results written to {path}", file=sys.stderr)
     return 0
 
