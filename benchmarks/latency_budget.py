@@ -4,7 +4,7 @@ For each model (torchvision, random weights, seed 0, batch-1 224x224 input): com
 ``budget = { latency = r }`` (1 thread; ``max_per_group = 0.9``), which measures and refits inside the
 compile (``graphprune.latency_budget``); save the pruned module (``graphprune.loading.save_pt``); then, in
 a *fresh* Python process, rebuild the dense model, load the pruned one and measure the fraction again
-with the same round-robin method over ``--rounds`` rounds. The table gives both measurements, the
+with the same round-robin method (rounds filling 3 s, or ``--rounds``). The table gives both measurements, the
 compiles the loop needed, the MAC fraction of the result (MACs do not tell the time: that is why the
 budget is measured) and the compile time; the load average before and after says how quiet the machine
 was. JSON records go to ``--json`` when given.
@@ -39,7 +39,7 @@ def dense(name: str):  # noqa: ANN201
     return torchvision.models.get_model(name).eval(), (torch.randn(1, 3, 224, 224),)
 
 
-def measure_fresh(name: str, path: str, rounds: int) -> float:
+def measure_fresh(name: str, path: str, rounds: int | None) -> float:
     """In this (fresh) process: the pruned module at ``path`` over the dense ``name``, measured."""
     import torch
 
@@ -50,7 +50,7 @@ def measure_fresh(name: str, path: str, rounds: int) -> float:
     return measured_fraction(lambda: model(*inputs), lambda: pruned(*inputs), [model, pruned], rounds=rounds)
 
 
-def run_one(name: str, ratio: float, rounds: int, work: Path) -> dict:
+def run_one(name: str, ratio: float, rounds: int | None, work: Path) -> dict:
     import graphprune
     from graphprune.loading import save_pt
 
@@ -61,7 +61,8 @@ def run_one(name: str, ratio: float, rounds: int, work: Path) -> dict:
     seconds = time.perf_counter() - start
     path = work / f"{name}_{ratio}.pt"
     save_pt(result.module, path)
-    fresh = subprocess.run([sys.executable, __file__, "--measure", name, str(path), "--rounds", str(rounds)],
+    extra = ["--rounds", str(rounds)] if rounds else []
+    fresh = subprocess.run([sys.executable, __file__, "--measure", name, str(path), *extra],
                            capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     budget = result.report.budget
     measured = float(fresh.stdout.strip().splitlines()[-1])
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(FLOOR_MODELS))
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.5])
-    parser.add_argument("--rounds", type=int, default=40, help="rounds of the fresh-process measurement")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of the fresh-process measurement (default: as the compile measures)")
     parser.add_argument("--json", type=Path, help="append one JSON record per (model, ratio)")
     parser.add_argument("--measure", nargs=2, metavar=("MODEL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -9,9 +9,10 @@ predicts the proportional part of a candidate's time, and every compile is timed
 model (round-robin, the median over rounds of the per-round ratio, robust to load that drifts). The
 relation measured = a + b x predicted is fitted over the compiles so far (from one compile, with
 b = 1 - a: a fixed share a that removal does not shrink) and the next compile searches the prediction
-that fit says gives ``r``. The profile of the first compile is reused, so every compile ranks
-candidates on one model. At most ``MAX_COMPILES``; the result is the compile measured closest to
-``r``, and the report's ``budget`` says what was asked, each compile's target, prediction and
+that fit says gives ``r``; once compiles measured below and above ``r`` exist, the search bisects
+between them (measured time jumps with some widths: a fit alone can oscillate across a jump). The
+profile of the first compile is reused, so every compile ranks candidates on one model. At most
+``MAX_COMPILES``; the result is the compile measured closest to ``r``, and the report's ``budget`` says what was asked, each compile's target, prediction and
 measurement, and whether the tolerance was met (a miss is also a warning: never silently off budget).
 """
 
@@ -31,8 +32,10 @@ CALIBRATION = "latency-calibration"  # the artifact a compile reads its target a
 RESULT = "latency-budget"  # the artifact the loop leaves on the returned state
 LATENCY_TOLERANCE = 0.05
 ACCEPT_WITHIN = 0.02  # the loop stops inside this band, so a re-measurement elsewhere has the rest as margin
-MAX_COMPILES = 5
-MEASURE_ROUNDS = 20
+MAX_COMPILES = 8
+MEASURE_ROUNDS = 20  # at least
+MAX_MEASURE_ROUNDS = 400
+MEASURE_SECONDS = 3.0  # rounds fill this long (a timing of both models per round)
 MEASURE_WARMUP = 3
 
 
@@ -45,26 +48,45 @@ def latency_rule_budget(plan: Any) -> Any:
 
 
 def measured_fraction(dense: Callable[[], Any], pruned: Callable[[], Any], modules: Sequence[nn.Module],
-                      *, num_threads: int = 1, rounds: int = MEASURE_ROUNDS, warmup: int = MEASURE_WARMUP) -> float:
-    """Median over rounds of (pruned time / dense time), the two called in turn each round."""
-    ratios = []
+                      *, num_threads: int = 1, rounds: int | None = None, warmup: int = MEASURE_WARMUP,
+                      seconds: float = MEASURE_SECONDS) -> float:
+    """Median over rounds of (pruned time / dense time), the two called in turn each round. Without
+    ``rounds``, as many rounds as fill ``seconds`` (at least ``MEASURE_ROUNDS``, at most
+    ``MAX_MEASURE_ROUNDS``): a 10 ms model needs a hundred rounds for a median stable to a per cent
+    under load, a 1 s model twenty."""
+    ratios: list[float] = []
     with threads(num_threads), eval_mode(list(modules)), torch.inference_mode():
         for _ in range(warmup):
             dense()
             pruned()
-        for _ in range(rounds):
-            start = time.perf_counter()
+        start = time.perf_counter()
+        while True:
+            begin = time.perf_counter()
             dense()
             middle = time.perf_counter()
             pruned()
-            ratios.append((time.perf_counter() - middle) / max(middle - start, 1e-12))
+            ratios.append((time.perf_counter() - middle) / max(middle - begin, 1e-12))
+            done = len(ratios)
+            if rounds is not None and done >= rounds or rounds is None and done >= MAX_MEASURE_ROUNDS:
+                break
+            if rounds is None and done >= MEASURE_ROUNDS and time.perf_counter() - start >= seconds:
+                break
     return statistics.median(ratios)
 
 
 def next_target(history: Sequence[dict[str, float]], asked: float) -> float:
-    """The prediction to search for next: fit measured = a + b x predicted over ``history`` (least
-    squares; one point: b = 1 - a) and solve for ``asked``. A degenerate fit (b <= 0: the
-    measurements do not fall as the predictions do) scales the last prediction instead."""
+    """The prediction to search for next. Once two compiles bracket ``asked`` (one measured below, one
+    above), the midpoint of the closest bracketing targets: measured time is not smooth in the widths
+    (a depthwise conv's kernel changes with its channel count, docs/latency.md), and bisection narrows
+    to where it crosses ``asked`` whatever its shape. Before that, fit measured = a + b x predicted
+    (least squares; one point: b = 1 - a) and solve for ``asked``; a degenerate fit (b <= 0) scales
+    the last prediction instead."""
+    below = [h for h in history if h["measured"] < asked]
+    above = [h for h in history if h["measured"] >= asked]
+    if below and above:
+        low = max(below, key=lambda h: h["target"])  # the largest target measured below
+        high = min((h for h in above), key=lambda h: abs(h["target"] - low["target"]))
+        return min(1.0, max(1e-3, (low["target"] + high["target"]) / 2))
     points = [(h["predicted"], h["measured"]) for h in history]
     if len(points) == 1:
         p, m = points[0]

@@ -63,6 +63,17 @@ def test_a_curved_relation_is_met_within_the_tolerance():
     assert 1 < len(targets) <= MAX_COMPILES
 
 
+def test_a_steep_step_is_bracketed_and_bisected():
+    """Time that jumps within a narrow band of widths (a kernel switching with the channel count): a
+    fit alone oscillates across the jump (and misses this one in 8 compiles); bisection between compiles
+    measured below and above finds it."""
+    import math
+
+    result, targets = _loop(lambda p: 0.3 + 0.4 / (1 + math.exp(-(p - 0.58) / 0.002)), asked=0.5)  # fit alone: missed
+    assert result["within_tolerance"], result["compiles"]
+    assert len(targets) <= MAX_COMPILES
+
+
 def test_an_unreachable_budget_reports_the_closest_compile_as_missed():
     """Time that does not fall with pruning: the loop stops, keeps the closest, says it missed."""
     result, targets = _loop(lambda p: 0.9 + 0.01 * p)
