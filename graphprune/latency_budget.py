@@ -12,8 +12,9 @@ b = 1 - a: a fixed share a that removal does not shrink) and the next compile se
 that fit says gives ``r``; once compiles measured below and above ``r`` exist, the search bisects
 between them (measured time jumps with some widths: a fit alone can oscillate across a jump). The
 profile of the first compile is reused, so every compile ranks candidates on one model. At most
-``MAX_COMPILES``; the result is the compile measured closest to ``r``, and the report's ``budget`` says what was asked, each compile's target, prediction and
-measurement, and whether the tolerance was met (a miss is also a warning: never silently off budget).
+``MAX_COMPILES``; the result is the compile measured closest to ``r``, and the report's ``budget``
+says what was asked, each compile's target, prediction and measurement, and whether the tolerance
+was met (a miss is also a warning: never silently off budget).
 """
 
 from __future__ import annotations
@@ -50,28 +51,44 @@ def latency_rule_budget(plan: Any) -> Any:
 def measured_fraction(dense: Callable[[], Any], pruned: Callable[[], Any], modules: Sequence[nn.Module],
                       *, num_threads: int = 1, rounds: int | None = None, warmup: int = MEASURE_WARMUP,
                       seconds: float = MEASURE_SECONDS) -> float:
-    """Median over rounds of (pruned time / dense time), the two called in turn each round. Without
-    ``rounds``, as many rounds as fill ``seconds`` (at least ``MEASURE_ROUNDS``, at most
-    ``MAX_MEASURE_ROUNDS``): a 10 ms model needs a hundred rounds for a median stable to a per cent
-    under load, a 1 s model twenty."""
+    """Median over rounds of (pruned time / dense time). Each round runs the dense model, then the
+    pruned one, in a block of calls each (``_block``: one for a model slower than 0.2 s, up to eight for a
+    fast one, the first call of a block untimed): a model called straight after the other starts with
+    the other's weights in the cache, which for a 10-30 ms model is a fifth of its time and is not what
+    a deployed model sees. Interleaving the blocks keeps drifting load out of the ratio. Without
+    ``rounds``, as many rounds as fill ``seconds`` (``MEASURE_ROUNDS`` to ``MAX_MEASURE_ROUNDS``)."""
     ratios: list[float] = []
     with threads(num_threads), eval_mode(list(modules)), torch.inference_mode():
         for _ in range(warmup):
             dense()
             pruned()
+        begin = time.perf_counter()
+        dense()
+        pruned()
+        block = _block(time.perf_counter() - begin)
         start = time.perf_counter()
         while True:
-            begin = time.perf_counter()
-            dense()
-            middle = time.perf_counter()
-            pruned()
-            ratios.append((time.perf_counter() - middle) / max(middle - begin, 1e-12))
+            ratios.append(_block_time(pruned, block) / max(_block_time(dense, block), 1e-12))
             done = len(ratios)
-            if rounds is not None and done >= rounds or rounds is None and done >= MAX_MEASURE_ROUNDS:
+            if done >= (rounds if rounds is not None else MAX_MEASURE_ROUNDS):
                 break
             if rounds is None and done >= MEASURE_ROUNDS and time.perf_counter() - start >= seconds:
                 break
     return statistics.median(ratios)
+
+
+def _block(round_seconds: float) -> int:
+    return 1 if round_seconds >= 0.2 else min(8, 2 + int(0.1 / max(round_seconds, 1e-6)))
+
+
+def _block_time(call: Callable[[], Any], block: int) -> float:
+    """Seconds of one call: the median of a block's calls after its first (the only one for a block of one)."""
+    times = []
+    for _ in range(block):
+        begin = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times[1:] if block > 1 else times)
 
 
 def next_target(history: Sequence[dict[str, float]], asked: float) -> float:

@@ -7,6 +7,8 @@ compile truthfully and warns when it cannot. The real measurements are in benchm
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -160,3 +162,13 @@ def test_bad_latency_budgets_are_one_line_errors(budget: dict, message: str):
 def test_latency_budget_settings_are_read():
     rule = load_plan({"prune": [{"budget": {"latency": 0.4, "batch": 8, "threads": 2}}]}).rules[0]
     assert rule.budget == Budget("latency", 0.4, backend="cpu", batch=8, threads=2)
+
+
+def test_committed_latency_budget_records_regenerate_the_docs_table():
+    from tests.test_benchmark_results import bench
+
+    module = bench("latency_budget")
+    records = [json.loads(line) for line in module.RESULTS.read_text().splitlines() if line.strip()]
+    assert {r["model"] for r in records} >= set(module.FLOOR_MODELS)
+    assert all(r["fresh_within"] == (abs(r["fresh"] - r["asked"]) <= 0.05 * r["asked"]) for r in records)
+    assert module.table(records) in module.DOC.read_text()
