@@ -60,6 +60,8 @@ def capture(model: nn.Module, inputs: tuple[Any, ...], mode: str, leaves: Iterab
         except TraceError as export_exc:  # the fx error names the user's line and a fix: it leads
             raise TraceError(f"{exc} (capture = 'auto' tried torch.export too: {export_exc})") from exc
         return gm, _record(f"fx tracing failed: {first}", changed, sizes)
+    lower(traced.graph)  # torch.addmm and the like, as the export capture lowers its ATen forms
+    traced.recompile()
     return traced, {"capture": "fx", "why": f"capture = '{mode}'"}
 
 

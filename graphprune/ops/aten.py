@@ -161,10 +161,12 @@ def _lower_embedding(graph: fx.Graph, node: fx.Node) -> Lowered:
 
 
 def _lower_addmm(graph: fx.Graph, node: fx.Node) -> Lowered:
-    """``addmm(bias, a, b)`` (GPT-2's ``Conv1D``) is ``bias + a @ b`` when beta = alpha = 1."""
+    """``addmm(bias, a, b)`` (GPT-2's ``Conv1D``) is ``bias + a @ b`` when beta = alpha = 1; the same for
+    ``torch.addmm`` and ``bias.addmm(a, b)`` in an fx graph (the method's self is its first argument)."""
     if _arg(node, 3, "beta", 1) != 1 or _arg(node, 4, "alpha", 1) != 1:
         return None
-    return graph.call_function(torch.add, (node.args[0], graph.call_function(torch.matmul, node.args[1:3])))
+    bias, a, b = (_arg(node, i, name, None) for i, name in enumerate(("input", "mat1", "mat2")))
+    return graph.call_function(torch.add, (bias, graph.call_function(torch.matmul, (a, b))))
 
 
 def _lower_rsub(graph: fx.Graph, node: fx.Node) -> Lowered:
@@ -180,20 +182,25 @@ ATEN_LOWERINGS = {
     aten.embedding.default: _lower_embedding, aten.addmm.default: _lower_addmm,
 }
 
+# The same meanings where an fx trace records the torch call itself (functions, then methods by name).
+TORCH_LOWERINGS = {torch.addmm: _lower_addmm}
+METHOD_LOWERINGS = {"addmm": _lower_addmm}
+
 # Ops that only check what torch.export already guaranteed (metadata, sizes): dropped from the graph.
 ATEN_ASSERTS = (aten._assert_tensor_metadata.default, aten._assert_scalar.default,
                 aten.sym_constrain_range_for_size.default)
 
 
 def lower(graph: fx.Graph) -> None:
-    """Rewrite every node ATEN_LOWERINGS knows into its torch call; drop unused assertion nodes."""
+    """Rewrite every node the lowering tables know into the calls it means; drop unused assertion nodes."""
     for node in list(graph.nodes):
-        if node.op != "call_function":
+        if node.op not in ("call_function", "call_method"):
             continue
-        if node.target in ATEN_ASSERTS and not node.users:
+        if node.op == "call_function" and node.target in ATEN_ASSERTS and not node.users:
             graph.erase_node(node)
             continue
-        lowering = ATEN_LOWERINGS.get(node.target)
+        lowering = (METHOD_LOWERINGS.get(str(node.target)) if node.op == "call_method"
+                    else ATEN_LOWERINGS.get(node.target) or TORCH_LOWERINGS.get(node.target))
         if lowering is None:
             continue
         with graph.inserting_before(node):

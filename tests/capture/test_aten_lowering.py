@@ -17,8 +17,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 class Lowered(nn.Module):
     """Every lowered op on a channel dim or beside one: a slice and a select, an embedding, an
-    ``x[index]`` gather of positions; and GPT-2's ``Conv1D`` (``addmm`` with an (in, out) weight), which
-    the fx capture has no rule for (``addmm=False`` leaves it out, to compare both captures)."""
+    ``x[index]`` gather of positions; and GPT-2's ``Conv1D`` (``addmm`` with an (in, out) weight), lowered
+    in both captures (``addmm=False`` writes it as ``@`` and ``+`` instead)."""
 
     def __init__(self, addmm: bool = True) -> None:
         super().__init__()
@@ -84,3 +84,18 @@ def test_a_per_head_mask_keeps_every_head_it_is_added_to(capture: str) -> None:
     result = compile_and_check(PerHeadBias(), torch.randn(2, 6, 16), capture=capture)
     assert result.module.bias.weight.shape == (8, 4)  # the heads are not pruned, so neither is the bias
     assert result.module.v.weight.shape[0] < 32  # the head dim is
+
+
+@pytest.mark.parametrize("capture", ["fx", "export"])
+def test_addmm_prunes_alike_in_both_captures_and_as_its_spelled_out_form(capture: str) -> None:
+    """``torch.addmm`` in an fx trace is lowered as its ATen form is in an export: no unknown op, and the
+    same kept widths as the model written with ``@`` and ``+``."""
+    torch.manual_seed(0)
+    inputs = (torch.randn(2, 4, 7), torch.randint(0, 10, (2, 7)))
+    lowered = compile_and_check(Lowered(), inputs, capture=capture)
+    spelled = compile_and_check(Lowered(addmm=False), inputs, capture=capture)
+    assert lowered.report.unknown_ops == [] and lowered.report.frozen == spelled.report.frozen
+    assert {k: {d: len(i) for d, i in v.items()} for k, v in lowered.report.kept.items()} == \
+        {k: {d: len(i) for d, i in v.items()} for k, v in spelled.report.kept.items()}
+    assert lowered.module.w.shape[1] < 6 and "addmm" not in str(lowered.state.gm.code)
+
