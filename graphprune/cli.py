@@ -160,6 +160,8 @@ def _add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--submodule", metavar="PATH", help=SUBMODULE_HELP)
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="also list groups with no prunable channel")
+    p.add_argument("--heads", action="store_true",
+                   help="only the groups whose channels are whole attention heads (what structure = 'heads' prunes)")
     p.set_defaults(func=cmd_inspect)
 
 

@@ -51,11 +51,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             model, inputs = load_model(args.spec, args.input_size, args.submodule)
         state = run_pipeline(CompileState(args.spec, model, tuple(inputs)),
                              [Trace(), Canonicalize(), AnalyzeChannels()])
+        heads_only = getattr(args, "heads", False)
+        if heads_only:  # analysed split by whole heads at every reshape into heads, as a heads rule would be
+            state = run_pipeline(state, [AnalyzeChannels(head_splits=tuple(state.analysis.table.spreads))])
     cg = state.channels
     console = render.console()
 
-    shown = [g for g in cg.groups if args.show_all or g.num_prunable]
-    groups = render.table(f"channel groups of {args.spec}" + ("" if args.show_all else " (with prunable channels)"),
+    shown = [g for g in cg.groups if (args.show_all or g.num_prunable) and (g.heads or not heads_only)]
+    scope = " (attention heads)" if heads_only else ""
+    title = f"channel groups of {args.spec}{scope}" + ("" if args.show_all else " (with prunable channels)")
+    groups = render.table(title,
                           "group", "size", "prunable", "members", "first members (fqn[dim])", "frozen reasons",
                           show_lines=True)
     for g in shown:
@@ -64,7 +69,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         names = list(dict.fromkeys(f"{m.fqn}[{m.dim}]" for m in ordered))
         fqns = ", ".join(names[:MAX_MEMBERS]) + (f", +{len(names) - MAX_MEMBERS}" if len(names) > MAX_MEMBERS
                                                   else "")
-        groups.add_row(str(g.index), str(g.size), str(g.num_prunable), str(len(names)), render.text(fqns),
+        label = f"{g.index} (heads)" if g.heads else str(g.index)  # a channel of this group is one whole head
+        groups.add_row(label, str(g.size), str(g.num_prunable), str(len(names)), render.text(fqns),
                        render.text(render.reasons(g.frozen_reasons)))
     console.print(groups)
 

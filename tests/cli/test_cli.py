@@ -143,6 +143,18 @@ def test_inspect_all_includes_frozen_groups(capsys: pytest.CaptureFixture[str]) 
     assert "not shown" not in out
 
 
+def test_inspect_heads_lists_the_attention_head_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--heads`` analyses split by whole heads, as a ``structure = "heads"`` rule would, and shows only
+    those groups: one per block of zoo:vit_tiny, 4 heads each, qkv rows and the projection's columns."""
+    assert main(["inspect", "zoo:vit_tiny", "--heads"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "(heads)" in line and "attn.qkv.weight[0]" in line]
+    assert len(rows) == 2 and all("│    4 │        4 │" in r for r in rows)
+    assert "blocks.0.attn.proj.weight[1]" in out and "mlp" not in out
+    assert main(["inspect", "zoo:vit_tiny"]) == 0
+    assert "(heads)" not in capsys.readouterr().out  # without the flag, channels are single channels
+
+
 def test_inspect_lists_inexact_reasons(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "zoo:vit_tiny"]) == 0
     out = capsys.readouterr().out
