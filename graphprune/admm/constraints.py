@@ -75,6 +75,7 @@ class LayerConstraint:
 
     sets: tuple[LayerSet, ...]
     scale: Mapping[int, float] | None = None
+    round_to: int = 1  # filter and channel sets keep a multiple of it (the plan's [allocate] round_to)
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,7 +88,7 @@ class LayerConstraint:
             target = target_of(s, sparsity, self.scale)
             if not target:
                 continue
-            for fqn, mask in layer_masks(s, tensors, target).items():
+            for fqn, mask in layer_masks(s, tensors, target, self.round_to).items():
                 masks[fqn] = masks[fqn] & mask if fqn in masks else mask
         for fqn in self.names:
             masks.setdefault(fqn, torch.ones(tensors[fqn].shape, dtype=torch.bool, device=tensors[fqn].device))
@@ -187,7 +188,7 @@ def build_constraint(structure: str, module: nn.Module, groups: Sequence[Pruning
     if structure in LAYER_STRUCTURES:
         if groups is None or not isinstance(module, fx.GraphModule):
             raise InputError(f"structure {structure!r} needs the traced module and its pruning groups")
-        return LayerConstraint(tuple(layer_sets(structure, module, groups, exact)), scale)
+        return LayerConstraint(tuple(layer_sets(structure, module, groups, exact)), scale, round_to)
     if structure not in WEIGHT_STRUCTURES:
         parse_n_m(structure)
     return WeightConstraint(structure, weight_names(module))

@@ -132,11 +132,16 @@ def _energy(s: LayerSet, tensors: Mapping[str, Tensor]) -> np.ndarray:
     return energy
 
 
-def kept_blocks(s: LayerSet, tensors: Mapping[str, Tensor], sparsity: float) -> np.ndarray:
-    """Bool per block: the frozen blocks plus the largest-norm free blocks, ``kept_count`` in all."""
+def kept_blocks(s: LayerSet, tensors: Mapping[str, Tensor], sparsity: float, round_to: int = 1) -> np.ndarray:
+    """Bool per block: the frozen blocks plus the largest-norm free blocks, ``kept_count`` in all, rounded
+    up to a multiple of ``round_to`` for the filter and channel sets (their blocks become the layer's
+    width; a shape set's blocks are columns, which no width is a count of)."""
     energy = _energy(s, tensors)
     kept = ~s.free
-    budget = kept_count(s.blocks, sparsity) - int(kept.sum())
+    count = kept_count(s.blocks, sparsity)
+    if round_to > 1 and s.kind != "shape":
+        count = min(s.blocks, math.ceil(count / round_to) * round_to)
+    budget = count - int(kept.sum())
     if budget > 0:
         free = np.flatnonzero(s.free)
         chosen = top_k_mask(torch.from_numpy(energy[free]), budget).numpy()
@@ -144,9 +149,9 @@ def kept_blocks(s: LayerSet, tensors: Mapping[str, Tensor], sparsity: float) -> 
     return kept
 
 
-def layer_masks(s: LayerSet, tensors: Mapping[str, Tensor], sparsity: float) -> dict[str, Tensor]:
+def layer_masks(s: LayerSet, tensors: Mapping[str, Tensor], sparsity: float, round_to: int = 1) -> dict[str, Tensor]:
     """Bool masks (True = kept) of the layer's weight and, for a filter, its companions."""
-    along = torch.from_numpy(kept_blocks(s, tensors, sparsity)[s.block])
+    along = torch.from_numpy(kept_blocks(s, tensors, sparsity, round_to)[s.block])
     w = tensors[s.weight]
     if s.kind == "shape":
         mask = along.to(w.device).view(1, *w.shape[1:]).expand(w.shape)

@@ -121,6 +121,22 @@ def test_per_layer_targets_follow_the_plan_rules(kind):
         assert zero_inputs == {"conv1": 0, "conv2": 2, "fc": 6} and zero_rows == {"conv1": 0, "conv2": 0, "fc": 0}
 
 
+@pytest.mark.parametrize("kind", ["filter", "channel"])
+def test_round_to_rounds_the_kept_blocks_of_filter_and_channel_sets(kind):
+    """At 75 % of 8 blocks a set keeps 2; with round_to = 4 it keeps 4 (the next multiple), as the
+    group set and allocation round a width."""
+    state = analysed(Chain(), (torch.randn(1, 3, 6, 6),))
+    cg = state.channels
+    tensors = dict(state.gm.named_parameters())
+    for round_to, kept in ((1, 2), (4, 4)):
+        c = build_constraint(kind, state.gm, cg.groups, int(cg.labels.max()) + 1, round_to=round_to)
+        masks = c.project(tensors, 0.75).masks
+        w = masks["conv2.weight"]
+        blocks = w if kind == "filter" else w.transpose(0, 1)  # rows of a filter set, input channels of a channel set
+        alive = blocks.reshape(blocks.shape[0], -1).any(1)
+        assert int(alive.sum()) == kept, (kind, round_to)
+
+
 @pytest.mark.parametrize("structure", ["filter", "channel", "shape", "filter+shape"])
 def test_per_layer_zeros_become_removal_and_the_rest_is_counted(structure):
     model, _ = models_zoo.load("zoo:resnet20", input_size=8)
