@@ -25,12 +25,19 @@ from torch.export import Dim
 from torch.utils import _pytree as pytree
 
 
+def integer_like(value: Any) -> bool:
+    """A tensor of ids, positions or masks (integer or bool): every dim of it may be a sequence length.
+    The one test both the export request (here) and the emitted file's length check
+    (``graphprune.export_batch``) use, so a bool attention mask varies with the tokens it masks."""
+    return isinstance(value, torch.Tensor) and not (value.dtype.is_floating_point or value.dtype.is_complex)
+
+
 def auto_dims(args: tuple[Any, ...], kwargs: dict[str, Any], dynamic: str) -> dict[str, Any] | tuple[Any, ...]:
     """``dynamic_shapes`` for ``torch.export.export(model, args, kwargs)``: the dims ``dynamic`` names, AUTO."""
     def spec(value: Any) -> Any:
         if not isinstance(value, torch.Tensor):
             return None
-        every = dynamic == "all" or not (value.dtype.is_floating_point or value.dtype.is_complex)
+        every = dynamic == "all" or integer_like(value)
         dims = range(value.ndim) if every else range(min(value.ndim, 1))
         return {d: Dim.AUTO for d in dims if value.shape[d] > 1} or None
 

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_leaves, tree_map
 
+from graphprune.capture_sizes import integer_like
+
 BATCH = "batch"  # the name of the dynamic dimension in both formats
 SEQUENCE = "sequence"  # the name of a token input's dim 1 in ONNX
 _NOISY_LOGGERS = ("torch._subclasses.fake_tensor", "torch._guards")  # log a traceback per failed attempt
@@ -67,9 +69,8 @@ def with_batch(inputs: tuple[Any, ...], size: int, n: int) -> tuple[Any, ...]:
 
 
 def _tokens(leaf: Any) -> bool:
-    """An integer input whose dim 1 is a sequence length (token ids, an attention mask)."""
-    return isinstance(leaf, torch.Tensor) and leaf.dim() >= 2 and leaf.shape[1] > 1 and not (
-        leaf.dtype.is_floating_point or leaf.dtype.is_complex or leaf.dtype == torch.bool)
+    """An integer or bool input whose dim 1 is a sequence length (token ids, an attention mask)."""
+    return integer_like(leaf) and leaf.dim() >= 2 and leaf.shape[1] > 1
 
 
 def with_length(inputs: tuple[Any, ...], n: int) -> tuple[Any, ...]:

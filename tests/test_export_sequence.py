@@ -71,3 +71,24 @@ def test_an_image_models_record_has_no_sequence(tmp_path: Path) -> None:
     x = torch.randn(2, 3, 8, 8)
     record = emit(graphprune.compile(model, (x,), HALF).module, (x,), tmp_path / "m.pt2")
     assert (record.dynamic_batch, record.dynamic_sequence) == (True, None)
+
+
+class MaskedTokens(Tokens):
+    """Token ids and a bool padding mask of the same length: the mask's dim 1 is the sequence too."""
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids) * mask.unsqueeze(-1)
+
+
+def test_a_bool_mask_varies_with_the_tokens_it_masks(tmp_path: Path) -> None:
+    """The export request keeps every dim of an integer or bool input dynamic (``capture_sizes``), and the
+    emitted file's length check lengthens a bool mask with the ids (one predicate, ``integer_like``): the
+    file takes another batch and length with its mask."""
+    model = MaskedTokens().eval()
+    ids, mask = torch.randint(0, 50, (2, 7)), torch.rand(2, 7) > 0.3
+    result = graphprune.compile(model, (ids, mask), HALF, capture="fx")
+    record = emit(result.module, (ids, mask), tmp_path / "m.pt2")
+    assert (record.dynamic_batch, record.dynamic_sequence, record.notes) == (True, True, [])
+    other, other_mask = torch.randint(0, 50, (3, 12)), torch.rand(3, 12) > 0.3
+    got = torch.export.load(record.file).module()(other, other_mask)
+    assert torch.allclose(got, result.module(other, other_mask), atol=1e-5)
