@@ -122,16 +122,19 @@ def test_plan(seeds, densities, sparsities, tasks, models, methods, lr: dict[tup
     return runs
 
 
-def pending(runs: list[Run], cfg: Config, recorded: list[dict]) -> list[Run]:
-    """The runs not every record of which is in ``recorded`` (a PX run whose controls are missing runs again)."""
+def pending(runs: list[Run], cfg: Config, recorded: list[dict], methods=methods_of) -> list[Run]:  # noqa: ANN001
+    """The runs not every record of which is in ``recorded`` (a PX run whose controls are missing runs
+    again); ``methods(run)`` names the records a run writes."""
     done = {_text(pai_key(r)) for r in recorded}
-    return [r for r in runs if not all(_text(key_of(r, x, cfg)) in done for x in methods_of(r))]
+    return [r for r in runs if not all(_text(key_of(r, x, cfg)) in done for x in methods(r))]
 
 
-def run_all(runs: list[Run], cfg: Config, results: Path | None, jobs: int, resume: bool, lrs: dict) -> list[dict]:
-    """Execute ``runs`` on ``jobs`` worker processes, merging each record into ``results`` as it
-    finishes; with ``resume``, runs whose records are all in ``results`` already are skipped."""
-    todo = pending(runs, cfg, load(results) if results and resume else [])
+def run_all(runs: list[Run], cfg: Config, results: Path | None, jobs: int, resume: bool, lrs: dict | None,
+            execute=execute, methods=methods_of) -> list[dict]:  # noqa: ANN001
+    """Execute ``runs`` (``execute(run, cfg, lrs)`` -> records) on ``jobs`` worker processes, merging each
+    record into ``results`` as it finishes; with ``resume``, runs whose records (``methods(run)``) are
+    all in ``results`` already are skipped. ``benchmarks/pai_ablation.py`` passes its own two."""
+    todo = pending(runs, cfg, load(results) if results and resume else [], methods)
     print(f"{len(todo)} runs to do ({len(runs) - len(todo)} already recorded), {jobs} workers", file=sys.stderr)
     start, out = time.perf_counter(), []
     with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:

@@ -23,12 +23,9 @@ skips what is there; the table is printed and, with ``--out``, written.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -37,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _pai_run import MODELS, SIZE, Config, Run, _mask_info, _with_masks, task, train_eval  # noqa: E402
-from _results import PAI_FIELDS, check, load, merge, pai_key, write_between  # noqa: E402
-from pai import TUNE_SEED, chosen_lr  # noqa: E402
+from _results import load, write_between  # noqa: E402
+from pai import TUNE_SEED, chosen_lr, run_all  # noqa: E402
 
 from graphprune.copy_on_write import unshare  # noqa: E402
 from graphprune.passes import run_pipeline  # noqa: E402
@@ -96,25 +93,6 @@ def execute(run: Run, cfg: Config, lrs: dict | None) -> list[dict]:
     return records
 
 
-def _todo(runs: list[Run], cfg: Config, results: Path | None, resume: bool) -> list[Run]:
-    done = {json.dumps(pai_key(r), default=str) for r in (load(results) if results and resume else [])}
-    return [r for r in runs if not all(json.dumps(pai_key({**r.__dict__, "method": m, "protocol": cfg.protocol()}),
-                                                  default=str) in done for m in METHODS)]
-
-
-def run_all(runs: list[Run], cfg: Config, results: Path | None, jobs: int, resume: bool, lrs: dict | None) -> None:
-    todo = _todo(runs, cfg, results, resume)
-    print(f"{len(todo)} units to do ({len(runs) - len(todo)} recorded), {jobs} workers", file=sys.stderr)
-    start = time.perf_counter()
-    with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as pool:
-        for i, records in enumerate(pool.map(execute, todo, [cfg] * len(todo), [lrs] * len(todo), chunksize=1)):
-            for r in records:
-                check(r, PAI_FIELDS)
-            if results:
-                merge(results, records, pai_key)
-            print(f"  {i + 1}/{len(todo)} units, {time.perf_counter() - start:.0f} s", file=sys.stderr)
-
-
 def _entry(rs: list[dict]) -> str:
     """mean +- std test accuracy over the seeds, their count, the learning rate, layers emptied."""
     if not rs:
@@ -170,12 +148,12 @@ def main(argv: list[str] | None = None) -> None:
                  lrs=(0.01,) if args.quick else (0.01, 0.03), quick=args.quick)
     tune = [Run(t, m, "ablation", "irregular", args.density, TUNE_SEED, lr, "tune")
             for t in args.tasks for m in args.models for lr in cfg.lrs]
-    run_all(tune, cfg, args.results, args.jobs, args.resume, None)
+    run_all(tune, cfg, args.results, args.jobs, args.resume, None, execute, lambda run: METHODS)
     tuned = [r for r in load(args.results) if r.get("protocol") == cfg.protocol()] if args.results else []
     lrs = {(t, m, x): chosen_lr(tuned, t, m, x, cfg) for t in args.tasks for m in args.models for x in METHODS}
     test = [Run(t, m, "ablation", "irregular", args.density, s, 0.0)
             for s in range(1 if args.quick else args.seeds) for t in args.tasks for m in args.models]
-    run_all(test, cfg, args.results, args.jobs, args.resume, lrs)
+    run_all(test, cfg, args.results, args.jobs, args.resume, lrs, execute, lambda run: METHODS)
     text = write_table(args.results) if args.results else ""
     print(text)
     if args.out:

@@ -20,9 +20,11 @@ from graphprune.codegen import materialize
 from graphprune.copy_on_write import unshare
 from graphprune.errors import InputError
 from graphprune.interface import BoundInputs, bind_inputs, holds_tensor, tensor_aliases, ties
-from graphprune.latency_budget import RESULT, latency_rule_budget, measured_fraction, meet_latency, timing_inputs
+from graphprune.latency import timing_inputs
+from graphprune.latency_budget import RESULT, measured_fraction, meet_latency
 from graphprune.metrics import count_macs, count_params
 from graphprune.plan import Plan, load_plan, with_overrides
+from graphprune.plan.budget import latency_rule
 from graphprune.plan.data import plan_data
 from graphprune.plan.selectors import validate_selectors
 from graphprune.report import LayerWidth, Report
@@ -145,10 +147,11 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
                              input_constants=bound.constants)
         return run_schedule(state, pipeline)
 
-    budget = latency_rule_budget(plan)
-    if budget is None:
+    rule = latency_rule(plan)
+    if rule is None:
         state = compile_once({})
     else:
+        budget = rule.budget
         dense_args, pruned_args = (timing_inputs(x, budget.batch) for x in (positional, inputs))
 
         def time_pair(state: CompileState) -> float:

@@ -65,6 +65,11 @@ def batched(inputs: Sequence[Any], batch: int) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def timing_inputs(inputs: Sequence[Any], batch: int | None) -> tuple[Any, ...]:
+    """``inputs`` as given (``batch`` None) or ``batched`` to ``batch``: what a latency budget times."""
+    return tuple(inputs) if batch is None else batched(inputs, batch)
+
+
 def sample_variants(variants: Mapping[str, nn.Module], inputs: Sequence[Any], *, repeats: int = 20,
                     warmup: int = 3, num_threads: int = 1) -> dict[str, list[float]]:
     """Milliseconds of one forward per variant and round, in eval mode, measured round-robin: sample

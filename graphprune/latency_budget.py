@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graphprune.latency import batched, eval_mode, threads
+from graphprune.latency import eval_mode, threads
 
 CALIBRATION = "latency-calibration"  # the artifact a compile reads its target and profile from
 RESULT = "latency-budget"  # the artifact the loop leaves on the returned state
@@ -38,14 +38,6 @@ MEASURE_ROUNDS = 20  # at least
 MAX_MEASURE_ROUNDS = 400
 MEASURE_SECONDS = 3.0  # rounds fill this long (a timing of both models per round)
 MEASURE_WARMUP = 3
-
-
-def latency_rule_budget(plan: Any) -> Any:
-    """The plan's latency budget (a ``graphprune.plan.Budget``), or None."""
-    for rule in plan.rules:
-        if rule.budget is not None and rule.budget.metric == "latency":
-            return rule.budget
-    return None
 
 
 def measured_fraction(dense: Callable[[], Any], pruned: Callable[[], Any], modules: Sequence[nn.Module],
@@ -102,7 +94,7 @@ def next_target(history: Sequence[dict[str, float]], asked: float) -> float:
     above = [h for h in history if h["measured"] >= asked]
     if below and above:
         low = max(below, key=lambda h: h["target"])  # the largest target measured below
-        high = min((h for h in above), key=lambda h: abs(h["target"] - low["target"]))
+        high = min(above, key=lambda h: abs(h["target"] - low["target"]))
         return min(1.0, max(1e-3, (low["target"] + high["target"]) / 2))
     points = [(h["predicted"], h["measured"]) for h in history]
     if len(points) == 1:
@@ -160,7 +152,3 @@ def _allocate_budget(state: Any) -> dict[str, Any]:
         if record.get("budget", {}).get("metric") == "latency":
             return record["budget"]
     raise RuntimeError("a latency budget compile ran no allocate pass with that budget")
-
-
-def timing_inputs(inputs: Sequence[Any], batch: int | None) -> tuple[Any, ...]:
-    return tuple(inputs) if batch is None else batched(inputs, batch)

@@ -27,7 +27,7 @@ import torch
 import torch.fx as fx
 
 from graphprune.costs import CostModel, TermBuilder, element_ids, layer_weight
-from graphprune.latency import batched, eval_mode, threads
+from graphprune.latency import eval_mode, threads, timing_inputs
 from graphprune.state import CompileState
 from graphprune.values import TensorInfo
 
@@ -53,7 +53,7 @@ def profile(gm: fx.GraphModule, inputs: Sequence[Any], *, batch: int | None = No
             rounds: int = PROFILE_ROUNDS, warmup: int = PROFILE_WARMUP) -> dict[str, float]:
     """Median milliseconds per node of ``gm`` on ``inputs`` (repeated to ``batch`` along dim 0 when
     given), in eval mode, under ``torch.inference_mode``; the graph module's flags are restored."""
-    args = tuple(inputs) if batch is None else batched(inputs, batch)
+    args = timing_inputs(inputs, batch)
     times: dict[str, list[float]] = {}
     with threads(num_threads), eval_mode([gm]), torch.inference_mode():
         for _ in range(warmup):

@@ -25,6 +25,7 @@ from graphprune.errors import PlanError
 from graphprune.passes import PASSES, Pass, invalidated, load_entry_points
 from graphprune.pipeline import after, ensure, provider_of, rerun_chain
 from graphprune.plan import Plan
+from graphprune.plan.budget import latency_rule
 from graphprune.schedule import FixedPoint, Schedule, Step, run_schedule
 
 DEAD_CHANNELS_WHY = "sparsity left by training or masks may leave whole channels dead (lossless)"
@@ -35,11 +36,11 @@ def goals_of(plan: Plan) -> list[tuple[str, str]]:
     for rule in plan.rules:
         fact = "removed" if rule.removes_channels else "masks"
         goals.append((fact, f"{rule.path}: structure '{rule.structure}'"))
-    latency = [r for r in plan.rules if r.budget is not None and r.budget.metric == "latency"]
+    latency = latency_rule(plan)
     if plan.emit.fuse:
         goals.append(("fused", "emit.fuse = true"))
-    elif latency:  # the time measured is the time of what is returned: fold BatchNorm before measuring
-        goals.append(("fused", f"{latency[0].path}.budget.latency: a latency target is met on the fused model"))
+    elif latency is not None:  # the time measured is the time of what is returned: fold BatchNorm first
+        goals.append(("fused", f"{latency.path}.budget.latency: a latency target is met on the fused model"))
     if plan.emit.path:
         goals.append(("exported", f"emit.path = '{plan.emit.path}'"))
     return goals

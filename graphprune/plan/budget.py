@@ -48,3 +48,9 @@ def read_budget(value: dict[str, Any], path: str, fail: Callable[[str, str], Exc
         if key in value and check(value[key]):
             raise fail(f"{path}.{key}", f"expected {check(value[key])}, got {value[key]!r}")
     return Budget(metric, float(ratio), **{k: value[k] for k in settings if k in value})
+
+
+def latency_rule(plan: Any) -> Any:
+    """The plan's rule with a latency budget (a ``PruneRule``), or None: the scheduler adds ``fuse`` for
+    it and ``graphprune.compile`` meets it by measurement."""
+    return next((r for r in plan.rules if r.budget is not None and r.budget.metric == "latency"), None)
