@@ -9,16 +9,19 @@ For each model (torchvision, random weights, 224x224, 50 % of every prunable cha
   attention heads as channel groups; exactly the setting of ``benchmarks/compile_speed.py``. For
   fairness its output is also fused with the same fuse pass (traced by graphprune's tracer with
   ``nn.MultiheadAttention`` kept a leaf, so TP's ViT keeps torch's fused attention kernel).
-* dense+fused: the dense model through the same fuse pass, to separate fusion's gain from pruning's.
+* gp+layout / TP+layout: each fused model through the layout pass with ``memory_format = "auto"``
+  (``passes/layout.py``: channels-last where it is measured at least 3 % faster at batch 1, the same
+  module timed at every batch): what a plan with ``[emit] layout = "auto"`` (the default under a
+  latency budget) returns. The floor compares gp+layout with the dense model as the user has it.
 
 Timing (``graphprune.latency``): fixed intra-op threads (default 1: the runner has 2 cores shared with
 other jobs), ``torch.inference_mode``, denormals flushed, warm-up, then rounds in which every variant
-runs once in turn; medians are reported. Batch 1 and batch 32 (fewer rounds at 32).
+runs once in turn; medians are reported. Batch 1 and batch 16 (fewer rounds at 16).
 
 ``--ort`` also exports dense and gp+fused to ONNX (graphprune.export) and times them in onnxruntime at
 batch 1 with the same thread count.
 
-Run:  python benchmarks/latency.py [--models resnet50 ...] [--batches 1 32] [--threads 1] [--ort] [--json out.jsonl]
+Run:  python benchmarks/latency.py [--models resnet50 ...] [--batches 1 16] [--threads 1] [--ort] [--json out.jsonl]
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ MODELS = ["resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "regnet_
           "vit_b_16"]
 CNNS = set(MODELS) - {"vit_b_16"}
 SPARSITY = 0.5
-VARIANTS = ["dense", "dense+fused", "gp", "gp+fused", "tp", "tp+fused"]
+VARIANTS = ["dense", "gp+fused", "gp+layout", "tp", "tp+fused", "tp+layout"]
+BEST = "gp+layout"  # graphprune's output for latency: fused, in the memory format measured faster
 
 
 def final_classifier(model: Any) -> Any:
@@ -79,6 +83,15 @@ def fused(module: Any, x: Any) -> Any:
     return fuse(gm, (x,))[0]
 
 
+def laid_out(module: Any, x: Any, threads: int) -> tuple[Any, str]:
+    """``module`` through the layout pass with ``memory_format = "auto"`` (timed at batch 1): what a
+    plan with ``[emit] layout = "auto"`` returns, and the format it chose."""
+    from passes.layout import choose_layout
+
+    chosen, record = choose_layout(module, (x,), "auto", threads=threads)
+    return chosen, record["memory_format"]
+
+
 def count_macs(module: Any, x: Any) -> int:
     """MACs of the graph graphprune traces (nn.MultiheadAttention decomposed into its matmuls: torch's
     fused attention kernel is invisible to FlopCounterMode, which would undercount ViT by a third)."""
@@ -91,7 +104,7 @@ def count_macs(module: Any, x: Any) -> int:
     return propagate_counting(gm, (x,))[1]
 
 
-def build(name: str, x: Any) -> tuple[dict[str, Any], dict[str, float]]:
+def build(name: str, x: Any, threads: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
     import torchvision
 
@@ -103,15 +116,17 @@ def build(name: str, x: Any) -> tuple[dict[str, Any], dict[str, float]]:
     gp = graphprune.compile(dense, (x,), sparsity=SPARSITY).module
     gp_s = time.perf_counter() - start
     tp = torch_pruning(copy.deepcopy(dense), x)
-    variants = {"dense": dense, "dense+fused": fused(dense, x), "gp": gp, "gp+fused": fused(gp, x), "tp": tp,
-                "tp+fused": fused(tp, x)}
-    macs = {k: count_macs(variants[k], x) for k in ("dense", "gp", "tp")}
+    variants = {"dense": dense, "gp+fused": fused(gp, x), "tp": tp, "tp+fused": fused(tp, x)}
+    variants["gp+layout"], gp_layout = laid_out(variants["gp+fused"], x, threads)
+    variants["tp+layout"], tp_layout = laid_out(variants["tp+fused"], x, threads)
+    variants = {k: variants[k] for k in VARIANTS}
+    macs = {"dense": count_macs(dense, x), "gp": count_macs(gp, x), "tp": count_macs(tp, x)}
     with torch.no_grad():  # every variant of one model computes on the same input shape
         shapes = {k: tuple(v(x).shape) for k, v in variants.items()}
     assert len(set(shapes.values())) == 1, shapes
     info = {"macs_dense": macs["dense"], "macs_gp": macs["gp"], "macs_tp": macs["tp"],
             "macs_reduction_gp": macs["dense"] / macs["gp"], "macs_reduction_tp": macs["dense"] / macs["tp"],
-            "compile_s": gp_s}
+            "compile_s": gp_s, "layout_gp": gp_layout, "layout_tp": tp_layout}
     return variants, info
 
 
@@ -121,7 +136,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from graphprune.latency import latency_record
 
     x = torch.randn(1, 3, 224, 224)
-    variants, info = build(name, x)
+    variants, info = build(name, x, args.threads)
     record = latency_record(variants, (x,), batches=args.batches,
                             repeats={b: args.repeats if b == 1 else args.repeats_large for b in args.batches},
                             warmup={b: 3 if b == 1 else 1 for b in args.batches}, num_threads=args.threads)
@@ -165,18 +180,24 @@ def _cell(row: dict[str, Any], batch: int, variant: str) -> str:
     return f"{t['median_ms']:.1f} ({t['speedup']:.2f}x)"
 
 
+def _short(layout: str) -> str:
+    return "CL" if layout == "channels_last" else "NCHW"
+
+
 def table(rows: list[dict[str, Any]], batch: int) -> str:
-    head = ["model", "MACs red. gp", "MACs red. TP", "dense ms", "dense+fused", "gp", "gp+fused", "TP",
-            "TP+fused", "gp x / MACs x", "gp+fused x / MACs x", "gp+fused vs TP", "gp+fused vs TP+fused"]
+    head = ["model", "MACs red. gp", "MACs red. TP", "layout gp/TP", "dense ms", "gp+fused", "gp+layout", "TP",
+            "TP+fused", "TP+layout", "gp+fused x / MACs x", "gp+layout x / MACs x", "gp+layout vs TP",
+            "gp+layout vs TP+layout"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         t = row["latency"]["batches"][str(batch)]
         red = row["macs_reduction_gp"]
-        cells = [row["model"], f"{red:.2f}x", f"{row['macs_reduction_tp']:.2f}x", f"{t['dense']['median_ms']:.1f}",
+        cells = [row["model"], f"{red:.2f}x", f"{row['macs_reduction_tp']:.2f}x",
+                 f"{_short(row['layout_gp'])}/{_short(row['layout_tp'])}", f"{t['dense']['median_ms']:.1f}",
                  *(_cell(row, batch, v) for v in VARIANTS[1:]),
-                 f"{t['gp']['speedup'] / red:.2f}", f"{t['gp+fused']['speedup'] / red:.2f}",
-                 f"{t['tp']['median_ms'] / t['gp+fused']['median_ms']:.2f}x",
-                 f"{t['tp+fused']['median_ms'] / t['gp+fused']['median_ms']:.2f}x"]
+                 f"{t['gp+fused']['speedup'] / red:.2f}", f"{t[BEST]['speedup'] / red:.2f}",
+                 f"{t['tp']['median_ms'] / t[BEST]['median_ms']:.2f}x",
+                 f"{t['tp+layout']['median_ms'] / t[BEST]['median_ms']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -185,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes (default 1 32)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="batch sizes (default 1 16)")
     parser.add_argument("--repeats", type=int, default=20, help="rounds at batch 1")
     parser.add_argument("--repeats-large", type=int, default=5, dest="repeats_large",
                         help="rounds at the batch sizes above 1")

@@ -49,8 +49,7 @@ def measure_fresh(name: str, path: str, rounds: int | None, batch: int | None) -
     """In this (fresh) process: the pruned module at ``path`` over the dense ``name``, measured."""
     import torch
 
-    from graphprune.latency import timing_inputs
-    from graphprune.latency_budget import measured_fraction
+    from graphprune.latency import measured_fraction, timing_inputs
 
     model, inputs = dense(name)
     inputs = timing_inputs(inputs, batch)

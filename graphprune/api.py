@@ -20,8 +20,8 @@ from graphprune.codegen import materialize
 from graphprune.copy_on_write import unshare
 from graphprune.errors import InputError
 from graphprune.interface import BoundInputs, bind_inputs, holds_tensor, tensor_aliases, ties
-from graphprune.latency import timing_inputs
-from graphprune.latency_budget import RESULT, measured_fraction, meet_latency
+from graphprune.latency import measured_fraction, timing_inputs
+from graphprune.latency_budget import RESULT, meet_latency
 from graphprune.metrics import count_macs, count_params
 from graphprune.plan import Plan, load_plan, with_overrides
 from graphprune.plan.budget import latency_rule

@@ -144,6 +144,9 @@ def print_compile(out: Any, report: Any, inputs: tuple[Any, ...], seconds: dict[
         measured = f" measured on {b['backend']} over {len(b['compiles'])} compiles" if "compiles" in b else ""
         out.print(text(f"budget: {b['metric']} asked {b['asked']:.3f} of dense, achieved {b.get('achieved', '?')}"
                        f"{measured} ({'within' if b.get('within_tolerance') else 'OUTSIDE'} {tolerance:.0%})"))
+    layout = report.artifacts.get("layout")
+    if layout:
+        out.print(text(f"layout: {layout['memory_format']} (asked {layout['asked']}: {layout['why']})"))
     print_accuracy(out, report.artifacts.get("finetune"))
     for record in report.artifacts.get("emit", {}).get("files", []):
         out.print(text(f"emitted {record['format']}: {record['file']} ({human_bytes(record['size_bytes'])}, "

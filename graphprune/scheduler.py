@@ -25,7 +25,7 @@ from graphprune.errors import PlanError
 from graphprune.passes import PASSES, Pass, invalidated, load_entry_points
 from graphprune.pipeline import after, ensure, provider_of, rerun_chain
 from graphprune.plan import Plan
-from graphprune.plan.budget import latency_rule
+from graphprune.plan.budget import latency_rule, layout_of
 from graphprune.schedule import FixedPoint, Schedule, Step, run_schedule
 
 DEAD_CHANNELS_WHY = "sparsity left by training or masks may leave whole channels dead (lossless)"
@@ -41,6 +41,11 @@ def goals_of(plan: Plan) -> list[tuple[str, str]]:
         goals.append(("fused", "emit.fuse = true"))
     elif latency is not None:  # the time measured is the time of what is returned: fold BatchNorm first
         goals.append(("fused", f"{latency.path}.budget.latency: a latency target is met on the fused model"))
+    layout = layout_of(plan)
+    if layout != "contiguous":
+        why = f"emit.layout = '{layout}'" if plan.emit.layout else \
+            f"{latency.path}.budget.latency: the faster memory format, measured"
+        goals.append(("laid-out", why))
     if plan.emit.path:
         goals.append(("exported", f"emit.path = '{plan.emit.path}'"))
     return goals

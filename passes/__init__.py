@@ -40,9 +40,10 @@ __all__ += ["Purify", "RemoveUnusedPaths"]
 # fuse, emit and measured latency
 from passes.emit import Emit  # noqa: E402
 from passes.fuse import Fuse  # noqa: E402
+from passes.layout import Layout  # noqa: E402
 from passes.measure_latency import MeasureLatency  # noqa: E402
 
-__all__ += ["Emit", "Fuse", "MeasureLatency"]
+__all__ += ["Emit", "Fuse", "Layout", "MeasureLatency"]
 
 # recovery training (fine-tuning, distillation from the dense model)
 from passes.finetune import Finetune  # noqa: E402

@@ -14,6 +14,7 @@ import torch
 
 import graphprune
 import models_zoo
+import passes.layout
 from graphprune.errors import PlanError
 from graphprune.latency_budget import ACCEPT_WITHIN, MAX_COMPILES, meet_latency, next_target
 from graphprune.latency_model import latency_model, profile
@@ -129,6 +130,7 @@ def test_compile_meets_a_latency_budget_measured_by_a_stand_in(monkeypatch: pyte
         return fraction
 
     monkeypatch.setattr(graphprune.api, "measured_fraction", stand_in)
+    monkeypatch.setattr(passes.layout, "measured_fraction", lambda *a, **k: 0.8)  # channels-last "faster"
     monkeypatch.setattr(graphprune.api, "materialize", lambda gm: gm)
     plan = {"prune": [{"budget": {"latency": 0.55}}], "allocate": {"max_per_group": 0.9}}
     result = graphprune.compile(model, inputs, plan=plan)
@@ -136,12 +138,15 @@ def test_compile_meets_a_latency_budget_measured_by_a_stand_in(monkeypatch: pyte
     assert budget["metric"] == "latency" and budget["within_tolerance"] and not result.report.warnings
     assert [c["measured"] for c in budget["compiles"]] == [pytest.approx(f, abs=1e-4) for f in seen]
     assert budget["achieved"] == pytest.approx(0.25 + 0.75 * result.report.macs_after / dense_macs, abs=1e-3)
+    assert result.report.passes[-2:] == ["fuse", "layout"]  # what is timed is what is returned
+    assert result.report.artifacts["layout"]["memory_format"] == "channels_last"
     assert masked_equivalence_error(model, result.module, result.report.kept, inputs) < 1e-4
 
 
 def test_a_missed_latency_budget_is_a_warning(monkeypatch: pytest.MonkeyPatch):
     model, inputs = models_zoo.load("zoo:small_cnn")
     monkeypatch.setattr(graphprune.api, "measured_fraction", lambda *a, **k: 0.97)
+    monkeypatch.setattr(passes.layout, "measured_fraction", lambda *a, **k: 1.0)
     report = graphprune.compile(model, inputs, plan={"prune": [{"budget": {"latency": 0.5}}]}).report
     assert not report.budget["within_tolerance"] and report.budget["achieved"] == 0.97
     assert any(w.startswith("latency budget missed: asked 0.5") for w in report.warnings)

@@ -54,3 +54,11 @@ def latency_rule(plan: Any) -> Any:
     """The plan's rule with a latency budget (a ``PruneRule``), or None: the scheduler adds ``fuse`` for
     it and ``graphprune.compile`` meets it by measurement."""
     return next((r for r in plan.rules if r.budget is not None and r.budget.metric == "latency"), None)
+
+
+def layout_of(plan: Any) -> str:
+    """The memory format the plan asks for the result: ``[emit] layout``, else ``"auto"`` (the faster of
+    contiguous and channels-last, measured) under a latency budget, else the module's own."""
+    if plan.emit.layout is not None:
+        return plan.emit.layout
+    return "auto" if latency_rule(plan) is not None else "contiguous"

@@ -26,6 +26,7 @@ MASK_STRUCTURES = ("irregular", "shape")
 NM_PATTERN = re.compile(r"^(\d+):(\d+)$")
 SCOPES = ("local", "global")
 EMIT_FORMATS = {"pt2": ".pt2", "onnx": ".onnx", "graphmodule": ".py"}  # format -> file suffix
+LAYOUTS = ("auto", "channels_last", "contiguous")  # memory format of the result (passes/layout.py)
 STATISTICS = ("exact", "renormalize")  # statistics over removed channels: original width, or the kept ones
 
 
@@ -77,6 +78,7 @@ EMIT_KEYS: dict[str, Check] = {
     "fuse": boolean,
     "path": lambda v: None if isinstance(v, str) and v else "an output file path",
     "dynamic_batch": boolean,
+    "layout": one_of(*LAYOUTS),
 }
 MODEL_KEYS: dict[str, Check] = {"input_shape": _shape}
 DATA_KEYS: dict[str, Check] = {
@@ -126,6 +128,7 @@ class EmitSpec:
     fuse: bool = False
     path: str | None = None  # where to write; the CLI's --out replaces it
     dynamic_batch: bool = True  # .pt2/.onnx with a dynamic dim 0 where the module allows it
+    layout: str | None = None  # None: "auto" under a latency budget, else the module's own ("contiguous")
 
     def resolved(self) -> tuple[str, ...]:
         """The output path with the format's suffix (a path without suffix gets it)."""

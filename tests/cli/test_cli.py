@@ -85,6 +85,13 @@ def test_compile_plan_file_values_are_not_overridden_by_defaults(tmp_path: Path)
     assert options == {**options, "sparsity": 0.25, "score": "l1", "round_to": 2, "exact": False}
 
 
+def test_compile_prints_the_layout_it_chose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text("sparsity = 0.5\n[emit]\nfuse = true\nlayout = 'channels_last'\n")
+    assert main(["compile", "zoo:resnet8", "--plan", str(plan)]) == 0
+    assert "layout: channels_last (asked channels_last: asked)" in capsys.readouterr().out
+
+
 def test_compile_exact_keeps_layernorm_channels(tmp_path: Path) -> None:
     reports = {}
     for flag in ([], ["--exact"]):

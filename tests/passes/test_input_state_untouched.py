@@ -30,6 +30,7 @@ from passes import (
     Canonicalize,
     Emit,
     Finetune,
+    Layout,
     MeasureLatency,
     Purify,
     RemoveChannels,
@@ -76,6 +77,7 @@ def _configured(tmp_path) -> dict[str, Any]:
         "apply-masks": ApplyMasks(criterion="magnitude", density=0.5),
         "purify": Purify(eta=0.3, sigma=1e9),
         "emit": Emit(paths=(str(tmp_path / "model.py"),)),
+        "layout": Layout(memory_format="channels_last"),
         "measure-latency": MeasureLatency(batches=(1,), repeats=(1,), warmup=0),
         "score-px": ScorePx(rounds=2, per_class=1, num_classes=5),
         "score-synflow": ScoreSynflow(rounds=2),
@@ -104,7 +106,16 @@ EFFECTS = {  # the passes that rewrite: proof that each did rewrite something he
     "admm": lambda old, new: _trained(old, new),
     "finetune": lambda old, new: _trained(old, new),
     "fuse": lambda old, new: _params(new) < _params(old),
+    "layout": lambda old, new: _relaid(old, new),
 }
+
+
+def _relaid(old: CompileState, new: CompileState) -> bool:
+    """Every conv weight converted in the new state, none in the old (strides are not values: checked here)."""
+    def weights(state: CompileState) -> list[torch.Tensor]:
+        return [p for p in state.gm.parameters() if p.ndim == 4 and p.shape[-1] > 1]
+    return all(w.is_contiguous() for w in weights(old)) and all(
+        w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights(new))
 
 
 def _input_state(level: int) -> CompileState:
