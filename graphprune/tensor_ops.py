@@ -6,7 +6,10 @@ and on a loaded machine a region waits for a descheduled worker (measured: the L
 EfficientNet-B7 take 1-3 s with torch's 2 threads, 0.05-0.2 s in numpy). numpy runs these ops on the
 calling thread. Results are the same: selection and copies are bit-identical to torch's; norms agree to
 float32 rounding (measured 1-2e-6 relative, torch's own reduction is within 2e-5). Tensors numpy cannot view
-(other devices, bfloat16, conjugate views) take the torch path.
+(other devices, bfloat16, conjugate views) take the torch path. Results live in memory torch allocated
+(64-byte aligned, like every tensor a model is built or loaded with), numpy only writes into it: a
+weight numpy allocated is 16-byte aligned, and a pruned model should not differ from its reloaded
+copy in anything a kernel may care about.
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ def take(tensor: torch.Tensor, dim: int, index: np.ndarray) -> torch.Tensor:
     array = as_numpy(tensor)
     if array is None:
         return tensor.detach().index_select(dim, torch.as_tensor(index, dtype=torch.long))
-    return torch.from_numpy(np.take(array, np.asarray(index, dtype=np.int64), axis=dim))
+    index = np.asarray(index, dtype=np.int64)
+    shape = list(array.shape)
+    shape[dim] = len(index)
+    out = torch.empty(shape, dtype=tensor.dtype)  # torch's allocator: 64-byte aligned, as the weights it loads
+    np.take(array, index, axis=dim, out=out.numpy())
+    return out
 
 
 def copy(tensor: torch.Tensor) -> torch.Tensor:
@@ -48,7 +56,9 @@ def copy(tensor: torch.Tensor) -> torch.Tensor:
     array = as_numpy(tensor)
     if array is None:
         return tensor.detach().clone()
-    return torch.from_numpy(np.array(array, copy=True, order="K"))
+    out = torch.empty_like(tensor, device="cpu", requires_grad=False)  # same strides where they are dense
+    np.copyto(out.numpy(), array)
+    return out
 
 
 def all_finite(tensor: torch.Tensor) -> bool:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from graphprune.latency import batched, latency_record, time_variants
+from graphprune.latency import batched, latency_record, sample_variants, time_variants
 
 
 def _mlp(width: int) -> nn.Module:
@@ -54,3 +54,17 @@ def test_time_variants_counts_calls() -> None:
 
     timings = time_variants({"a": Counting()}, (torch.zeros(1),), repeats=4, warmup=2)
     assert len(calls) == 6 and timings["a"].repeats == 4
+
+
+def test_a_warm_block_times_all_but_the_first_call_of_each_round() -> None:
+    calls = []
+
+    class Counting(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return x
+
+    samples = sample_variants({"a": Counting(), "b": Counting()}, (torch.zeros(1),), repeats=4, warmup=1, block=3)
+    assert len(calls) == 2 * (1 + 4 * 3) and [len(s) for s in samples.values()] == [4, 4]
+    record = latency_record({"dense": Counting()}, (torch.zeros(1, 2),), batches=(1,), repeats=2, warmup=1)
+    assert record["block"] == "auto" and record["batches"]["1"]["dense"]["repeats"] == 2

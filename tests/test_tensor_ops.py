@@ -23,6 +23,17 @@ def test_take_and_copy_are_bit_identical(dtype, dim):
     assert torch.equal(dup, t) and dup.stride() == t.stride() and dup.data_ptr() != t.data_ptr()
 
 
+def test_results_are_aligned_like_the_tensors_torch_allocates():
+    """numpy's own arrays are 16-byte aligned; a pruned model's weights must be 64-byte aligned as the
+    dense model's are (a kernel may take another path on a misaligned pointer)."""
+    base = torch.randn(17, 33, 3, 3)
+    for offset in range(1, 5):  # sources that start anywhere
+        t = base.view(-1)[offset:offset + 16 * 33 * 9].view(16, 33, 3, 3)
+        for got in (tensor_ops.take(t, 0, np.arange(0, 16, 3)), tensor_ops.take(t, 1, np.array([1, 5, 7])),
+                    tensor_ops.copy(t), tensor_ops.copy(t.contiguous(memory_format=torch.channels_last))):
+            assert got.data_ptr() % 64 == 0
+
+
 def test_take_from_a_parameter_detaches():
     p = torch.nn.Parameter(torch.randn(4, 3))
     got = tensor_ops.take(p, 1, np.array([2]))
