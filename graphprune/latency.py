@@ -13,6 +13,7 @@ Inputs at batch b repeat the batch-1 example inputs b times along dim 0.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -91,7 +92,7 @@ def sample_variants(variants: Mapping[str, nn.Module], inputs: Sequence[Any], *,
         sizes = {name: warm_block(seconds[name]) if block == "auto" else int(block) for name in variants}
         for _ in range(repeats):
             for name, module in variants.items():
-                samples[name].append(block_seconds(lambda: module(*inputs), sizes[name]) * 1e3)
+                samples[name].append(block_seconds(functools.partial(module, *inputs), sizes[name]) * 1e3)
     return samples
 
 
