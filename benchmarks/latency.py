@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -202,6 +203,27 @@ def table(rows: list[dict[str, Any]], batch: int) -> str:
     return "\n".join(lines)
 
 
+def measured_alone(name: str, argv: list[str], run: str) -> dict[str, Any]:
+    """One model's row, measured in a fresh process: a model measured after others inherits their heap
+    and cache state (dense mobilenet_v2 at batch 1 measured 16 ms after five other models, 20-24 ms
+    alone in four fresh processes), and every model should be timed in the same conditions."""
+    import subprocess
+    import tempfile
+
+    rest, skip = [], False
+    for arg in argv:  # the parent's options without --models and --json
+        if skip and not arg.startswith("--"):
+            continue
+        skip = arg in ("--models", "--json")
+        if not skip:
+            rest.append(arg)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.jsonl"
+        subprocess.run([sys.executable, __file__, "--models", name, "--json", str(out), "--run", run, *rest],
+                       check=True, stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
@@ -212,14 +234,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds at the batch sizes above 1")
     parser.add_argument("--ort", action="store_true", help="also time the ONNX export in onnxruntime (batch 1)")
     parser.add_argument("--json", type=Path, help="append one JSON line per model to this file")
+    parser.add_argument("--run", help=argparse.SUPPRESS)  # the run a child's record belongs to
+    parser.add_argument("--table", action="store_true",
+                        help="only rebuild docs/latency.md's floor table from docs/results/latency.jsonl")
     args = parser.parse_args(argv)
+    if args.table:
+        import _latency_floors
+
+        print(_latency_floors.write_table())
+        return 0
 
     import torch
 
     torch.set_flush_denormal(True)
     rows = []
+    run = args.run or time.strftime("%Y-%m-%dT%H:%M", time.gmtime())
     for name in args.models:
-        row = measure(name, args)
+        row = measured_alone(name, argv or sys.argv[1:], run) if len(args.models) > 1 else \
+            {**measure(name, args), "run": run, "loadavg": [round(v, 2) for v in os.getloadavg()],
+             "torch": torch.__version__}
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.json:
