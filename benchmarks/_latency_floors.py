@@ -9,11 +9,13 @@ single-call rounds timed each small model with a cold cache and are not comparab
 from __future__ import annotations
 
 import statistics
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import _results
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results" / "latency.jsonl"

@@ -78,16 +78,18 @@ def run_one(name: str, ratio: float, rounds: int | None, batch: int | None, work
             "in_compile": budget["achieved"],
             "fresh": round(measured, 4), "fresh_within": abs(measured - ratio) <= 0.05 * ratio,
             "macs_fraction": round(result.report.macs_after / result.report.macs_before, 4),
-            "compile_s": round(seconds, 1), "history": budget["compiles"]}
+            "compile_s": round(seconds, 1), "history": budget["compiles"],
+            "layout": result.report.artifacts.get("layout", {}).get("memory_format", "contiguous")}
 
 
 def table(records: list[dict]) -> str:
     lines = ["| model | batch | asked | compiles | measured in compile | measured in a fresh process | within 5 % | "
-             "MACs kept | compile s |", "|---|---|---|---|---|---|---|---|---|"]
+             "MACs kept | layout | compile s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['model']} | {r['batch']} | {r['asked']:g} | {r['compiles']} | {r['in_compile']:.3f} "
                      f"| {r['fresh']:.3f} "
-                     f"| {'yes' if r['fresh_within'] else 'NO'} | {r['macs_fraction']:.3f} | {r['compile_s']:.1f} |")
+                     f"| {'yes' if r['fresh_within'] else 'NO'} | {r['macs_fraction']:.3f} "
+                     f"| {r.get('layout', 'contiguous')} | {r['compile_s']:.1f} |")
     return "\n".join(lines)
 
 

@@ -68,3 +68,30 @@ def test_a_warm_block_times_all_but_the_first_call_of_each_round() -> None:
     assert len(calls) == 2 * (1 + 4 * 3) and [len(s) for s in samples.values()] == [4, 4]
     record = latency_record({"dense": Counting()}, (torch.zeros(1, 2),), batches=(1,), repeats=2, warmup=1)
     assert record["block"] == "auto" and record["batches"]["1"]["dense"]["repeats"] == 2
+
+
+def test_committed_latency_records_regenerate_the_floor_table() -> None:
+    from tests.test_benchmark_results import bench
+
+    floors = bench("_latency_floors")
+    records = [r for r in floors._results.load(floors.RESULTS)]
+    assert {r["model"] for r in records} >= {"resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121",
+                                             "regnet_y_800mf", "convnext_tiny", "vit_b_16"}
+    assert floors.table(records) in floors.DOC.read_text()
+
+
+def test_the_floor_table_judges_the_median_run() -> None:
+    from tests.test_benchmark_results import bench
+
+    floors = bench("_latency_floors")
+
+    def record(dense_ms: float, ours_ms: float, tp_ms: float) -> dict:
+        cell = {"dense": {"median_ms": dense_ms, "speedup": 1.0}, "gp+layout": {"median_ms": ours_ms,
+                "speedup": dense_ms / ours_ms}, "tp": {"median_ms": tp_ms}, "tp+layout": {"median_ms": tp_ms}}
+        return {"model": "m", "macs_reduction_gp": 4.0, "latency": {"block": "auto", "batches": {"1": cell}}}
+
+    met = floors.table([record(100, 25, 26), record(100, 30, 31), record(100, 24, 24)])  # ratios 1.0, 0.83, 1.04
+    assert "| m | 1 | 3 | 4.00x |" in met and "1.00 (0.83–1.04)" in met and met.rstrip().endswith("| yes |")
+    slow = floors.table([record(100, 25, 24), record(100, 25, 24)])  # TP faster in both runs
+    assert slow.rstrip().endswith("| **no** |")
+    assert "| m |" not in floors.table([{**record(100, 25, 26), "latency": {"batches": {}}}])  # no block: left out

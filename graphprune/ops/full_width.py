@@ -40,6 +40,10 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *, ful
     for size in normalized_shape:
         kept *= size
     r = kept / full
+    # contiguous first, as F.layer_norm's kernel makes it: element-wise ops keep a permuted input's strides,
+    # and a linear after a non-contiguous LayerNorm output copies it and runs mm + add instead of addmm
+    # (convnext's NHWC blocks: one such linear cost 5.5 ms of a 160 ms forward at batch 4)
+    input = input.contiguous()  # noqa: A001
     # two mean() calls, not torch.var_mean: on CPU var_mean's kernel was 7-11 % of a pruned vit_b_16's
     # batch-1 time, the two reductions a fraction of that (docs/latency.md)
     mean = input.mean(dims, keepdim=True)

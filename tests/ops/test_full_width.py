@@ -51,5 +51,13 @@ def test_kernels_are_marked_standalone_and_use_only_torch() -> None:
     for fn in (full_width.layer_norm, full_width.rms_norm, full_width.var, full_width.std):
         assert getattr(fn, full_width.STANDALONE)
         names = set(fn.__code__.co_names) - {"torch", "range", "len", "tuple", "max", "finfo", "var_mean", "rsqrt",
-                                              "sqrt", "pow", "mean", "dtype", "eps", "numel"}
+                                              "sqrt", "pow", "mean", "dtype", "eps", "numel", "contiguous"}
         assert not names, (fn.__name__, names, inspect.getsource(fn)[:80])
+
+
+def test_layer_norm_of_a_permuted_input_is_contiguous_like_f_layer_norm() -> None:
+    """A linear after a non-contiguous output copies it and runs mm + add instead of addmm (convnext)."""
+    x = torch.randn(2, KEPT, 4, 4).permute(0, 2, 3, 1)  # NCHW storage seen as NHWC
+    got = full_width.layer_norm(x, (KEPT,), torch.randn(KEPT), torch.randn(KEPT), full=FULL)
+    assert not x.is_contiguous() and got.is_contiguous()
+    assert torch.nn.functional.layer_norm(x, (KEPT,)).is_contiguous()
