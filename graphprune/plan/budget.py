@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from graphprune.plan.checks import Check, number, one_of, positive_int
+from graphprune.plan.checks import Check, boolean, number, one_of, positive_int
 
 BUDGET_METRICS = ("macs", "params", "latency")
 LATENCY_BACKENDS = ("cpu",)  # where a latency budget is measured: eager PyTorch on this machine's CPU
 LATENCY_SETTINGS: dict[str, Check] = {"backend": one_of(*LATENCY_BACKENDS), "batch": positive_int,
-                                      "threads": positive_int}
+                                      "threads": positive_int, "fresh_process": boolean}
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Budget:
     backend: str = "cpu"  # latency only: where it is measured
     batch: int | None = None  # latency only: the batch size it is measured at (None: the example inputs')
     threads: int = 1  # latency only: intra-op threads while measuring
+    fresh_process: bool = True  # latency only: time candidates in a fresh process (graphprune.latency_process)
 
 
 def read_budget(value: dict[str, Any], path: str, fail: Callable[[str, str], Exception],
