@@ -44,29 +44,31 @@ def test_batched_repeats_batch_one_inputs() -> None:
         batched((torch.randn(2, 3),), 4)
 
 
+class Counting(nn.Module):
+    """Identity that appends to ``calls`` on every forward."""
+
+    def __init__(self, calls: list[int]) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(1)
+        return x
+
+
 def test_time_variants_counts_calls() -> None:
-    calls = []
+    calls: list[int] = []
 
-    class Counting(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            calls.append(1)
-            return x
-
-    timings = time_variants({"a": Counting()}, (torch.zeros(1),), repeats=4, warmup=2)
+    timings = time_variants({"a": Counting(calls)}, (torch.zeros(1),), repeats=4, warmup=2)
     assert len(calls) == 6 and timings["a"].repeats == 4
 
 
 def test_a_warm_block_times_all_but_the_first_call_of_each_round() -> None:
-    calls = []
+    calls: list[int] = []
 
-    class Counting(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            calls.append(1)
-            return x
-
-    samples = sample_variants({"a": Counting(), "b": Counting()}, (torch.zeros(1),), repeats=4, warmup=1, block=3)
+    samples = sample_variants({"a": Counting(calls), "b": Counting(calls)}, (torch.zeros(1),), repeats=4, warmup=1, block=3)
     assert len(calls) == 2 * (1 + 4 * 3) and [len(s) for s in samples.values()] == [4, 4]
-    record = latency_record({"dense": Counting()}, (torch.zeros(1, 2),), batches=(1,), repeats=2, warmup=1)
+    record = latency_record({"dense": Counting(calls)}, (torch.zeros(1, 2),), batches=(1,), repeats=2, warmup=1)
     assert record["block"] == "auto" and record["batches"]["1"]["dense"]["repeats"] == 2
 
 
