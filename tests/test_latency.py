@@ -66,7 +66,8 @@ def test_time_variants_counts_calls() -> None:
 def test_a_warm_block_times_all_but_the_first_call_of_each_round() -> None:
     calls: list[int] = []
 
-    samples = sample_variants({"a": Counting(calls), "b": Counting(calls)}, (torch.zeros(1),), repeats=4, warmup=1, block=3)
+    samples = sample_variants({"a": Counting(calls), "b": Counting(calls)}, (torch.zeros(1),), repeats=4, warmup=1,
+                              block=3)
     assert len(calls) == 2 * (1 + 4 * 3) and [len(s) for s in samples.values()] == [4, 4]
     record = latency_record({"dense": Counting(calls)}, (torch.zeros(1, 2),), batches=(1,), repeats=2, warmup=1)
     assert record["block"] == "auto" and record["batches"]["1"]["dense"]["repeats"] == 2
