@@ -149,30 +149,8 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
         return run_schedule(state, pipeline)
 
     rule = latency_rule(plan)
-    if rule is None:
-        state = compile_once({})
-    else:
-        budget = rule.budget
-        dense_args, pruned_args = (timing_inputs(x, budget.batch) for x in (positional, inputs))
-
-        timer = FreshProcessTimer(model, dense_args, kwargs, budget.threads) if budget.fresh_process else None
-
-        def time_pair(state: CompileState) -> float:
-            pruned = materialize(state.gm)
-            fresh = None if timer is None else timer(pruned, pruned_args)
-            if fresh is not None:
-                return fresh
-            return measured_fraction(lambda: model(*dense_args, **(kwargs or {})), lambda: pruned(*pruned_args),
-                                     [model, pruned], num_threads=budget.threads)
-
-        try:
-            state = meet_latency(compile_once, time_pair, budget)
-        finally:
-            if timer is not None:
-                timer.close()
-        where = "a fresh process" if timer is not None and not timer.reason else \
-            f"the compiling process ({timer.reason if timer is not None else 'budget.fresh_process = false'})"
-        state = state.with_(artifacts={**state.artifacts, RESULT: {**state.artifacts[RESULT], "measured_in": where}})
+    state = compile_once({}) if rule is None else \
+        _meet_latency_budget(compile_once, rule.budget, model, positional, inputs, kwargs)
     params_before = count_params(model)
     macs_before = state.macs.get("dense") or count_macs(model, inputs)
     module = materialize(state.gm)
@@ -180,6 +158,31 @@ def compile(model: nn.Module, example_inputs: Any = (), plan: Any = None, *, kwa
     module.eval()
     report = _report(state, params_before, macs_before)
     return Result(module, report, state)
+
+
+def _meet_latency_budget(compile_once: Any, budget: Any, model: nn.Module, positional: tuple[Any, ...],
+                         inputs: tuple[Any, ...], kwargs: dict[str, Any] | None) -> CompileState:
+    """Compile until the measured time is the budget's fraction of ``model``'s (``meet_latency``), each
+    candidate timed in a fresh process where the models can be handed to one; the report says where."""
+    dense_args, pruned_args = (timing_inputs(x, budget.batch) for x in (positional, inputs))
+    timer = FreshProcessTimer(model, dense_args, kwargs, budget.threads) if budget.fresh_process else None
+
+    def time_pair(state: CompileState) -> float:
+        pruned = materialize(state.gm)
+        fresh = None if timer is None else timer(pruned, pruned_args)
+        if fresh is not None:
+            return fresh
+        return measured_fraction(lambda: model(*dense_args, **(kwargs or {})), lambda: pruned(*pruned_args),
+                                 [model, pruned], num_threads=budget.threads)
+
+    try:
+        state = meet_latency(compile_once, time_pair, budget)
+    finally:
+        if timer is not None:
+            timer.close()
+    where = "a fresh process" if timer is not None and not timer.reason else \
+        f"the compiling process ({timer.reason if timer is not None else 'budget.fresh_process = false'})"
+    return state.with_(artifacts={**state.artifacts, RESULT: {**state.artifacts[RESULT], "measured_in": where}})
 
 
 def _trace_context(leaf_modules: tuple[type, ...], capture: str | None,
