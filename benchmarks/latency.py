@@ -203,23 +203,18 @@ def table(rows: list[dict[str, Any]], batch: int) -> str:
     return "\n".join(lines)
 
 
-def measured_alone(name: str, argv: list[str], run: str) -> dict[str, Any]:
+def measured_alone(name: str, args: argparse.Namespace, run: str) -> dict[str, Any]:
     """One model's row, measured in a fresh process: a model measured after others inherits their heap
     and cache state (dense mobilenet_v2 at batch 1 measured 16 ms after five other models, 20-24 ms
     alone in four fresh processes), and every model should be timed in the same conditions."""
     import subprocess
     import tempfile
 
-    rest, skip = [], False
-    for arg in argv:  # the parent's options without --models and --json
-        if skip and not arg.startswith("--"):
-            continue
-        skip = arg in ("--models", "--json")
-        if not skip:
-            rest.append(arg)
+    settings = ["--threads", str(args.threads), "--batches", *map(str, args.batches), "--repeats",
+                str(args.repeats), "--repeats-large", str(args.repeats_large), *(["--ort"] if args.ort else [])]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.jsonl"
-        subprocess.run([sys.executable, __file__, "--models", name, "--json", str(out), "--run", run, *rest],
+        subprocess.run([sys.executable, __file__, "--models", name, "--json", str(out), "--run", run, *settings],
                        check=True, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text().splitlines()[-1])
 
@@ -250,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     run = args.run or time.strftime("%Y-%m-%dT%H:%M", time.gmtime())
     for name in args.models:
-        row = measured_alone(name, argv or sys.argv[1:], run) if len(args.models) > 1 else \
+        row = measured_alone(name, args, run) if len(args.models) > 1 else \
             {**measure(name, args), "run": run, "loadavg": [round(v, 2) for v in os.getloadavg()],
              "torch": torch.__version__}
         rows.append(row)

@@ -180,8 +180,7 @@ def _meet_latency_budget(compile_once: Any, budget: Any, model: nn.Module, posit
     finally:
         if timer is not None:
             timer.close()
-    where = "a fresh process" if timer is not None and not timer.reason else \
-        f"the compiling process ({timer.reason if timer is not None else 'budget.fresh_process = false'})"
+    where = timer.measured_in if timer is not None else "the compiling process (budget.fresh_process = false)"
     return state.with_(artifacts={**state.artifacts, RESULT: {**state.artifacts[RESULT], "measured_in": where}})
 
 

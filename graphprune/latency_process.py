@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from graphprune.loading import save_pt
+
 TIMEOUT_S = 900
 
 
@@ -44,14 +46,17 @@ class FreshProcessTimer:
         except Exception as exc:  # noqa: BLE001 - any refusal of pickle means: measure here
             self.reason = f"the dense model cannot be saved for another process ({_first_line(exc)})"
 
+    @property
+    def measured_in(self) -> str:
+        """Where the candidates were timed, for the report."""
+        return f"the compiling process ({self.reason})" if self.reason else "a fresh process"
+
     def _path(self, name: str) -> str:
         return str(Path(self._dir.name) / name)
 
     def __call__(self, pruned: nn.Module, pruned_args: tuple[Any, ...]) -> float | None:
         if self.reason:
             return None
-        from graphprune.loading import save_pt
-
         try:
             save_pt(pruned, self._path("pruned.pt"))
             torch.save(pruned_args, self._path("pruned_args.pt"))
